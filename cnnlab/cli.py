@@ -19,6 +19,9 @@ from cnnlab.errors import CnnlabError
 # Modules that contribute sub-commands, in the order `cnnlab --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "cnnlab.inspect",
+    "cnnlab.diagram",
+    "cnnlab.compare",
+    "cnnlab.pictures",
 )
 
 

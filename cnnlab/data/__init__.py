@@ -1,0 +1,93 @@
+"""cnnlab's data layer: files on disk -> uint8 tensors -> augmented, normalised batches on the device.
+
+    from cnnlab import data
+    train = data.load("fashion-mnist", "train")
+    stats = data.compute_stats(train)
+    aug = data.AugmentConfig(input_size=28, pad=2)
+    loader = data.BatchLoader(train, 128, train=True, aug=aug, stats=stats, seed=0, device="cpu")
+    for x, y in loader.epoch(0): ...
+
+See docs/data.md for the data sets, where they are looked for, and the augmentation's details.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.data.augment import (
+    NORMALIZE,
+    PCA_SCALES,
+    VIEWS,
+    AugmentConfig,
+    Augmenter,
+    crop_flip,
+    eval_views,
+    lighting_offsets,
+)
+from cnnlab.data.dataset import ArrayDataset
+from cnnlab.data.folder import FolderDataset, read_image
+from cnnlab.data.loader import BatchLoader, derive_seed, shard_indices
+from cnnlab.data.preprocess import preprocess_files
+from cnnlab.data.sources import cache_dir, load, names
+from cnnlab.data.stats import DataStats, compute_stats
+
+__all__ = [
+    "NORMALIZE",
+    "PCA_SCALES",
+    "VIEWS",
+    "ArrayDataset",
+    "AugmentConfig",
+    "Augmenter",
+    "BatchLoader",
+    "DataStats",
+    "FolderDataset",
+    "add_data_args",
+    "cache_dir",
+    "compute_stats",
+    "crop_flip",
+    "derive_seed",
+    "eval_views",
+    "lighting_offsets",
+    "load",
+    "load_from_args",
+    "names",
+    "preprocess_files",
+    "read_image",
+    "shard_indices",
+]
+
+
+def add_data_args(parser: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
+    """The data flags every command that reads a data set shares."""
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        default=default,
+        required=default is None,
+        metavar="NAME",
+        help=f"one of {', '.join(names())} (default: {default})",
+    )
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the data set's files are (default: the system location, then ~/.cache/cnnlab)",
+    )
+    g.add_argument(
+        "--download", action="store_true", help="fetch a missing data set through torchvision (needs a network)"
+    )
+    g.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
+    )
+
+
+def load_from_args(args: argparse.Namespace, split: str) -> ArrayDataset | FolderDataset:
+    """`load` with the flags `add_data_args` added."""
+    return load(
+        args.dataset,
+        split,
+        data_dir=args.data_dir,
+        download=args.download,
+        skip_bad_images=args.skip_bad_images,
+    )

@@ -1,0 +1,224 @@
+"""The AlexNet paper's augmentation (section 4.1) and test views, done on whole batches on the device.
+
+A training batch goes: uint8 batch on the device -> (resize to the base side) -> pad -> one gather that
+crops every image at its own offset and mirrors the chosen ones -> float -> (resize to the model's input)
+-> one fused multiply-add that normalises and adds each image's PCA lighting. No per-image Python.
+
+Randomness is drawn on the CPU from the generator the loader passes in, so a seed gives the same crops,
+flips and lighting on every device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data.stats import DataStats
+from cnnlab.errors import CnnlabError
+
+NORMALIZE = ("channel", "pixel", "none")
+PCA_SCALES = ("std", "eigenvalue")
+VIEWS = {"center": 1, "flip": 2, "tencrop": 10}
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What happens to an image between the data set and the network.
+
+    input_size: the side the model takes (227 for AlexNet, 224 for VGG, 28/32 for the small nets).
+    resize: side of the square the crops are taken from (the paper's 256); None keeps the native size.
+        Folder images are always brought to this side (None: input_size) when decoded.
+    random_crop / pad: training crops at random offsets from the (padded) base image; else the centre.
+    flip: mirror half the training images (section 4.1).
+    pca_std: std of the lighting coefficients alpha_i (0.1 in section 4.1; 0 turns lighting off).
+    pca_scale: how alpha_i scales each principal axis p_i: "std" by sqrt(lambda_i), the standard deviation
+        of the data along p_i (default); "eigenvalue" by lambda_i itself, the paper's formula read
+        literally in [0, 1] pixel units. See docs/data.md.
+    normalize: "channel" (x - mean_c) / std_c, "pixel" x - mean image (the paper's), or "none" (x in [0, 1]).
+    """
+
+    input_size: int
+    resize: int | None = None
+    random_crop: bool = True
+    pad: int = 0
+    flip: bool = True
+    pca_std: float = 0.0
+    normalize: str = "channel"
+    pca_scale: str = "std"
+
+    def __post_init__(self) -> None:
+        if self.input_size < 1:
+            raise CnnlabError(f"input size must be positive, got {self.input_size}")
+        if self.resize is not None and self.resize < 1:
+            raise CnnlabError(f"resize side must be positive, got {self.resize}")
+        if self.pad < 0:
+            raise CnnlabError(f"crop padding must be >= 0, got {self.pad}")
+        if self.pca_std < 0:
+            raise CnnlabError(f"PCA lighting std must be >= 0, got {self.pca_std}")
+        if self.normalize not in NORMALIZE:
+            raise CnnlabError(f"unknown normalisation {self.normalize!r}; choose one of {', '.join(NORMALIZE)}")
+        if self.pca_scale not in PCA_SCALES:
+            raise CnnlabError(f"unknown PCA scale {self.pca_scale!r}; choose one of {', '.join(PCA_SCALES)}")
+
+    @classmethod
+    def paper(cls, input_size: int = 227) -> AugmentConfig:
+        """Section 4.1: 256x256 images, random input_size patches and their mirrors, PCA lighting with
+        alpha ~ N(0, 0.1), per-pixel mean subtracted (section 2)."""
+        return cls(input_size, resize=256, random_crop=True, flip=True, pca_std=0.1, normalize="pixel")
+
+    @classmethod
+    def plain(cls, input_size: int, normalize: str = "channel") -> AugmentConfig:
+        """No augmentation: the centre crop (or the whole image) at input_size, normalised."""
+        return cls(input_size, random_crop=False, flip=False, normalize=normalize)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def center_offset(size: int, crop: int) -> int:
+    """torchvision's centre-crop offset (round half to even), so centre crops match it pixel for pixel."""
+    return int(round((size - crop) / 2.0))
+
+
+def crop_flip(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int, flip: torch.Tensor | None) -> torch.Tensor:
+    """Crop image b of x [B, C, H, W] at (top[b], left[b]) to size x size, mirrored where flip[b].
+
+    One gather over a flat index shared by the channels: the mirror is folded into the column index, so
+    crop and flip cost one pass over the output (no padding or flipping copies of the input).
+    """
+    B, C, H, W = x.shape
+    ar = torch.arange(size, device=x.device)
+    cols = ar.expand(B, size) if flip is None else torch.where(flip[:, None], size - 1 - ar, ar)
+    rows = top[:, None] + ar  # [B, size]
+    cols = left[:, None] + cols
+    flat = (rows[:, :, None] * W + cols[:, None, :]).view(B, 1, size * size).expand(B, C, size * size)
+    return x.reshape(B, C, H * W).gather(2, flat).view(B, C, size, size)
+
+
+def eval_views(x: torch.Tensor, views: str, input_size: int) -> torch.Tensor:
+    """Test views of a batch x [N, C, H, W] as [V, N, C, s, s] (s = input_size).
+
+    center: the centre crop (V=1); flip: it and its mirror (V=2); tencrop: the centre and the four corner
+    crops, then the mirrors of those five in the same order (V=10; view i + 5 mirrors view i), the
+    paper's test-time views (section 4.1) whose softmax outputs are averaged.
+    """
+    if views not in VIEWS:
+        raise CnnlabError(f"unknown test views {views!r}; choose one of {', '.join(VIEWS)}")
+    H, W = x.shape[-2:]
+    s = input_size
+    if s > H or s > W:
+        raise CnnlabError(f"cannot take {s}x{s} test crops from {H}x{W} images; resize them first")
+    top, left = center_offset(H, s), center_offset(W, s)
+    crops = [x[..., top : top + s, left : left + s]]
+    if views == "tencrop":
+        for t, l in ((0, 0), (0, W - s), (H - s, 0), (H - s, W - s)):
+            crops.append(x[..., t : t + s, l : l + s])
+    out = torch.stack(crops)
+    return out if views == "center" else torch.cat([out, out.flip(-1)])
+
+
+def lighting_offsets(
+    alpha: torch.Tensor, eigvals: torch.Tensor, eigvecs: torch.Tensor, scale: str = "std"
+) -> torch.Tensor:
+    """Section 4.1's colour shift per image: sum_i alpha_i * s_i * p_i, [B, C] in [0, 1] pixel units, with
+    s_i = sqrt(lambda_i) ("std") or lambda_i ("eigenvalue"); alpha [B, C], eigvecs' columns the p_i."""
+    s = eigvals.sqrt() if scale == "std" else eigvals
+    return (alpha * s.to(alpha)) @ eigvecs.to(alpha).T
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    x = x if x.is_floating_point() else x.float()
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+class Augmenter:
+    """The batch pipeline for one configuration, one set of statistics and one source geometry."""
+
+    def __init__(self, aug: AugmentConfig, stats: DataStats, image_size: tuple[int, int], device: torch.device | str) -> None:
+        self.aug = aug
+        self.stats = stats
+        self.device = torch.device(device)
+        self.native = (int(image_size[0]), int(image_size[1]))
+        self.base = (aug.resize, aug.resize) if aug.resize else self.native
+        # Crops never exceed the base image; a smaller base (28 for AlexNet's 227) is upsampled afterwards.
+        self.crop = min(aug.input_size, *self.base)
+        dev, C = self.device, stats.channels
+        mean, std = stats.mean.to(dev), stats.std.to(dev).clamp_min(1e-6)
+        self.mean_image: torch.Tensor | None = None
+        if aug.normalize == "channel":
+            self.scale = (1.0 / (255.0 * std)).view(1, C, 1, 1)
+            self.shift, self.gain = -mean / std, 1.0 / std
+        else:
+            self.scale = torch.full((1, C, 1, 1), 1.0 / 255.0, device=dev)
+            self.shift, self.gain = torch.zeros(C, device=dev), torch.ones(C, device=dev)
+        if aug.normalize == "pixel":
+            # The mean image is subtracted at the base geometry, before cropping (section 2), so a crop
+            # has the matching part of the mean removed; it is stored at the training set's size.
+            self.mean_image = _resize(stats.mean_image.to(dev)[None], self.base)[0]
+            self.scale = torch.ones_like(self.scale)
+        self.eigvals, self.eigvecs = stats.eigvals.to(dev), stats.eigvecs.to(dev)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[-2:]) != self.native or x.shape[1] != self.stats.channels:
+            raise ValueError(
+                f"batch {tuple(x.shape)} does not match the augmenter's {self.stats.channels}x{self.native}"
+            )
+
+    def _to_base(self, x: torch.Tensor) -> torch.Tensor:
+        x = _resize(x, self.base)
+        if self.mean_image is not None:
+            x = x.float().div(255.0).sub_(self.mean_image)  # div makes a new tensor: the input is kept
+        return x
+
+    def _finish(self, x: torch.Tensor, light: torch.Tensor | None) -> torch.Tensor:
+        # One multiply-add: uint8 or float in, float32 out, normalised, lighting included.
+        shift = self.shift[None] if light is None else self.shift[None] + light * self.gain[None]
+        return torch.addcmul(shift[:, :, None, None], x, self.scale)
+
+    def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A training batch: uint8 [B, C, H, W] (on the device) -> float32 [B, C, s, s]."""
+        self._check(x)
+        aug, B = self.aug, x.shape[0]
+        (bh, bw), c, p = self.base, self.crop, aug.pad if aug.random_crop else 0
+        # All randomness from `gen`, on the CPU, in a fixed order: crops, flips, lighting.
+        if aug.random_crop:
+            top = torch.randint(0, bh + 2 * p - c + 1, (B,), generator=gen)
+            left = torch.randint(0, bw + 2 * p - c + 1, (B,), generator=gen)
+        else:
+            top = torch.full((B,), center_offset(bh, c), dtype=torch.int64)
+            left = torch.full((B,), center_offset(bw, c), dtype=torch.int64)
+        flip = torch.rand(B, generator=gen) < 0.5 if aug.flip else None
+        alpha = torch.randn(B, self.stats.channels, generator=gen) * aug.pca_std if aug.pca_std > 0 else None
+        dev = self.device
+        x = self._to_base(x)
+        if p:
+            x = F.pad(x, (p, p, p, p))  # zeros: black in channel/none mode, the mean in pixel mode
+        x = crop_flip(x, top.to(dev), left.to(dev), c, None if flip is None else flip.to(dev))
+        if c != aug.input_size:
+            x = _resize(x, (aug.input_size, aug.input_size))
+        light = None
+        if alpha is not None:
+            light = lighting_offsets(alpha.to(dev), self.eigvals, self.eigvecs, aug.pca_scale)
+        return self._finish(x, light)
+
+    def eval(self, x: torch.Tensor, views: str = "center") -> torch.Tensor:
+        """An evaluation batch: uint8 [B, C, H, W] -> float32 [V, B, C, s, s]."""
+        self._check(x)
+        B, s = x.shape[0], self.aug.input_size
+        v = eval_views(self._to_base(x), views, self.crop)
+        V = v.shape[0]
+        v = v.reshape(V * B, *v.shape[2:])
+        if self.crop != s:
+            v = _resize(v, (s, s))
+        return self._finish(v, None).view(V, B, -1, s, s)

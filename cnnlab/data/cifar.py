@@ -1,0 +1,146 @@
+"""CIFAR-10's python batches (`cifar-10-batches-py/`), read with an unpickler that cannot run code.
+
+The official files are Python 2 pickles of dicts: `data` a uint8 numpy array [10000, 3072] (1024 red,
+then 1024 green, then 1024 blue values, each plane row-major), `labels` a list of ints, plus
+`batch_label` and `filenames`; `batches.meta` holds `label_names`. A pickle can name any importable
+callable and call it while loading, so a downloaded batch is only as safe as its unpickler: ours resolves
+only the few numpy globals that rebuild an array and refuses everything else.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.data.dataset import ArrayDataset, check_labels
+from cnnlab.errors import CnnlabError
+
+try:  # numpy >= 2 moved numpy.core to numpy._core; old pickles still name numpy.core.
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCHES = ["test_batch"]
+FOLDER = "cifar-10-batches-py"
+
+# Every global a CIFAR batch needs: numpy's array reconstructors (old and new module names, pickle
+# protocols 2 and 5) and codecs.encode, which Python 3 uses to pickle bytes under protocol 2.
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+for _mod in ("numpy.core", "numpy._core"):
+    _ALLOWED[(f"{_mod}.multiarray", "_reconstruct")] = _multiarray._reconstruct
+    _ALLOWED[(f"{_mod}.multiarray", "scalar")] = _multiarray.scalar
+    _ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer
+
+
+class _Refused(Exception):
+    pass
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, tuples, bytes, strings, numbers and numpy arrays; nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
+def load_pickle(path: Path) -> dict[str, Any]:
+    """One CIFAR pickle as a dict with str keys; a hostile or broken file is a CnnlabError."""
+    if not path.is_file():
+        raise CnnlabError(f"{path} is missing; the CIFAR-10 folder is incomplete, get it again")
+    blob = path.read_bytes()
+    if not blob:
+        raise CnnlabError(f"{path} is empty (0 bytes): delete it and get CIFAR-10 again")
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
+    except _Refused as exc:
+        raise CnnlabError(
+            f"{path} refers to {exc}, which a CIFAR-10 batch never holds; refusing to load it "
+            "(the file may be malicious): get CIFAR-10 from its official site"
+        ) from None
+    except Exception as exc:  # any malformed pickle: truncated, wrong opcodes, bad array state
+        raise CnnlabError(f"{path} is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise CnnlabError(f"{path} holds a {type(obj).__name__}, not the dict of a CIFAR-10 batch")
+    return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [n, 3, 32, 32], labels int64 [n]) from one data batch."""
+    batch = load_pickle(path)
+    for key in ("data", "labels"):
+        if key not in batch:
+            raise CnnlabError(
+                f"{path} has no '{key}' entry (keys: {sorted(batch)}); not a CIFAR-10 batch or damaged"
+            )
+    data, labels = batch["data"], batch["labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = list(data.shape) if isinstance(data, np.ndarray) else type(data).__name__
+        raise CnnlabError(f"{path}: 'data' should be a uint8 array [n, 3072], found {shape}")
+    try:
+        label_arr = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise CnnlabError(f"{path}: 'labels' is not a list of integers") from None
+    if label_arr.shape != (data.shape[0],):
+        raise CnnlabError(
+            f"{path} holds {data.shape[0]} images but {label_arr.size} labels; the batch is damaged"
+        )
+    return data.reshape(-1, 3, 32, 32), label_arr
+
+
+def read_classes(folder: Path) -> list[str]:
+    """Class names from `batches.meta`, or the official list when the file is absent."""
+    meta_path = folder / "batches.meta"
+    if not meta_path.exists():
+        return list(CLASSES)
+    meta = load_pickle(meta_path)
+    if "label_names" not in meta:
+        raise CnnlabError(f"{meta_path} has no 'label_names' entry; the file is damaged")
+    return [_text(n) for n in meta["label_names"]]
+
+
+def load_cifar10(folder: Path, split: str) -> ArrayDataset:
+    """The train (5 batches, 50,000 images) or test (10,000) split of a `cifar-10-batches-py` folder."""
+    classes = read_classes(folder)
+    parts = [read_batch(folder / n) for n in (TRAIN_BATCHES if split == "train" else TEST_BATCHES)]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    check_labels(labels, len(classes), str(folder))
+    return ArrayDataset("cifar10", split, images, labels, classes, source=str(folder))
+
+
+def write_batch(path: Path, images: np.ndarray, labels: list[int], protocol: int = 2) -> None:
+    """Write a batch in the official layout (bytes keys as Python 2 wrote them): for tests and subsets."""
+    data = np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1)
+    obj = {
+        b"batch_label": b"written by cnnlab",
+        b"labels": [int(v) for v in labels],
+        b"data": data,
+        b"filenames": [f"img_{i}.png".encode() for i in range(len(data))],
+    }
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+
+
+def write_meta(folder: Path, classes: list[str], protocol: int = 2) -> None:
+    obj = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in classes], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(obj, protocol=protocol))

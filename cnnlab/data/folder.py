@@ -1,0 +1,223 @@
+"""ImageNet-style folders: `PATH/train/<class>/*` and `PATH/val/<class>/*`, any format Pillow reads.
+
+Files are checked once when the data set is opened (a fast pass: Pillow's structural verify, plus a full
+decode only where verify proves little), so a broken file is reported before training starts, not hours
+into it. Decoding proper happens in DataLoader workers (`BatchLoader(num_workers=...)`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from cnnlab.errors import CnnlabError
+
+# Formats Pillow can open without outside programs (EPS needs Ghostscript, the rest are stubs).
+_NO_READER = {"EPS", "PDF", "HDF5", "GRIB", "BUFR", "MPEG", "WMF"}
+IMAGE_EXTENSIONS = frozenset(
+    ext.lower()
+    for ext, fmt in Image.registered_extensions().items()
+    if fmt in Image.OPEN and fmt not in _NO_READER
+)
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def to_mode(im: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow image as 8-bit RGB (channels=3) or L (channels=1).
+
+    16-bit grey is scaled by 1/257 (65535 -> 255): Pillow's own convert would clip it at 255. Palette
+    images with transparency go through RGBA so Pillow applies the palette's alpha entries; alpha is then
+    dropped, as torchvision's decoders do.
+    """
+    if im.mode in _SIXTEEN_BIT:
+        arr = np.asarray(im, dtype=np.float64) / 257.0
+        im = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    elif im.mode == "F":
+        im = Image.fromarray(np.clip(np.rint(np.asarray(im)), 0, 255).astype(np.uint8), mode="L")
+    elif im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    target = "RGB" if channels == 3 else "L"
+    if im.mode == target:
+        return im
+    if target == "L" and im.mode not in ("L", "LA", "RGB", "RGBA", "1"):
+        im = im.convert("RGB")  # CMYK, YCbCr, ...: via RGB, the conversion Pillow defines for them
+    return im.convert(target)
+
+
+def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None = None) -> torch.Tensor:
+    """Decode one file to uint8 [channels, H, W]; with `side`, shorter side resized to `side`, then the
+    centre `side` x `side` square (the paper's test geometry, section 2: rescale to 256, crop the centre).
+    """
+    try:
+        with Image.open(path) as im:
+            if side is not None and im.format == "JPEG":
+                im.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
+            im = to_mode(ImageOps.exif_transpose(im), channels)
+            if side is not None:
+                im = TF.center_crop(TF.resize(im, [side], antialias=True), [side, side])
+            arr = np.asarray(im, dtype=np.uint8)
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...) for bad files
+        raise CnnlabError(f"{path}: cannot decode the image ({exc}); fix or delete the file") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def verify_image(path: str) -> str | None:
+    """Why `path` is unreadable, or None. Fast for PNG (verify checks every chunk's CRC up to IEND) and
+    for JPEG (verify + the end-of-image marker, decoding fully only when the marker is missing)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                fmt = im.format
+                im.verify()
+            if fmt == "PNG":
+                return None
+            if fmt in ("JPEG", "MPO"):
+                with open(path, "rb") as f:
+                    f.seek(max(0, os.path.getsize(path) - 64))
+                    if b"\xff\xd9" in f.read():
+                        return None
+            with Image.open(path) as im:  # other formats, or a JPEG without its end marker
+                im.load()
+    except Exception as exc:  # Pillow raises many types for broken files; each is a reason to report
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
+def _list_images(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            Path(dirpath) / f
+            for f in filenames
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(found)
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def split_folder(root: Path, split: str) -> Path:
+    """`root/train`, or for the held-out split `root/val` (or `root/test`)."""
+    if not root.is_dir():
+        raise CnnlabError(
+            f"image folder {root} does not exist; --dataset folder:PATH wants PATH/train/<class>/* "
+            "and PATH/val/<class>/*"
+        )
+    names = ["train"] if split == "train" else ["val", "test"]
+    for n in names:
+        if (root / n).is_dir():
+            return root / n
+    raise CnnlabError(
+        f"{root} has no {' or '.join(n + '/' for n in names)} folder; expected {root}/train/<class>/* "
+        f"and {root}/val/<class>/*"
+    )
+
+
+class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Image files with labels from their class folder; items are uint8 [3, H, W] at the file's size."""
+
+    channels = 3
+
+    def __init__(self, root: str | os.PathLike[str], split: str, skip_bad_images: bool = False) -> None:
+        self.root = Path(root).expanduser()
+        self.split = split
+        self.name = f"folder:{root}"
+        self.source = str(self.root)
+        split_dir = split_folder(self.root, split)
+        present = _class_dirs(split_dir)
+        if not present:
+            loose = _list_images(split_dir)
+            hint = f" ({len(loose)} images lie directly inside: move them into a subfolder per class)"
+            raise CnnlabError(f"{split_dir} has no class folders{hint if loose else ''}; expected {split_dir}/<class>/*")
+        # Class indices always come from train/, so a val/ lacking a class still labels the rest right.
+        train_dir = self.root / "train"
+        self.classes = _class_dirs(train_dir) if split != "train" and train_dir.is_dir() else present
+        unknown = sorted(set(present) - set(self.classes))
+        if unknown:
+            raise CnnlabError(
+                f"{split_dir} has class folders that {train_dir} lacks: {', '.join(unknown[:5])}; "
+                "the two splits must use the same class names"
+            )
+        files: list[tuple[Path, int]] = []
+        for name in present:
+            images = _list_images(split_dir / name)
+            if not images:
+                raise CnnlabError(
+                    f"class folder {split_dir / name} has no images (readable extensions: .jpg, .png, "
+                    "...); add images or remove the folder"
+                )
+            label = self.classes.index(name)
+            files.extend((p, label) for p in images)
+        self.skipped: list[str] = []
+        self.skip_reasons: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+            reasons = list(pool.map(verify_image, [str(p) for p, _ in files], chunksize=64))
+        bad = [(str(p), r) for (p, _), r in zip(files, reasons, strict=True) if r is not None]
+        if bad and not skip_bad_images:
+            path, reason = bad[0]
+            more = f" ({len(bad)} unreadable files in all)" if len(bad) > 1 else ""
+            raise CnnlabError(
+                f"{path}: unreadable image ({reason}){more}; fix or delete it, or pass --skip-bad-images"
+            )
+        self.skipped = [p for p, _ in bad]
+        self.skip_reasons = dict(bad)
+        self.samples = [(str(p), y) for (p, y), r in zip(files, reasons, strict=True) if r is None]
+        left = {y for _, y in self.samples}
+        for name in present:
+            if self.classes.index(name) not in left:
+                raise CnnlabError(f"class folder {split_dir / name}: every image in it is unreadable")
+        self.labels = torch.tensor([y for _, y in self.samples], dtype=torch.int64)
+        self._digest: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return read_image(path, self.channels), label
+
+    def read(self, index: int, side: int | None) -> torch.Tensor:
+        """The image at the loader's base geometry (shorter side `side`, centre square)."""
+        return read_image(self.samples[index][0], self.channels, side)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def identity(self) -> dict[str, Any]:
+        """Name, split, count and a hash of (relative path, size, label) for each file: cheap to compute
+        for a million files, and it changes when a file is added, removed, relabelled or rewritten."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            for path, label in self.samples:
+                h.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\0{label}\n".encode())
+            self._digest = h.hexdigest()
+        return {
+            "name": self.name,
+            "split": self.split,
+            "count": len(self),
+            "classes": len(self.classes),
+            "skipped": len(self.skipped),
+            "sha256": self._digest,
+        }
+
+    def __repr__(self) -> str:
+        return f"FolderDataset({str(self.root)!r}, {self.split!r}, {len(self)} images, {len(self.classes)} classes)"

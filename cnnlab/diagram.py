@@ -1,0 +1,149 @@
+"""The architecture as a picture, like Keras' `plot_model` (SPEC section 5).
+
+torchview records the forward pass (on the meta device: shapes only, no arithmetic) and builds a graphviz
+graph; we relabel its boxes with the layer names users know (conv1, features.0, inception3a.branch2) and
+the layer's settings, and let Debian's graphviz `dot` lay it out as SVG or PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlab.counting import is_lrn
+from cnnlab.errors import CnnlabError
+from cnnlab.inspect import default_input_size, model_device, parse_input_size, run_named
+
+FORMATS = ("svg", "png")
+
+
+def _settings(m: nn.Module) -> str:
+    """The numbers a reader of the paper's table looks for: kernel/stride, pad, groups, units."""
+    if isinstance(m, nn.Conv2d):
+        k, s, p = m.kernel_size, m.stride, m.padding
+        text = f"{m.out_channels} {k[0]}x{k[1]}/{s[0]}" + (f" pad {p[0]}" if p != (0, 0) else "")
+        return text + (f" groups {m.groups}" if m.groups > 1 else "")
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return f"{m.kernel_size}/{m.stride}"
+    if isinstance(m, nn.Linear):
+        return f"{m.out_features} units"
+    if is_lrn(m):
+        return f"n={m.size} alpha={m.alpha:g} beta={m.beta:g} k={m.k:g}"
+    if isinstance(m, nn.Dropout):
+        return f"p={m.p:g}"
+    return ""
+
+
+def _shape(shapes: list[tuple[int, ...]]) -> str:
+    return ", ".join("x".join(map(str, s[1:])) or "scalar" for s in shapes)  # drop the batch dimension
+
+
+def _walk(hierarchy: Any) -> Iterator[Any]:
+    if isinstance(hierarchy, dict):
+        for key, children in hierarchy.items():
+            yield key
+            for child in children:
+                yield from _walk(child)
+    else:
+        yield hierarchy
+
+
+def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None = None) -> Any:
+    """A `graphviz.Digraph` of `model` (built on any device; meta is fastest) with our labels."""
+    from torchview import draw_graph
+    from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
+
+    names = {id(m): name for name, m in model.named_modules()}
+    modules = {id(m): m for m in model.modules()}
+    depth_limit: float = float("inf") if depth is None else depth
+    g = draw_graph(
+        model,
+        input_size=(1, *input_size),
+        device=model_device(model),
+        depth=depth_limit,
+        expand_nested=True,
+        graph_name=type(model).__name__,
+    )
+
+    def label(node: Any) -> str:
+        if isinstance(node, TensorNode):
+            title, rows = node.name.replace("-tensor", ""), [_shape([node.tensor_shape])]
+        elif isinstance(node, ModuleNode):
+            m = modules[node.compute_unit_id]
+            title = f"<B>{html.escape(names.get(node.compute_unit_id) or type(m).__name__)}</B>"
+            rows = [" ".join(filter(None, [type(m).__name__, _settings(m)])), _shape(node.output_shape)]
+        else:
+            assert isinstance(node, FunctionNode)
+            title, rows = html.escape(node.name), [_shape(node.output_shape)]
+        # The first cell holds our own markup (bold); the others are escaped text.
+        cells = f"<TR><TD>{title}</TD></TR>" + "".join(f"<TR><TD>{html.escape(r)}</TD></TR>" for r in rows)
+        return f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">{cells}</TABLE>>'
+
+    # Name the dashed cluster boxes after the block (features, inception3a) instead of its class.
+    for node in _walk(g.node_hierarchy):
+        if isinstance(node, ModuleNode) and node.compute_unit_id in names:
+            node.name = names[node.compute_unit_id] or type(modules[node.compute_unit_id]).__name__
+    g.get_node_label = label  # type: ignore[method-assign]  # torchview calls it while rendering
+    g.visual_graph.body.clear()
+    g.node_set, g.edge_list = set(), []
+    g.fill_visual_graph()
+    g.visual_graph.graph_attr.pop("size", None)  # natural size: torchview's cap makes big nets unreadable
+    return g.visual_graph
+
+
+def write(
+    model: nn.Module, input_size: tuple[int, int, int], path: str | Path, depth: int | None = None
+) -> Path:
+    """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise CnnlabError(f"cannot write {path.name}: the diagram file must end in .svg or .png")
+    if shutil.which("dot") is None:
+        raise CnnlabError("graphviz's `dot` program is not installed: apt-get install graphviz")
+    data = graph(model, input_size, depth).pipe(format=fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """torchview re-raises a forward's error as RuntimeError; find the model's own CnnlabError inside."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, CnnlabError):
+            return cause
+        cause = cause.__cause__
+    return exc
+
+
+def _cmd_diagram(args: argparse.Namespace) -> int:
+    size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
+
+    def draw(model: nn.Module) -> Path:
+        try:
+            return write(model, size, args.output, args.depth)
+        except RuntimeError as exc:
+            found = _unwrap(exc)
+            if isinstance(found, CnnlabError):
+                raise found from None
+            raise
+
+    print(f"wrote {run_named(args.name, args.num_classes, size[0], draw)}")
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
+    p.add_argument("name", help="model name (see `cnnlab models`)")
+    p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
+    p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--depth", type=int, help="how deep to open nested blocks (default: every layer)")
+    p.set_defaults(func=_cmd_diagram)

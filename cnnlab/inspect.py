@@ -1,0 +1,374 @@
+"""Look at a network before training it: the Keras-style layer table, FLOPs, memory, size formulas.
+
+`layer_table` runs one forward pass with hooks on every leaf module and records, in execution order, each
+layer's output shape, parameters, FLOPs and output bytes, plus the worked output-size formula
+floor((in + 2*pad - kernel) / stride) + 1 for convolutions and pools (SPEC section 5). Big nets are built
+on PyTorch's meta device, so the pass computes shapes only and takes milliseconds even for VGG-19. The FLOP
+convention (a multiply-add counts 2) is in `cnnlab.counting`. Functional ops inside a block's forward
+(GoogLeNet's concatenation, the two-tower exchange) cost 0 FLOPs, but the block gets its own row when it
+makes a new tensor, because that tensor takes memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from cnnlab.counting import layer_flops, layer_formula, misfit_note
+from cnnlab.errors import CnnlabError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One executed leaf layer (or a block whose forward made a new tensor, e.g. a concatenation)."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]  # one sample, without the batch dimension
+    params: int
+    trainable: int
+    param_bytes: int
+    flops: int  # per image, a multiply-add counts 2
+    activation_bytes: int  # the output at the traced batch size, float32
+    shares_input: bool = False  # in-place op or view: no new memory, left out of the total
+    formula: str | None = None
+    note: str | None = None
+    ran: bool = True  # False for parameters the forward never used (GoogLeNet's auxiliary heads in eval)
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable: int
+    flops: int  # per image
+    activation_bytes: int  # at the traced batch size, outputs that allocate memory
+    param_bytes: int
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The traced table
+
+
+@dataclass
+class Trace:
+    rows: list[LayerRow]
+    error: CnnlabError | None = None  # set when the forward failed; rows hold the layers that ran
+
+
+def _first_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return x[0]
+    return None
+
+
+def _shares(out: torch.Tensor, inp: torch.Tensor | None) -> str | None:
+    """'in-place' or 'view' when `out` reuses `inp`'s memory (by identity: meta tensors have no address)."""
+    if inp is None:
+        return None
+    if out is inp:
+        return "in-place"
+    base = inp._base if inp._base is not None else inp
+    return "view" if out._base is not None and out._base is base else None
+
+
+def _own_params(m: nn.Module, seen: set[int]) -> tuple[int, int, int]:
+    """(params, trainable, bytes) of `m`'s own parameters not counted before (shared modules count once)."""
+    n = t = b = 0
+    for p in m.parameters(recurse=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n += p.numel()
+        t += p.numel() if p.requires_grad else 0
+        b += p.numel() * p.element_size()
+    return n, t, b
+
+
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1) -> Trace:
+    """Run one eval-mode forward with hooks; on a failure keep the rows so far and the error."""
+    rows: list[LayerRow] = []
+    seen: set[int] = set()
+    state: dict[str, Any] = {"last": None, "spatial": False}
+    modules = list(model.named_modules())
+    leaves = {id(m) for _, m in modules if not any(m.children())}
+
+    def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        out, inp = _first_tensor(output), _first_tensor(args)
+        leaf = id(m) in leaves
+        if out is None or (not leaf and (out is state["last"] or m is model)):
+            return  # a container that only passed its last layer's tensor on
+        n, t, b = _own_params(m, seen)
+        formula = note = None
+        worked = layer_formula(m, inp) if (leaf and inp is not None) else None
+        if worked is not None:
+            formula = worked[0]
+            if not state["spatial"] and isinstance(m, nn.Conv2d) and inp is not None:
+                note = misfit_note(m, int(inp.shape[-2]), worked[1])  # the layer that reads the image
+            state["spatial"] = True
+        shared = _shares(out, inp)
+        if shared:
+            note = shared
+        elif not leaf:
+            note = "block output: its forward joins its layers' outputs (e.g. concatenation)"
+        rows.append(
+            LayerRow(
+                name=name,
+                type=type(m).__name__,
+                output_shape=tuple(out.shape[1:]),
+                params=n,
+                trainable=t,
+                param_bytes=b,
+                flops=layer_flops(m, inp, out) if (leaf and inp is not None) else 0,
+                activation_bytes=out.numel() * out.element_size(),
+                shares_input=shared is not None,
+                formula=formula,
+                note=note,
+            )
+        )
+        state["last"] = out
+
+    handles = [
+        m.register_forward_hook(lambda mod, a, o, name=name: hook(name, mod, a, o))
+        for name, m in modules
+        if name
+    ]
+    was_training = model.training
+    error: CnnlabError | None = None
+    device = model_device(model)
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(batch_size, *input_size, device=device))
+    except CnnlabError as exc:
+        error = exc
+    except RuntimeError as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if device.type == "meta" and "meta" in msg.lower():
+            raise  # the model cannot run on meta; the caller retries on the CPU
+        after = f" after layer '{rows[-1].name}'" if rows else ""
+        size = "x".join(map(str, input_size))
+        error = CnnlabError(
+            f"input {size} does not fit this network{after}: {msg}; try its default --input-size"
+        )
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    if error is None:
+        # Parameters the forward never touched (auxiliary heads run only in training): still counted.
+        for name, m in modules:
+            n, t, b = _own_params(m, seen)
+            if n:
+                rows.append(
+                    LayerRow(
+                        name, type(m).__name__, (), n, t, b, 0, 0, note="not run in eval mode", ran=False
+                    )
+                )
+    return Trace(rows, error)
+
+
+def layer_table(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1) -> list[LayerRow]:
+    """One row per executed leaf layer in execution order; raises the model's `CnnlabError` on a bad input."""
+    result = trace(model, input_size, batch_size)
+    if result.error is not None:
+        raise result.error
+    return result.rows
+
+
+def totals(rows: list[LayerRow]) -> Totals:
+    return Totals(
+        params=sum(r.params for r in rows),
+        trainable=sum(r.trainable for r in rows),
+        flops=sum(r.flops for r in rows),
+        activation_bytes=sum(r.activation_bytes for r in rows if not r.shares_input),
+        param_bytes=sum(r.param_bytes for r in rows),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building named models cheaply
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """'3x227x227', '227x227' or '227' (3 channels assumed) -> (C, H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = [3, parts[0], parts[0]]
+    elif len(parts) == 2:
+        parts = [3, *parts]
+    if len(parts) != 3 or min(parts) < 1:
+        raise CnnlabError(f"bad --input-size {text!r}: write CxHxW such as 3x227x227 (or one side: 227)")
+    return (parts[0], parts[1], parts[2])
+
+
+def default_input_size(name: str) -> tuple[int, int, int]:
+    from cnnlab import models
+
+    side = models.info(name).input_size
+    return (3, side, side)
+
+
+def build(name: str, num_classes: int = 1000, in_channels: int = 3, meta: bool = True) -> nn.Module:
+    """`models.create` on the meta device (no memory, no random init: instant even for VGG-19).
+
+    A model that cannot be built there (one that places its towers on devices) is built on the CPU.
+    """
+    from cnnlab import models
+
+    if meta:
+        try:
+            with torch.device("meta"):
+                return models.create(name, num_classes=num_classes, in_channels=in_channels)
+        except CnnlabError:
+            raise
+        except Exception:
+            pass
+    return models.create(name, num_classes=num_classes, in_channels=in_channels)
+
+
+def run_named(name: str, num_classes: int, in_channels: int, fn: Callable[[nn.Module], T]) -> T:
+    """`fn(model)` on the meta device if the model runs there, else (towers placed on devices) on the CPU."""
+    model = build(name, num_classes, in_channels)
+    if model_device(model).type == "meta":
+        try:
+            return fn(model)
+        except (RuntimeError, NotImplementedError):
+            model = build(name, num_classes, in_channels, meta=False)
+    return fn(model)
+
+
+def trace_named(
+    name: str, input_size: tuple[int, int, int], num_classes: int = 1000, batch_size: int = 1
+) -> Trace:
+    return run_named(name, num_classes, input_size[0], lambda m: trace(m, input_size, batch_size))
+
+
+def count_params(name: str, num_classes: int = 1000) -> int:
+    return sum(p.numel() for p in build(name, num_classes).parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text output
+
+
+def fmt_count(n: float) -> str:
+    """12, 3.4K, 56.7M, 1.43G."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}" if n / div < 100 else f"{n / div:.1f}{unit}"
+    return f"{n:g}"
+
+
+def fmt_bytes(n: float) -> str:
+    for div, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def render(header: list[str], body: list[list[str]], right: set[int]) -> str:
+    """A plain text table; columns in `right` are right-aligned (numbers)."""
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *(line(r) for r in body), rule])
+
+
+def format_table(rows: list[LayerRow], batch_size: int = 1) -> str:
+    """The Keras-style table, then totals and the notes (numbered [n] in the last column)."""
+    notes: dict[str, int] = {}  # note text -> its number; a note shared by many rows is printed once
+    body = []
+    for r in rows:
+        mem = fmt_bytes(r.activation_bytes) + (" *" if r.shares_input else "") if r.ran else "-"
+        extra = r.formula or ""
+        if r.note and not r.shares_input:
+            number = notes.setdefault(r.note, len(notes) + 1)
+            extra = f"{extra} [{number}]".strip()
+        shape = "x".join(map(str, r.output_shape)) if r.ran else "-"
+        body.append([r.name, r.type, shape, f"{r.params:,}", fmt_count(r.flops), mem, extra])
+    header = ["layer", "type", "output", "params", "FLOPs", f"act. (B={batch_size})", "output size"]
+    t = totals(rows)
+    lines = [
+        render(header, body, right={3, 4, 5}),
+        f"total params: {t.params:,} (trainable {t.trainable:,}, non-trainable {t.params - t.trainable:,})",
+        f"FLOPs per image: {fmt_count(t.flops)} (a multiply-add counts 2; x{batch_size} per batch)",
+        f"activation memory at batch {batch_size}: {fmt_bytes(t.activation_bytes)} (float32 layer outputs)",
+        f"parameter memory: {fmt_bytes(t.param_bytes)}",
+    ]
+    if any(r.shares_input for r in rows):
+        lines.append("* in-place or a view of its input: no new memory, not in the activation total")
+    return "\n".join(lines + [f"[{n}] {text}" for text, n in notes.items()])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Commands
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from cnnlab import models
+
+    body = []
+    for name in models.names():
+        info = models.info(name)
+        body.append(
+            [name, info.family, f"{count_params(name, args.num_classes):,}", str(info.input_size), info.paper]
+        )
+    print(
+        render(
+            ["model", "family", f"params ({args.num_classes} classes)", "input", "paper"], body, right={2, 3}
+        )
+    )
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from cnnlab import models
+
+    info = models.info(args.name)  # unknown names fail here with the list of valid ones
+    size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
+    if args.batch_size < 1 or args.num_classes < 1:
+        raise CnnlabError("--batch-size and --num-classes must be at least 1")
+    result = trace_named(args.name, size, args.num_classes, args.batch_size)
+    print(f"{info.name}: {info.description} ({info.paper}); input {'x'.join(map(str, size))}")
+    if result.rows:
+        print(format_table(result.rows, args.batch_size))
+    if result.error is not None:
+        raise result.error
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the models with parameters, input size and paper")
+    p.add_argument("--num-classes", type=int, default=1000, help="classes for the parameter count (1000)")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("summary", help="layer table: output shapes, params, FLOPs, memory, size formulas")
+    p.add_argument("name", help="model name (see `cnnlab models`)")
+    p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=1, help="batch for the activation memory column")
+    p.set_defaults(func=_cmd_summary)

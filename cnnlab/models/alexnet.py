@@ -1,0 +1,396 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) and the variants people actually train.
+
+One table-driven class, `AlexNet`, builds the paper's net, its two-tower grouped form, the half-width net
+and the small-image net; `TorchvisionAlexNet` keeps torchvision's key names so its state dicts load.
+Layer names follow the paper and Caffe: conv1, relu1, norm1, pool1 ... fc6, relu6, drop6, fc7, ..., fc8.
+
+Input size: the paper's text says 224x224, but an 11x11 stride-4 conv only gives the paper's 55x55 maps
+from 227x227 (no padding) or from 224x224 with 2 px of padding: (224 + 4 - 11) // 4 + 1 = 55. We default
+to 227 and offer `input_size=224` (conv1 padding 2); both give the same layer sizes from conv1 on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import layers as L
+from cnnlab.models.registry import register
+
+PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
+TORCHVISION_NOTE = "Krizhevsky 2014, One weird trick for parallelizing CNNs (torchvision's layout)"
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One row of the layer table: a conv with its optional LRN and max-pool (conv -> act -> norm -> pool)."""
+
+    out: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1  # 2 = each tower reads only its own maps (Sec. 3.2)
+    norm: bool = False  # Sec. 3.3: LRN after conv1 and conv2
+    pool: bool = False  # Sec. 3.4: max-pool after norm1, norm2 and conv5
+    bias_one: bool = False  # Sec. 5: bias 1 under init="paper" (conv2, conv4, conv5)
+
+
+def paper_table(widths: Sequence[int], groups: int = 1, conv1_padding: int = 0) -> tuple[ConvSpec, ...]:
+    """The paper's five conv layers (Sec. 3.5, Figure 2) with the given widths."""
+    c1, c2, c3, c4, c5 = widths
+    return (
+        ConvSpec(c1, 11, stride=4, padding=conv1_padding, norm=True, pool=True),  # conv1
+        ConvSpec(c2, 5, padding=2, groups=groups, norm=True, pool=True, bias_one=True),  # conv2
+        ConvSpec(c3, 3, padding=1),  # conv3: the one conv that reads both towers
+        ConvSpec(c4, 3, padding=1, groups=groups, bias_one=True),  # conv4
+        ConvSpec(c5, 3, padding=1, groups=groups, pool=True, bias_one=True),  # conv5
+    )
+
+
+def conv1_padding_for(input_size: object) -> int:
+    """227 -> no padding (Caffe); 224 -> padding 2 (the paper's stated size): both give 55x55 after conv1."""
+    if input_size == 227:
+        return 0
+    if input_size == 224:
+        return 2
+    raise CnnlabError(f"input_size={input_size!r} is not valid: use 227 (no conv1 padding) or 224 (padding 2)")
+
+
+class AlexNet(L.Net):
+    """conv layers from a table of `ConvSpec`s, adaptive pool to `pool_out`, fc-act-dropout x2, classifier."""
+
+    family = "alexnet"
+
+    def __init__(
+        self,
+        table: Sequence[ConvSpec],
+        fc: int,
+        *,
+        num_classes: int,
+        in_channels: int,
+        activation: str,
+        lrn: bool,
+        overlap_pool: bool,
+        dropout: float,
+        init: str,
+        batch_norm: bool,
+        towers: int = 1,
+        pool_out: int = 6,
+        pool_padding: int = 0,
+        input_size: int = 227,
+    ) -> None:
+        L.check_common(num_classes, in_channels)
+        super().__init__(in_channels)
+        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
+        dropout = L.rate("dropout", dropout)
+        self.default_input_size = input_size
+        self.towers = towers
+        feats: OrderedDict[str, nn.Module] = OrderedDict()
+        bias_one: list[nn.Module] = []
+        channels = in_channels
+        for i, spec in enumerate(table, start=1):
+            conv = nn.Conv2d(
+                channels, spec.out, spec.kernel, spec.stride, spec.padding, groups=spec.groups, bias=not batch_norm
+            )
+            feats[f"conv{i}"] = conv
+            if spec.bias_one:
+                bias_one.append(conv)
+            if batch_norm:  # BN replaces LRN when on (Ioffe & Szegedy 2015 dropped LRN the same way)
+                feats[f"bn{i}"] = nn.BatchNorm2d(spec.out)
+            feats[f"{activation}{i}"] = L.activation(activation)
+            if spec.norm and lrn and not batch_norm:
+                # Sec. 3.3's constants; each tower normalises its own maps.
+                feats[f"norm{i}"] = L.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=towers)
+            if spec.pool:
+                feats[f"pool{i}"] = L.max_pool(overlap_pool, pool_padding)
+            channels = spec.out
+        self.features = nn.Sequential(feats)
+        # At the paper's input size pool5 is already 6x6 and this is the identity; it lets other sizes run.
+        self.avgpool = nn.AdaptiveAvgPool2d(pool_out)
+        n = len(table)
+        hidden = [f"fc{n + 1}", f"fc{n + 2}"]
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    (hidden[0], nn.Linear(channels * pool_out * pool_out, fc)),
+                    (f"{activation}{n + 1}", L.activation(activation)),
+                    (f"drop{n + 1}", nn.Dropout(dropout)),  # Sec. 4.2: dropout in the first two fc layers
+                    (hidden[1], nn.Linear(fc, fc)),
+                    (f"{activation}{n + 2}", L.activation(activation)),
+                    (f"drop{n + 2}", nn.Dropout(dropout)),
+                    (f"fc{n + 3}", nn.Linear(fc, num_classes)),
+                ]
+            )
+        )
+        bias_one += [self.classifier.get_submodule(name) for name in hidden]
+        final = self.classifier[-1]
+        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, final=final)
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        return L.modules_named(self.features, L.SIZE_CHANGING)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier[:-1](x)
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        conv1 = self.features.conv1
+        assert isinstance(conv1, nn.Conv2d)
+        if self.towers == 1:
+            return [conv1]
+        # The grouped net's conv1 holds both towers' filters: show them as two convs, like Figure 3.
+        return [_conv_slice(conv1, part, self.towers) for part in range(self.towers)]
+
+    def extra_repr(self) -> str:
+        return f"towers={self.towers}" if self.towers > 1 else ""
+
+
+def _conv_slice(conv: nn.Conv2d, part: int, towers: int) -> nn.Conv2d:
+    """A conv holding one tower's share of `conv`'s filters (a copy, for display)."""
+    n = conv.out_channels // towers
+    k = conv.kernel_size
+    piece = nn.Conv2d(conv.in_channels, n, k, conv.stride, conv.padding, bias=conv.bias is not None)  # type: ignore[arg-type]
+    with torch.no_grad():
+        piece.weight.copy_(conv.weight[part * n : (part + 1) * n])
+        if conv.bias is not None and piece.bias is not None:
+            piece.bias.copy_(conv.bias[part * n : (part + 1) * n])
+    return piece
+
+
+# Switch defaults shared by the AlexNet builders (the paper's choices, with Kaiming init: see docs/models.md).
+def _alexnet_switches(
+    activation: str, lrn: bool, overlap_pool: bool, dropout: float, init: str, batch_norm: bool
+) -> dict[str, object]:
+    return dict(
+        activation=activation,
+        lrn=lrn,
+        overlap_pool=overlap_pool,
+        dropout=dropout,
+        init=init,
+        batch_norm=batch_norm,
+    )
+
+
+@register(family="alexnet", input_size=227, paper=PAPER, description="paper's net, every conv reads all maps")
+def alexnet(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = True,
+    overlap_pool: bool = True,
+    dropout: float = 0.5,
+    init: str = "kaiming",
+    batch_norm: bool = False,
+    input_size: int = 227,
+) -> AlexNet:
+    return AlexNet(
+        paper_table((96, 256, 384, 384, 256), conv1_padding=conv1_padding_for(input_size)),
+        4096,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+    )
+
+
+@register(family="alexnet", input_size=227, paper=PAPER, description="two towers as published: groups=2")
+def alexnet_grouped(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = True,
+    overlap_pool: bool = True,
+    dropout: float = 0.5,
+    init: str = "kaiming",
+    batch_norm: bool = False,
+    input_size: int = 227,
+) -> AlexNet:
+    return AlexNet(
+        paper_table((96, 256, 384, 384, 256), groups=2, conv1_padding=conv1_padding_for(input_size)),
+        4096,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        towers=2,
+        input_size=input_size,
+        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+    )
+
+
+@register(family="alexnet", input_size=224, paper=PAPER, description="one tower: 48-128-192-192-128, fc 2048")
+def alexnet_half(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = True,
+    overlap_pool: bool = True,
+    dropout: float = 0.5,
+    init: str = "kaiming",
+    batch_norm: bool = False,
+    input_size: int = 224,
+) -> AlexNet:
+    return AlexNet(
+        paper_table((48, 128, 192, 192, 128), conv1_padding=conv1_padding_for(input_size)),
+        2048,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+    )
+
+
+def small_table(width: float) -> tuple[ConvSpec, ...]:
+    """cuda-convnet's CIFAR-10 nets, AlexNet-style: 5x5 convs, padded 3x3/2 pools, LRN after conv1/conv2."""
+    w = L.positive("width", width)
+    return (
+        ConvSpec(L.scaled(w, 32), 5, padding=2, norm=True, pool=True),  # conv1: 28 -> 14 (32 -> 16)
+        ConvSpec(L.scaled(w, 64), 5, padding=2, norm=True, pool=True, bias_one=True),  # conv2: -> 7 (8)
+        ConvSpec(L.scaled(w, 128), 3, padding=1, pool=True, bias_one=True),  # conv3: -> 4 (4)
+    )
+
+
+@register(
+    family="alexnet",
+    input_size=28,
+    paper=PAPER + "; cuda-convnet layers-18pct",
+    description="small-image AlexNet for 28-32 px (Fashion-MNIST, CIFAR-10)",
+)
+def alexnet_small(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = True,
+    overlap_pool: bool = True,
+    dropout: float = 0.5,
+    init: str = "kaiming",
+    batch_norm: bool = False,
+    width: float = 1.0,
+) -> AlexNet:
+    return AlexNet(
+        small_table(width),
+        L.scaled(L.positive("width", width), 256),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        pool_out=4,
+        pool_padding=1,  # 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4: the same 4x4 map for both data sets
+        input_size=28,
+        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+    )
+
+
+class TorchvisionAlexNet(L.Net):
+    """torchvision's AlexNet (64-192-384-256-256, no LRN, dropout before fc6 and fc7), key for key.
+
+    Switches that add layers (LRN, batch norm) go into the activation's slot (`features.1` becomes
+    Sequential(bn, relu, norm)), so the conv and linear keys stay torchvision's.
+    """
+
+    family = "alexnet"
+    default_input_size = 224
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        in_channels: int,
+        activation: str,
+        lrn: bool,
+        overlap_pool: bool,
+        dropout: float,
+        init: str,
+        batch_norm: bool,
+    ) -> None:
+        L.check_common(num_classes, in_channels)
+        super().__init__(in_channels)
+        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
+        dropout = L.rate("dropout", dropout)
+
+        def after(channels: int, norm: bool) -> nn.Module:
+            parts = [nn.BatchNorm2d(channels)] if batch_norm else []
+            parts.append(L.activation(activation))
+            if norm and lrn and not batch_norm:
+                parts.append(L.LocalResponseNorm())
+            return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
+
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # conv1
+            after(64, norm=True),
+            L.max_pool(overlap_pool),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),  # conv2
+            after(192, norm=True),
+            L.max_pool(overlap_pool),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),  # conv3
+            after(384, norm=False),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),  # conv4
+            after(256, norm=False),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),  # conv5
+            after(256, norm=False),
+            L.max_pool(overlap_pool),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout),
+            nn.Linear(256 * 6 * 6, 4096),  # fc6
+            L.activation(activation),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),  # fc7
+            L.activation(activation),
+            nn.Linear(4096, num_classes),  # fc8
+        )
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        bias_one = [convs[1], convs[3], convs[4], self.classifier[1], self.classifier[4]]
+        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, final=self.classifier[6])
+
+    _NAMES = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        found = L.modules_named(self.features, L.SIZE_CHANGING)
+        return [(f"{paper} (features.{key})", m) for paper, (key, m) in zip(self._NAMES, found, strict=True)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        conv = self.features[0]
+        assert isinstance(conv, nn.Conv2d)
+        return [conv]
+
+
+@register(
+    family="alexnet",
+    input_size=224,
+    paper=TORCHVISION_NOTE,
+    description="torchvision's layout, state-dict compatible with torchvision.models.alexnet",
+)
+def alexnet_torchvision(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = False,
+    overlap_pool: bool = True,
+    dropout: float = 0.5,
+    init: str = "default",
+    batch_norm: bool = False,
+) -> TorchvisionAlexNet:
+    return TorchvisionAlexNet(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+    )

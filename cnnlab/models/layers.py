@@ -1,0 +1,259 @@
+"""Pieces every model family shares: activations, the paper's LRN, pooling, init schemes, input checks.
+
+Each switch the papers discuss (AlexNet Sec. 3.1-3.4 and 4.2, VGG Sec. 3.1) is validated and built here, once,
+so `alexnet.py`, `vgg.py` and `googlenet.py` only say where the layers go.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+# Name -> (module factory, nonlinearity name for `nn.init.calculate_gain`).
+# ReLU-family layers run in place: the conv output they overwrite is not needed by autograd.
+ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, object], str]] = {
+    "relu": (nn.ReLU, {"inplace": True}, "relu"),
+    "tanh": (nn.Tanh, {}, "tanh"),
+    "sigmoid": (nn.Sigmoid, {}, "sigmoid"),
+    "leaky_relu": (nn.LeakyReLU, {"negative_slope": 0.01, "inplace": True}, "leaky_relu"),
+    "elu": (nn.ELU, {"inplace": True}, "relu"),
+    # SELU wants LeCun-normal weights (Klambauer et al. 2017), i.e. gain 1.
+    "selu": (nn.SELU, {"inplace": True}, "linear"),
+}
+
+# AlexNet family: `paper` is Sec. 5 (N(0, 0.01), biases 1 in conv2/4/5 and the hidden fc layers);
+# `paper_bias01` is the same with 0.1, what Caffe's reference model used because bias 1 left the loss flat.
+INITS = ("paper", "paper_bias01", "kaiming", "default")
+
+
+def choice(switch: str, value: object, allowed: Iterable[str]) -> str:
+    """`value` if it is one of `allowed`, else a CnnlabError naming them."""
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise CnnlabError(f"{switch}={value!r} is not valid: use one of {', '.join(allowed)}")
+    return value
+
+
+def rate(switch: str, value: object) -> float:
+    """A probability in [0, 1): dropout 1.0 would zero every unit."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise CnnlabError(f"{switch}={value!r} is not valid: give a rate in [0, 1), e.g. 0.5")
+    return float(value)
+
+
+def positive(switch: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise CnnlabError(f"{switch}={value!r} is not valid: give a positive number, e.g. 1.0")
+    return float(value)
+
+
+def flag(switch: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise CnnlabError(f"{switch}={value!r} is not valid: use true or false")
+    return value
+
+
+def check_common(num_classes: object, in_channels: object) -> None:
+    for switch, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CnnlabError(f"{switch}={value!r} is not valid: give a positive whole number")
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module (`relu`, `tanh`, `sigmoid`, `leaky_relu`, `elu`, `selu`)."""
+    factory, kwargs, _ = ACTIVATIONS[choice("activation", name, ACTIVATIONS)]
+    return factory(**kwargs)
+
+
+def scaled(width: float, channels: int) -> int:
+    """Channels times a width multiplier, at least 1 (for the `width` switch)."""
+    return max(1, round(channels * width))
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalisation across channels, AlexNet Sec. 3.3, with the paper's alpha convention.
+
+    b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2) ** beta. PyTorch's `nn.LocalResponseNorm` and Caffe
+    multiply the sum by alpha / n instead of alpha, so the paper's alpha=1e-4 is alpha=5e-4 there: we store
+    the paper's value and pass `alpha * size` to PyTorch. `groups` normalises each tower's maps apart, as
+    the paper's two GPUs did (a map on one GPU never saw the other GPU's maps).
+    """
+
+    def __init__(
+        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, groups: int = 1
+    ) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1:
+            return F.local_response_norm(x, self.size, self.alpha * self.size, self.beta, self.k)
+        return torch.cat(
+            [
+                F.local_response_norm(part, self.size, self.alpha * self.size, self.beta, self.k)
+                for part in x.chunk(self.groups, dim=1)
+            ],
+            dim=1,
+        )
+
+    def extra_repr(self) -> str:
+        groups = f", groups={self.groups}" if self.groups > 1 else ""
+        return (
+            f"size={self.size}, alpha={self.alpha} (paper convention), beta={self.beta}, k={self.k}{groups}"
+        )
+
+
+def max_pool(overlap: bool, padding: int = 0) -> nn.MaxPool2d:
+    """AlexNet Sec. 3.4: overlapping 3x3 stride 2 (z=3, s=2) or the traditional 2x2 stride 2.
+
+    `padding` applies to the 3x3 window only (the small-image net pads so 28 and 32 px both end at 4x4).
+    """
+    if flag("overlap_pool", overlap):
+        return nn.MaxPool2d(kernel_size=3, stride=2, padding=padding)
+    return nn.MaxPool2d(kernel_size=2, stride=2)
+
+
+def init_weights(
+    model: nn.Module,
+    scheme: str,
+    *,
+    activation_name: str = "relu",
+    bias_one: Iterable[nn.Module] = (),
+    final: nn.Module | None = None,
+    allowed: Iterable[str] = INITS,
+) -> None:
+    """Initialise every conv and linear layer of `model` by `scheme`.
+
+    `paper`/`paper_bias01`: weights N(0, 0.01), biases 0 except the layers in `bias_one` (1 or 0.1).
+    `kaiming`: He-normal (fan in) with the gain of `activation_name`, biases 0; the `final` classifier
+    N(0, 0.01) so the first logits are small. `default`: leave PyTorch's own initialisation.
+    """
+    choice("init", scheme, allowed)
+    if scheme == "default":
+        return
+    ones = {id(m) for m in bias_one}
+    _, _, nonlinearity = ACTIVATIONS[activation_name]
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming" and module is not final:
+                slope = 0.01 if nonlinearity == "leaky_relu" else 0.0
+                nn.init.kaiming_normal_(module.weight, a=slope, nonlinearity=nonlinearity)
+            else:
+                nn.init.normal_(module.weight, 0.0, 0.01)
+            if module.bias is not None:
+                value = 0.0
+                if id(module) in ones:
+                    value = 1.0 if scheme == "paper" else 0.1
+                nn.init.constant_(module.bias, value)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Input-size checks: one pass over the layer geometry per new input size, never per batch.
+
+
+def _out_size(module: nn.Module, size: int) -> int:
+    """The conv/pool output side for input side `size`: floor((in + 2p - d(k-1) - 1) / s) + 1."""
+    k = _first(module.kernel_size)  # type: ignore[arg-type]
+    s = _first(module.stride)  # type: ignore[arg-type]
+    p = _first(module.padding)  # type: ignore[arg-type]
+    d = _first(getattr(module, "dilation", 1))
+    span = size + 2 * p - d * (k - 1) - 1
+    if span < 0:
+        return 0
+    if getattr(module, "ceil_mode", False):
+        out = math.ceil(span / s) + 1
+        # PyTorch drops a last window that would start in the right padding.
+        if (out - 1) * s >= size + p:
+            out -= 1
+        return out
+    return span // s + 1
+
+
+def _first(value: int | tuple[int, ...] | str) -> int:
+    if isinstance(value, str):  # padding="same"/"valid" is not used by our models
+        raise TypeError(f"unsupported padding {value!r}")
+    return value if isinstance(value, int) else value[0]
+
+
+def trace_sizes(layers: list[tuple[str, nn.Module]], size: int) -> tuple[int, str | None, int]:
+    """Follow one side through `layers`: (final side, layer where it reached zero or None, its input)."""
+    for name, module in layers:
+        out = _out_size(module, size)
+        if out < 1:
+            return 0, name, size
+        size = out
+    return size, None, size
+
+
+def smallest_side(layers: list[tuple[str, nn.Module]], limit: int = 8192) -> int:
+    """The smallest square side that reaches the end of `layers` (sizes grow monotonically, so scan)."""
+    for side in range(1, limit):
+        if trace_sizes(layers, side)[1] is None:
+            return side
+    raise ValueError("no input side up to the limit fits these layers")
+
+
+class Net(nn.Module):
+    """Base of every cnnlab model: input validation, `embed` and `first_conv`.
+
+    Subclasses list their size-changing layers in order (`spatial_layers`); the forward pass calls
+    `check_input` first, which costs one set lookup once a size has been seen.
+    """
+
+    arch: str = "net"
+    default_input_size: int = 224
+    family: ClassVar[str] = ""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self._sizes_ok: set[tuple[int, int]] = set()
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations, the input of the final linear layer: [N, D]."""
+        raise NotImplementedError
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        """The first convolution, one per tower (the paper's Figure 3 shows both towers' filters)."""
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise CnnlabError(
+                f"{self.arch} expects input [N, {self.in_channels}, H, W], got {list(x.shape)}: "
+                f"build it with in_channels={x.shape[1] if x.dim() == 4 else '?'} or fix the data"
+            )
+        hw = (int(x.shape[2]), int(x.shape[3]))
+        if hw in self._sizes_ok or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return
+        layers = self.spatial_layers()
+        for side in hw:
+            _, where, reached = trace_sizes(layers, side)
+            if where is not None:
+                raise CnnlabError(
+                    f"input {hw[0]}x{hw[1]} is too small for {self.arch}: the spatial size reaches zero "
+                    f"at layer {where} (its input is {reached} px); use inputs of at least "
+                    f"{smallest_side(layers)}x{smallest_side(layers)} px"
+                )
+        self._sizes_ok.add(hw)
+
+
+def modules_named(container: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
+    """(name, module) for every module of `kinds` in registration order (= forward order of Sequentials)."""
+    return [(name, m) for name, m in container.named_modules() if isinstance(m, kinds) and name]
+
+
+SIZE_CHANGING = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)

@@ -1,0 +1,143 @@
+"""The model registry: one factory, `create(name, num_classes, in_channels, **switches)`, as in timm.
+
+Each builder registers itself with `@register(...)` and declares its switches as keyword arguments with
+defaults; `create` checks names against that signature and turns CLI strings ("false", "0.3") into the
+default's type, so the command line can pass `--model-opt lrn=false` straight through.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+# GoogLeNet Sec. 5: "during training, their loss gets added to the total loss ... with a discount weight".
+AUX_WEIGHT = 0.3
+
+
+class AuxOutputs(NamedTuple):
+    """A GoogLeNet's training-mode output: main logits and the auxiliary heads' logits."""
+
+    logits: torch.Tensor
+    aux: tuple[torch.Tensor, ...]
+
+
+def split_outputs(out: torch.Tensor | AuxOutputs) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(logits, aux logits) for any model's output; aux is () for models without auxiliary heads."""
+    if isinstance(out, AuxOutputs):
+        return out.logits, tuple(out.aux)
+    return out, ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    input_size: int  # default square input side
+    paper: str
+    description: str
+    switches: dict[str, Any] = field(default_factory=dict)  # switch -> default value
+
+
+Builder = Callable[..., nn.Module]
+_BUILDERS: dict[str, Builder] = {}
+_INFO: dict[str, ModelInfo] = {}
+_COMMON = ("num_classes", "in_channels")
+
+F = TypeVar("F", bound=Builder)
+
+
+def register(*, family: str, input_size: int, paper: str, description: str) -> Callable[[F], F]:
+    """Register a builder under its function name."""
+
+    def wrap(builder: F) -> F:
+        name = builder.__name__
+        if name in _BUILDERS:
+            raise ValueError(f"model {name} registered twice")
+        switches = {
+            p.name: p.default
+            for p in inspect.signature(builder).parameters.values()
+            if p.name not in _COMMON and p.default is not inspect.Parameter.empty
+        }
+        _BUILDERS[name] = builder
+        _INFO[name] = ModelInfo(name, family, input_size, paper, description, switches)
+        return builder
+
+    return wrap
+
+
+def names() -> list[str]:
+    """Every registered model name, in registration order (AlexNets, VGGs, GoogLeNets)."""
+    return list(_BUILDERS)
+
+
+def info(name: str) -> ModelInfo:
+    _check_name(name)
+    return _INFO[name]
+
+
+def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches: Any) -> nn.Module:
+    """Build model `name`; unknown names or switches, and bad switch values, raise CnnlabError."""
+    _check_name(name)
+    meta = _INFO[name]
+    unknown = sorted(set(switches) - set(meta.switches))
+    if unknown:
+        valid = ", ".join(meta.switches) or "none"
+        raise CnnlabError(f"model {name} has no switch {', '.join(unknown)}: valid switches are {valid}")
+    values = {key: _coerce(key, value, meta.switches[key]) for key, value in switches.items()}
+    model = _BUILDERS[name](
+        num_classes=_as_int("num_classes", num_classes),
+        in_channels=_as_int("in_channels", in_channels),
+        **values,
+    )
+    model.arch = name
+    return model
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        raise CnnlabError(f"unknown model {name!r}: choose one of {', '.join(_BUILDERS)}")
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _as_int(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise CnnlabError(f"{key}={value!r} is not valid: give a whole number") from None
+    return value
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Turn a CLI string into the type of the switch's default; other values pass to the builder's checks."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        if isinstance(default, tuple) and isinstance(value, list):
+            return tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    text = value.strip().lower()
+    if isinstance(default, bool):
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise CnnlabError(f"{key}={value!r} is not valid: use true or false")
+    if isinstance(default, int):
+        return _as_int(key, text)
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise CnnlabError(f"{key}={value!r} is not valid: give a number") from None
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in value.split(","))
+    return value

@@ -1,0 +1,222 @@
+"""What a run shows its user: the progress line, metrics.csv, curves.png, confusion.png and summary.txt.
+
+Plots use matplotlib's Agg backend (no display needed) and are imported lazily: importing matplotlib costs
+about a second, which a short training run should not pay up front.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from cnnlab.checkpoint import write_bytes, write_text
+
+# metrics.csv columns, in order (the issue's list); the training loop fills one row per epoch.
+METRIC_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_top1_err",
+    "val_loss",
+    "val_top1_err",
+    "val_top5_err",
+    "epoch_seconds",
+    "images_per_s",
+)
+# Columns that measure time rather than learning: they differ between two runs of the same config.
+TIMING_COLUMNS = ("epoch_seconds", "images_per_s")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        # repr() round-trips exactly, so a resumed run's CSV can be compared byte for byte.
+        return repr(value)
+    return str(value)
+
+
+def metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
+    lines = [",".join(METRIC_COLUMNS)]
+    lines += [",".join(_fmt(row[c]) for c in METRIC_COLUMNS) for row in history]
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    # Rewritten whole from the history each epoch: a resumed run rebuilds it from the checkpoint, so a
+    # row written after the last checkpoint (and lost with the crash) cannot linger or repeat.
+    write_text(path, metrics_csv(history))
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    write_bytes(path, buf.getvalue())
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
+    """Loss, top-1/top-5 error and learning rate against epoch (SPEC section 5)."""
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    ax = axes[0]
+    ax.plot(epochs, [float(r["train_loss"]) for r in history], "o-", label="train")
+    ax.plot(epochs, [float(r["val_loss"]) for r in history], "o-", label="val")
+    ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax.legend()
+    ax = axes[1]
+    ax.plot(epochs, [100 * float(r["train_top1_err"]) for r in history], "o-", label="train top-1")
+    ax.plot(epochs, [100 * float(r["val_top1_err"]) for r in history], "o-", label="val top-1")
+    ax.plot(epochs, [100 * float(r["val_top5_err"]) for r in history], "o--", label="val top-5")
+    ax.set(xlabel="epoch", ylabel="error (%)", title="error")
+    ax.legend()
+    ax = axes[2]
+    ax.plot(epochs, [float(r["lr"]) for r in history], "o-")
+    ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate (at epoch end)")
+    if (
+        any(float(r["lr"]) > 0 for r in history)
+        and max(float(r["lr"]) for r in history) / max(min(float(r["lr"]) for r in history), 1e-12) > 50
+    ):
+        ax.set_yscale("log")
+    for a in axes:
+        a.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = ""
+) -> None:
+    """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
+    plt = _pyplot()
+    k = len(classes)
+    rows = [[float(v) for v in row] for row in matrix]
+    norm = [[v / max(sum(row), 1.0) for v in row] for row in rows]
+    side = min(2.0 + 0.55 * k, 24.0)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    if k <= 30:
+        ax.set_xticks(range(k), labels=list(classes), rotation=60, ha="right")
+        ax.set_yticks(range(k), labels=list(classes))
+        for i in range(k):
+            for j in range(k):
+                if rows[i][j]:
+                    color = "white" if norm[i][j] > 0.5 else "black"
+                    ax.text(j, i, f"{int(rows[i][j])}", ha="center", va="center", fontsize=7, color=color)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def pct(err: float) -> str:
+    return "n/a" if math.isnan(err) else f"{100 * err:.2f}%"
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  "
+        f"train loss {row['train_loss']:.4f} err {pct(row['train_top1_err'])}  "
+        f"val loss {row['val_loss']:.4f} top-1 {pct(row['val_top1_err'])} top-5 {pct(row['val_top5_err'])}  "
+        f"{format_seconds(row['epoch_seconds'])}  {row['images_per_s']:.0f} img/s"
+    )
+
+
+class Progress:
+    """Per-epoch progress: a redrawn bar on a terminal, a few plain lines otherwise.
+
+    `update` is cheap to call every step; it only formats (and reads the running loss, a device sync)
+    when it is about to draw, which `due` tells the loop beforehand.
+    """
+
+    def __init__(self, mode: str = "auto", stream: TextIO | None = None, bar_interval: float = 0.2) -> None:
+        self.stream = stream or sys.stdout
+        if mode == "auto":
+            mode = "bar" if self.stream.isatty() else "lines"
+        self.mode = mode
+        self.bar_interval = bar_interval
+        self.total = 1
+        self.label = ""
+        self._next_draw = 0.0
+        self._next_line_step = 0
+
+    def start(self, label: str, total: int, start_step: int = 0) -> None:
+        self.label, self.total = label, max(total, 1)
+        self._t0 = time.perf_counter()
+        self._start_step = start_step
+        self._next_draw = 0.0
+        # Plain-line mode prints at quarters of the epoch.
+        self._line_every = max(self.total // 4, 1)
+        self._next_line_step = start_step + self._line_every
+
+    def due(self, step: int) -> bool:
+        """Whether `update(step + 1, ...)` will draw (so the loop knows when to read its sums)."""
+        done = step + 1
+        if self.mode == "bar":
+            return done == self.total or time.perf_counter() >= self._next_draw
+        if self.mode == "lines":
+            return done >= self._next_line_step and done < self.total
+        return False
+
+    def update(self, done: int, images: int, loss: float, acc: float) -> None:
+        elapsed = time.perf_counter() - self._t0
+        rate = images / elapsed if elapsed > 0 else 0.0
+        steps = done - self._start_step
+        eta = elapsed / steps * (self.total - done) if steps > 0 else 0.0
+        stats = f"{rate:6.0f} img/s  loss {loss:.4f}  acc {100 * acc:5.2f}%"
+        if self.mode == "bar":
+            width = 24
+            fill = int(width * done / self.total)
+            bar = "#" * fill + "." * (width - fill)
+            text = f"\r{self.label} [{bar}] {done}/{self.total}  {stats}  eta {format_seconds(eta)}"
+            self.stream.write(text + " " * 4)
+            self.stream.flush()
+            self._next_draw = time.perf_counter() + self.bar_interval
+        elif self.mode == "lines":
+            self.stream.write(f"{self.label} step {done}/{self.total}  {stats}\n")
+            self.stream.flush()
+            self._next_line_step = done + self._line_every
+
+    def end(self) -> None:
+        if self.mode == "bar":
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+    def print(self, text: str) -> None:
+        if self.mode != "none":
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def summary_text(lines: Mapping[str, Any]) -> str:
+    width = max(len(k) for k in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines.items()) + "\n"
