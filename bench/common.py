@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+# torch is imported inside the functions that need it, so a tiny worker can use the memory probes
+# without paying for (and being measured with) torch.
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -39,6 +40,7 @@ class Timings:
     """Seconds per repetition for each named case, in the order they ran."""
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    extras: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # what each call returned
 
     def median(self, name: str) -> float:
         return statistics.median(self.seconds[name])
@@ -46,6 +48,10 @@ class Timings:
     def rate(self, name: str, items: int) -> float:
         """Items per second from the median repetition."""
         return items / self.median(name)
+
+    def extra(self, name: str, key: str) -> float:
+        """Median over repetitions of a number the case returned (e.g. its seconds waiting for data)."""
+        return statistics.median(e[key] for e in self.extras[name])
 
     def pair_ratios(self, ours: str, peer: str) -> list[float]:
         """peer time / our time for each adjacent pair: > 1 means ours is faster."""
@@ -56,18 +62,19 @@ def interleave(cases: dict[str, Callable[[], object]], reps: int, warmup: int = 
     """Run every case `warmup` times untimed, then `reps` rounds of one timed call each, alternating.
 
     The order within a round alternates too (A B, B A, ...), so neither side always runs right after
-    the other's cache-cold moment.
+    the other's cache-cold moment. A case may return a dict of numbers; they are kept in `extras`.
     """
     names = list(cases)
     for _ in range(warmup):
         for name in names:
             cases[name]()
-    out = Timings({name: [] for name in names})
+    out = Timings({name: [] for name in names}, {name: [] for name in names})
     for r in range(reps):
         for name in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
-            cases[name]()
+            result = cases[name]()
             out.seconds[name].append(time.perf_counter() - t0)
+            out.extras[name].append(result if isinstance(result, dict) else {})
     return out
 
 
@@ -97,6 +104,7 @@ def load_average() -> float:
 
 def machine_line() -> str:
     """One line naming the machine, for every section of BENCHMARKS.md."""
+    import torch
     import torchvision
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -148,20 +156,25 @@ def _pss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), read by the process itself.
+
+    Not `ru_maxrss` from the parent: Linux folds the parent's RSS at fork into the child's maximum, so a
+    child started from a process that holds torch would report at least the parent's size.
+    """
+    match = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
 @dataclass
 class ChildRun:
     returncode: int
-    max_rss_mib: float  # the training process's own peak (ru_maxrss from wait4)
-    tree_pss_mib: float  # peak of the sum of PSS over it and its loader workers, sampled
+    tree_pss_mib: float  # peak of the PSS summed over the child and its loader workers, sampled
     stdout: str
 
 
 def run_child(argv: Sequence[str], sample_s: float = 0.25) -> ChildRun:
-    """Run a Python benchmark worker in its own process and measure its memory.
-
-    `os.wait4` gives this one child's rusage (RUSAGE_CHILDREN would keep the maximum over every child
-    this process ever waited for, so the second run would inherit the first one's peak).
-    """
+    """Run a Python benchmark worker in its own process, sampling the memory of its process tree."""
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     peak_pss = 0
     stop = threading.Event()
@@ -174,13 +187,10 @@ def run_child(argv: Sequence[str], sample_s: float = 0.25) -> ChildRun:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    assert proc.stdout is not None
-    stdout = proc.stdout.read()  # drain before waiting, so a full pipe cannot block the child
-    _, status, usage = os.wait4(proc.pid, 0)
+    stdout, _ = proc.communicate()
     stop.set()
     sampler.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return ChildRun(proc.returncode, usage.ru_maxrss / 1024, peak_pss / 1024, stdout)
+    return ChildRun(proc.returncode, peak_pss / 1024, stdout)
 
 
 def last_json_line(stdout: str) -> dict:
@@ -206,6 +216,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def command_line() -> str:
     """The command that produced a section, as the user would type it from the repository root."""
     script = Path(sys.argv[0]).resolve()
+    if script.parent == BENCH_DIR:  # run as `python -m bench.NAME`, the way run.sh does
+        return " ".join(["python -m", f"bench.{script.stem}", *map(shlex.quote, sys.argv[1:])])
     try:
         script_text = str(script.relative_to(ROOT))
     except ValueError:
@@ -250,6 +262,8 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def setup(args: argparse.Namespace) -> float:
     """Common start of every benchmark: threads, seeds; returns the load average at the start."""
+    import torch
+
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(0)
     OUT_DIR.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, Subset
 from torchvision import datasets, transforms
 
 from bench.common import FASHION_MNIST_DIR, OUT_DIR
@@ -45,26 +45,38 @@ def fashion_mnist(train: bool, transform: Callable | None) -> datasets.FashionMN
     return datasets.FashionMNIST(str(TORCHVISION_ROOT), train=train, transform=transform, download=False)
 
 
-def per_image_transform(size: int = 28, pad: int = 2, train: bool = True) -> transforms.Compose:
-    """The usual torchvision pipeline; `Resize` only when the network wants another size than 28."""
-    steps: list[Callable] = [transforms.Resize(size)] if size != 28 else []
+def per_image_transform(
+    size: int = 28, pad: int = 2, train: bool = True, resize: int | None = None
+) -> transforms.Compose:
+    """The usual torchvision pipeline; `Resize` only where the network wants another size than 28."""
+    steps: list[Callable] = [transforms.Resize(resize)] if resize else []
     if train:
-        steps += [transforms.RandomCrop(size, padding=pad), transforms.RandomHorizontalFlip()]
+        steps += [transforms.RandomCrop(size, padding=pad or None), transforms.RandomHorizontalFlip()]
+    elif resize and resize != size:
+        steps.append(transforms.CenterCrop(size))
     steps += [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
     return transforms.Compose(steps)
 
 
 def loader(
-    train: bool, batch_size: int, num_workers: int, size: int = 28, pad: int = 2, seed: int = 0
+    train: bool,
+    batch_size: int,
+    num_workers: int,
+    size: int = 28,
+    pad: int = 2,
+    resize: int | None = None,
+    seed: int = 0,
+    persistent: bool = True,
 ) -> DataLoader:
-    ds = fashion_mnist(train, per_image_transform(size, pad, train))
+    ds = fashion_mnist(train, per_image_transform(size, pad, train, resize))
     return DataLoader(
         ds,
         batch_size=batch_size,
         shuffle=train,
         drop_last=train,
         num_workers=num_workers,
-        persistent_workers=num_workers > 0,
+        persistent_workers=persistent and num_workers > 0,
+        pin_memory=torch.cuda.is_available(),  # the usual setting when a GPU is there
         generator=torch.Generator().manual_seed(seed),
     )
 
@@ -83,23 +95,47 @@ class PlainRecipe:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, test: DataLoader) -> float:
+def accuracy(model: nn.Module, test: DataLoader, device: str = "cpu") -> tuple[float, float]:
+    """Test accuracy of the image alone, and of the softmax averaged with its mirror's."""
     model.eval()
-    correct = total = 0
+    correct = correct_flip = total = 0
     for x, y in test:
-        correct += int((model(x).argmax(1) == y).sum())
+        x, y = x.to(device), y.to(device)
+        p = model(x).softmax(1)
+        correct += int((p.argmax(1) == y).sum())
+        correct_flip += int(((p + model(x.flip(-1)).softmax(1)).argmax(1) == y).sum())
         total += len(y)
     model.train()
-    return correct / total
+    return correct / total, correct_flip / total
+
+
+def _limit(dl: DataLoader, n: int | None) -> DataLoader:
+    """The same loader over the first n images (a quick run), keeping its other settings."""
+    if n is None:
+        return dl
+    return DataLoader(
+        Subset(dl.dataset, range(n)),
+        batch_size=dl.batch_size,
+        shuffle=isinstance(dl.sampler, RandomSampler),
+        drop_last=dl.drop_last,
+        num_workers=dl.num_workers,
+        persistent_workers=dl.persistent_workers,
+    )
 
 
 def train_plain(
-    model: nn.Module, recipe: PlainRecipe, target: float | None = None, max_train_s: float | None = None
+    model: nn.Module,
+    recipe: PlainRecipe,
+    target: float | None = None,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    device: str = "cpu",
 ) -> Iterator[dict]:
-    """Train and yield one record per epoch: cumulative training seconds (evaluation excluded), test
-    accuracy. Stops after the epoch that reaches `target` or passes `max_train_s` of training."""
-    train = loader(True, recipe.batch_size, recipe.num_workers)
-    test = loader(False, 1000, recipe.num_workers)
+    """Train and yield one record per epoch: its training seconds (evaluation excluded), test accuracy
+    (plain and flip-averaged). Stops after the epoch that reaches `target`, if given."""
+    train = _limit(loader(True, recipe.batch_size, recipe.num_workers), limit_train)
+    test = _limit(loader(False, 1000, recipe.num_workers), limit_val)
+    model = model.to(device)
     opt = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -108,18 +144,20 @@ def train_plain(
         weight_decay=recipe.weight_decay,
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * len(train))
-    train_s = 0.0
     model.train()
     for epoch in range(recipe.epochs):
         t0 = time.perf_counter()
         for x, y in train:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y, label_smoothing=recipe.label_smoothing)
             loss.backward()
             opt.step()
             sched.step()
-        train_s += time.perf_counter() - t0
-        acc = accuracy(model, test)
-        yield {"epoch": epoch + 1, "train_s": train_s, "test_acc": acc, "loss": float(loss)}
-        if (target is not None and acc >= target) or (max_train_s is not None and train_s >= max_train_s):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        epoch_s = time.perf_counter() - t0
+        acc, acc_flip = accuracy(model, test, device)
+        yield {"epoch": epoch + 1, "epoch_s": epoch_s, "test_acc": acc, "test_acc_flip": acc_flip}
+        if target is not None and acc >= target:
             return

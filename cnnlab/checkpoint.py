@@ -51,15 +51,31 @@ def _atomic_write(path: Path, write: Any) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # the temporary file goes whatever the failure, even Ctrl-C
         with contextlib.suppress(OSError):
             tmp.unlink()
-        reason = exc.strerror or str(exc)
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        reason = cause.strerror or str(cause)
         raise CnnlabError(
             f"could not write {path}: {reason}; the previous file there is intact "
             "(free some space or choose another --out, then --resume)"
         ) from exc
     _fsync_dir(path.parent)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`, if any: torch.save reports a write that failed part-way (a full disk)
+    as a RuntimeError of its zip writer, with the OSError as its context."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # a bounded walk: exception chains can loop
+        if not isinstance(seen, Exception):
+            return None
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:

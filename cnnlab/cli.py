@@ -22,6 +22,12 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cnnlab.diagram",
     "cnnlab.compare",
     "cnnlab.pictures",
+    "cnnlab.train",
+    "cnnlab.evaluate",
+    "cnnlab.predict",
+    "cnnlab.export",
+    "cnnlab.data.cli",
+    "cnnlab.experiments",
 )
 
 
@@ -29,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2) instead of a usage block."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # The same "cnnlab: error:" prefix as CnnlabError (design.md), the sub-command in the help hint.
+        self.exit(2, f"cnnlab: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

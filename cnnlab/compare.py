@@ -172,6 +172,10 @@ def compare(
     progress: Callable[[str], None] | None = None,
 ) -> list[CompareRow]:
     """One row per named model; each model at `input_size` or, when None, at its own default input."""
+    from cnnlab import models
+
+    for name in names:
+        models.info(name)  # every name checked before minutes of timing start
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     for name in names:
@@ -198,7 +202,7 @@ def compare(
 
 
 def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.1f}x" if a and b else "-"
+    return f"{a / b:.3g}x" if a and b else "-"
 
 
 def format_rows(rows: list[CompareRow]) -> str:

@@ -109,8 +109,8 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         out, inp = _first_tensor(output), _first_tensor(args)
         leaf = id(m) in leaves
-        if out is None or (not leaf and (out is state["last"] or m is model)):
-            return  # a container that only passed its last layer's tensor on
+        if out is None or (not leaf and (m is model or out is state["last"] or _shares(out, state["last"]))):
+            return  # a container that only passed its last layer's tensor on (or a view of it)
         n, t, b = _own_params(m, seen)
         formula = note = None
         worked = layer_formula(m, inp) if (leaf and inp is not None) else None
@@ -119,6 +119,8 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
             if not state["spatial"] and isinstance(m, nn.Conv2d) and inp is not None:
                 note = misfit_note(m, int(inp.shape[-2]), worked[1])  # the layer that reads the image
             state["spatial"] = True
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and note is None:
+            note = f"groups={m.groups}: each group of maps reads only its own group of inputs (towers, sec. 3.2)"
         shared = _shares(out, inp)
         if shared:
             note = shared
@@ -157,7 +159,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
         error = exc
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if device.type == "meta" and "meta" in msg.lower():
+        if device.type == "meta" and ("meta" in msg.lower() or isinstance(exc, NotImplementedError)):
             raise  # the model cannot run on meta; the caller retries on the CPU
         after = f" after layer '{rows[-1].name}'" if rows else ""
         size = "x".join(map(str, input_size))

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 
 SEP = 1  # separator width between cells and around each panel, in pixels
-PANEL_GAP = 4  # extra separator between the towers' panels
+PANEL_GAP = 8  # extra separator between the towers' panels
 SEP_VALUE = 1.0  # separators are white
 MIN_WIDTH = 640  # the written filter image is at least this wide (kernels upsampled by a whole factor)
 
@@ -105,23 +107,28 @@ def nearest(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean k nearest bank rows for each query: (distances, indices), both [Q, k], nearest first.
 
-    The bank is scanned in chunks, keeping a running top-k, so a 60,000-image bank never needs a
-    Q x N distance matrix at once.
+    The bank is scanned in chunks with a running top-k, so a 60,000-image bank never needs a Q x N matrix
+    at once. Chunks are ranked with cdist's fast matrix-product form, whose cancellation error grows with
+    the features' norm; 2k candidates survive each chunk and their distances are then recomputed exactly,
+    so an image's duplicate comes back at distance 0.
     """
     if not 1 <= k <= bank_feats.shape[0]:
         raise CnnlabError(f"--k {k} must be between 1 and the bank size {bank_feats.shape[0]}")
     q = query_feats.float()
-    best_d = torch.full((q.shape[0], 0), float("inf"), device=q.device)
-    best_i = torch.zeros((q.shape[0], 0), dtype=torch.int64, device=q.device)
+    keep = min(2 * k, bank_feats.shape[0])
+    best_d = torch.empty((q.shape[0], 0), device=q.device)
+    best_i = torch.empty((q.shape[0], 0), dtype=torch.int64, device=q.device)
     for start in range(0, bank_feats.shape[0], chunk):
         block = bank_feats[start : start + chunk].to(q.device).float()
-        d = torch.cdist(q, block)
-        d_all = torch.cat([best_d, d], dim=1)
         ids = torch.arange(start, start + block.shape[0], device=q.device).expand(q.shape[0], -1)
+        d_all = torch.cat([best_d, torch.cdist(q, block)], dim=1)
         i_all = torch.cat([best_i, ids], dim=1)
-        best_d, pos = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False, sorted=True)
+        best_d, pos = d_all.topk(min(keep, d_all.shape[1]), dim=1, largest=False, sorted=True)
         best_i = i_all.gather(1, pos)
-    return best_d, best_i
+    candidates = bank_feats[best_i.cpu()].to(q.device).float()  # [Q, 2k, D]
+    exact = (candidates - q[:, None, :]).norm(dim=2)
+    dist, pos = exact.topk(k, dim=1, largest=False, sorted=True)
+    return dist, best_i.gather(1, pos)
 
 
 @torch.no_grad()
@@ -163,6 +170,72 @@ def neighbor_grid(
     return grid
 
 
+@dataclass
+class Neighbors:
+    query_idx: torch.Tensor  # [Q] indices into the test split
+    dist: torch.Tensor  # [Q, k] Euclidean distances in feature space, nearest first
+    idx: torch.Tensor  # [Q, k] indices into the training split (the bank)
+
+
+def subset(ds: Any, indices: torch.Tensor) -> Any:
+    """The samples `indices` of an ArrayDataset or FolderDataset, as a data set of the same kind."""
+    if hasattr(ds, "subset"):
+        return ds.subset(indices)
+    part = copy.copy(ds)  # FolderDataset: the same folder, fewer files
+    part.samples = [ds.samples[int(i)] for i in indices]
+    part._digest = None
+    return part
+
+
+def find_neighbors(
+    model: nn.Module,
+    train_ds: Any,
+    test_ds: Any,
+    aug: Any,
+    stats: Any,
+    *,
+    queries: int = 8,
+    k: int = 6,
+    bank_size: int | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> Neighbors:
+    """Random test images (drawn with `seed`) and their k nearest training images by `model.embed`.
+
+    Features are taken from the centre view, preprocessed exactly as the model was evaluated in training.
+    """
+    from cnnlab import data
+
+    if queries < 1:
+        raise CnnlabError(f"--queries {queries} must be at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    query_idx = torch.randperm(len(test_ds), generator=gen)[: min(queries, len(test_ds))]
+    bank_idx = torch.arange(len(train_ds))
+    if bank_size is not None and bank_size < len(train_ds):
+        bank_idx = torch.randperm(len(train_ds), generator=gen)[:bank_size].sort().values
+
+    def features(ds: Any) -> torch.Tensor:
+        loader = data.BatchLoader(ds, batch_size, train=False, aug=aug, stats=stats, seed=seed, device=device)
+        return embed_all(model, loader, device)
+
+    bank = features(subset(train_ds, bank_idx) if len(bank_idx) < len(train_ds) else train_ds)
+    dist, pos = nearest(features(subset(test_ds, query_idx)), bank, k)
+    return Neighbors(query_idx, dist, bank_idx[pos])
+
+
+def raw_image(ds: Any, index: int, side: int) -> torch.Tensor:
+    """The unaugmented uint8 [C, H, W] image (a folder image read at the loader's base size)."""
+    return ds.images[index] if hasattr(ds, "images") else ds.read(index, side)
+
+
+def write_neighbors(train_ds: Any, test_ds: Any, found: Neighbors, path: str | Path, side: int) -> Path:
+    """The paper's Figure 4: each query test image, then its nearest training images."""
+    queries = [raw_image(test_ds, int(i), side) for i in found.query_idx]
+    neighbors = [[raw_image(train_ds, int(j), side) for j in row] for row in found.idx]
+    return save_png(neighbor_grid(queries, neighbors, side), path)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Commands
 
@@ -186,7 +259,33 @@ def _cmd_filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_neighbors(args: argparse.Namespace) -> int:
+    from cnnlab import checkpoint, data
+
+    ckpt = checkpoint.load(args.checkpoint)
+    model = checkpoint.build_model(ckpt)
+    if "augment" not in ckpt or "data_stats" not in ckpt:
+        raise CnnlabError(f"{args.checkpoint} lacks the preprocessing settings; write it with `cnnlab train`")
+    aug = data.AugmentConfig.from_dict(ckpt["augment"])
+    stats = data.DataStats.from_dict(ckpt["data_stats"])
+    train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    found = find_neighbors(
+        model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
+        batch_size=args.batch_size, device=device, seed=args.seed,
+    )  # fmt: skip
+    native = int(getattr(test_ds, "image_size", (0, 0))[0]) or int(aug.resize or aug.input_size)
+    side = native * max(1, math.ceil(64 / native))  # small images blown up by a whole factor, crisp pixels
+    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side)}")
+    for q, d, j in zip(found.query_idx.tolist(), found.dist.tolist(), found.idx.tolist(), strict=True):
+        pairs = ", ".join(f"{i} ({x:.3g})" for i, x in zip(j, d, strict=True))
+        print(f"test {q}: nearest train images {pairs}")
+    return 0
+
+
 def register_cli(sub: Any) -> None:
+    from cnnlab import data
+
     p = sub.add_parser("filters", help="the first conv layer's kernels as an image (the paper's Figure 3)")
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
@@ -195,3 +294,17 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--cols", type=int, help="kernels per row in each panel (default: a square-ish grid)")
     p.add_argument("--seed", type=int, default=0, help="with --init: the random initialisation's seed")
     p.set_defaults(func=_cmd_filters)
+
+    p = sub.add_parser(
+        "neighbors", help="test images and their nearest training images in feature space (Fig. 4)"
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    data.add_data_args(p, default=None)
+    p.add_argument("--queries", type=int, default=8, help="test images to look up (8)")
+    p.add_argument("--k", type=int, default=6, help="neighbours per query (6, as in the paper)")
+    p.add_argument("--bank-size", type=int, help="search a random part of the training set (default: all)")
+    p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch (256)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="which test images are drawn")
+    p.set_defaults(func=_cmd_neighbors)

@@ -1,4 +1,4 @@
-"""`TrainConfig` (the flags of `cnnlab train`), the two recipes, the learning-rate schedules and the optimiser.
+"""`TrainConfig` (the flags of `cnnlab train`), the two recipes, the learning-rate schedules, the optimiser.
 
 Every optional field left at None takes the recipe's value when the config is resolved; the resolved
 config is what `config.json` and every checkpoint record.
@@ -64,6 +64,8 @@ class TrainConfig:
     dropout: float | None = _f(None, "dropout rate of the fully connected layers")
     init: str | None = _f(None, "weight init scheme (e.g. paper, kaiming)")
     batch_norm: bool | None = _f(None, "batch-norm variant of the model")
+    model_opt: list[str] | None = _f(None, "any other model switch as KEY=VALUE (repeatable), e.g. width=0.5",
+                                     action="append", metavar="KEY=VALUE")
     # Augmentation (None: the recipe's value).
     input_size: int | None = _f(None, "side of the network input (default: the model's)")
     resize: int | None = _f(None, "resize the shorter side to this before cropping (e.g. 256)")
@@ -71,8 +73,12 @@ class TrainConfig:
     pad: int | None = _f(None, "zero padding before random crops (small images)")
     flip: bool | None = _f(None, "random horizontal flips")
     pca_std: float | None = _f(None, "PCA lighting std (paper: 0.1; 0 turns it off)")
+    pca_scale: str | None = _f(
+        None, "PCA lighting scale per axis: std (sqrt eigenvalue) or eigenvalue", choices=("std", "eigenvalue")
+    )
     normalize: str | None = _f(
-        None, "normalisation: channel mean/std or pixel mean image", choices=("channel", "pixel")
+        None, "normalisation: channel mean/std, pixel mean image (paper) or none",
+        choices=("channel", "pixel", "none"),
     )
     val_views: str | None = _f(None, "views averaged at validation", choices=("center", "flip", "tencrop"))
     limit_train: int | None = _f(None, "train on a random subset of N images")
@@ -98,8 +104,10 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-# Settings a resumed run may change; every other setting comes from the run's checkpoint.
-RESUME_MAY_CHANGE = frozenset({"epochs", "device", "stop_after", "progress", "resume", "workers", "data_dir"})
+# Settings of one invocation, never inherited by a resumed run; and the settings a resume may change
+# (taken from the run's checkpoint unless given). Every other setting comes from the checkpoint.
+PER_INVOCATION = frozenset({"device", "stop_after", "progress", "workers", "resume"})
+RESUME_MAY_CHANGE = PER_INVOCATION | {"epochs", "data_dir"}
 MODEL_SWITCHES = ("activation", "lrn", "overlap_pool", "dropout", "init", "batch_norm")
 
 
@@ -117,7 +125,6 @@ class Recipe:
     patience: int
     max_drops: int
     random_crop: bool
-    pad_small: int  # pad for random crops of images already at the network's size
     flip: bool
     pca_std: float
     val_views: str
@@ -141,7 +148,6 @@ RECIPES: dict[str, Recipe] = {
         patience=4,
         max_drops=3,
         random_crop=True,
-        pad_small=2,
         flip=True,
         pca_std=0.1,
         val_views="center",
@@ -161,7 +167,6 @@ RECIPES: dict[str, Recipe] = {
         patience=2,
         max_drops=2,
         random_crop=True,
-        pad_small=2,
         flip=True,
         pca_std=0.0,
         val_views="flip",
@@ -171,29 +176,18 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# The TrainConfig fields a recipe fills when the user leaves them unset.
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name in _CONFIG_FIELDS)
+
+
 def resolve(
-    cfg: TrainConfig, native_size: int, model_input_size: int, model_switches: set[str]
+    cfg: TrainConfig, native: int, model_input_size: int, model_switches: set[str]
 ) -> TrainConfig:
-    """Fill every None the recipe decides; `native_size` is the data's image side (0 when it varies)."""
+    """Fill every None the recipe decides; `native` is the data's image side (0 when it varies)."""
     r = RECIPES[cfg.recipe]
     out = dataclasses.replace(cfg)
-    for name in (
-        "epochs",
-        "batch_size",
-        "lr",
-        "momentum",
-        "nesterov",
-        "weight_decay",
-        "label_smoothing",
-        "schedule",
-        "warmup",
-        "patience",
-        "max_drops",
-        "random_crop",
-        "flip",
-        "pca_std",
-        "val_views",
-    ):
+    for name in RECIPE_FIELDS:
         if getattr(out, name) is None:
             setattr(out, name, getattr(r, name))
     for name, value in r.switches.items():
@@ -202,21 +196,22 @@ def resolve(
             setattr(out, name, value)
     if out.input_size is None:
         out.input_size = model_input_size
-    if out.resize is None and native_size != out.input_size:
-        # ImageNet-style images: the paper rescales the shorter side to 256 and crops 224 (or 227);
-        # keep that ratio for other input sizes. Small images that already fit are cropped after padding.
-        out.resize = (
-            native_size if native_size and native_size > out.input_size else round(out.input_size * 256 / 224)
-        )
+    if out.resize is None and not native:
+        # Image folders (sizes vary): the paper rescales to 256 and crops 224/227 (section 2); other input
+        # sizes keep that ratio.
+        out.resize = 256 if out.input_size in (224, 227) else round(out.input_size * 256 / 224)
     if out.pad is None:
-        out.pad = r.pad_small if out.resize is None else 0
+        # Images at (or under) the network's size have nothing to crop from: pad them first, by about
+        # 1/14 of the side (2 px for 28 px images), the usual small-image translation.
+        base = out.resize or native
+        out.pad = max(1, round(base / 14)) if base <= out.input_size else 0
     if out.normalize is None:
         out.normalize = "channel"
+    if out.pca_scale is None:
+        out.pca_scale = "std"
     if out.out is None:
         out.out = resolve_out(out)
-    if out.amp and out.amp_dtype is None:
-        out.amp_dtype = "bf16"
-    _check(out)
+    check(out)
     return out
 
 
@@ -228,21 +223,56 @@ def resolve_out(cfg: TrainConfig) -> str:
     return f"runs/{cfg.model}-{name or 'data'}"
 
 
-def _check(cfg: TrainConfig) -> None:
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "input_size": cfg.input_size}
-    for name, value in positive.items():
-        if value is not None and value <= 0:
-            raise CnnlabError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    for name in ("limit_train", "limit_val", "stop_after"):
+def model_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The switches to build the model with: the named flags that are set, then --model-opt KEY=VALUE."""
+    options: dict[str, Any] = {n: getattr(cfg, n) for n in MODEL_SWITCHES if getattr(cfg, n) is not None}
+    for item in cfg.model_opt or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CnnlabError(f"--model-opt {item!r} is not KEY=VALUE (e.g. --model-opt width=0.5)")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def check(cfg: TrainConfig) -> None:
+    """Refuse impossible settings with a CnnlabError before any data is read or folder written.
+
+    None means "the recipe's value" and passes; the checks run on the flags as given and again on the
+    resolved config.
+    """
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    positive = ("epochs", "batch_size", "input_size", "limit_train", "limit_val", "stop_after", "resize")
+    for name in (*positive, "patience"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:
-            raise CnnlabError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise CnnlabError(f"{flag(name)} must be positive, got {value}")
+    for name in ("pad", "max_drops", "workers"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise CnnlabError(f"{flag(name)} must be 0 or more, got {value}")
     if cfg.lr is not None and not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise CnnlabError(f"--lr must be a positive number, got {cfg.lr}")
-    if cfg.warmup is not None and not 0 <= cfg.warmup < 1:
-        raise CnnlabError(f"--warmup is a fraction of the run in [0, 1), got {cfg.warmup}")
-    if cfg.label_smoothing is not None and not 0 <= cfg.label_smoothing < 1:
-        raise CnnlabError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    # `not 0 <= x < 1` is also true for NaN, so these refuse it too.
+    fractions = (
+        ("warmup", "a fraction of the run"),
+        ("label_smoothing", "a fraction"),
+        ("momentum", "a fraction (the paper's is 0.9)"),
+    )
+    for name, what in fractions:
+        value = getattr(cfg, name)
+        if value is not None and not 0 <= value < 1:
+            raise CnnlabError(f"{flag(name)} is {what} in [0, 1), got {value}")
+    for name in ("weight_decay", "pca_std"):
+        value = getattr(cfg, name)
+        if value is not None and not (value >= 0 and math.isfinite(value)):
+            raise CnnlabError(f"{flag(name)} must be a number >= 0, got {value}")
+    if cfg.nesterov and cfg.momentum == 0:
+        raise CnnlabError("--nesterov needs a momentum above 0; pass --momentum or --no-nesterov")
+    if not -(2**63) <= cfg.seed < 2**64:
+        raise CnnlabError(f"--seed must fit in 64 bits, got {cfg.seed}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -256,7 +286,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = meta["choices"]
         if f.name in ("model", "dataset"):
             kwargs["metavar"] = "NAME"
-        if "bool" in kind:
+        if meta.get("action") == "append":
+            kwargs.update(action="append", metavar=meta["metavar"])
+        elif "bool" in kind:
             if f.default is False:
                 kwargs["action"] = "store_true"
             else:

@@ -23,7 +23,7 @@ from torch import nn
 import cnnlab
 from cnnlab import checkpoint, data, distributed, models, recipes, report
 from cnnlab.errors import CnnlabError
-from cnnlab.recipes import MODEL_SWITCHES, RESUME_MAY_CHANGE, TrainConfig
+from cnnlab.recipes import RESUME_MAY_CHANGE, TrainConfig
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -39,20 +39,27 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
     saved = TrainConfig.from_dict(ckpt["config"])
     if "model" in given and cfg.model != ckpt["model_name"]:
         raise CnnlabError(
-            f"--resume: {out / 'checkpoints' / 'last.pt'} holds model {ckpt['model_name']!r}, not {cfg.model!r}; "
+            f"--resume: {out / 'checkpoints' / 'last.pt'} holds model {ckpt['model_name']!r}, "
+            f"not {cfg.model!r}; "
             "drop --model or use another --out"
+        )
+    if "dataset" in given and cfg.dataset != saved.dataset:
+        raise CnnlabError(
+            f"--resume: the run in {out} trained {ckpt['model_name']} with {ckpt['num_classes']} classes on "
+            f"{saved.dataset!r}, not {cfg.dataset!r}; drop --dataset or use another --out"
         )
     changed = [
         f"{_flag(n)} {getattr(cfg, n)!r} (run has {getattr(saved, n)!r})"
         for n in sorted(given - RESUME_MAY_CHANGE - {"out", "overwrite"})
-        if getattr(cfg, n) != getattr(saved, n) and n != "model"
+        if getattr(cfg, n) != getattr(saved, n) and n not in ("model", "dataset")
     ]
     if changed:
         raise CnnlabError(
             f"--resume keeps the run's settings, but {', '.join(changed)} differ; drop those flags, "
             "or start a new run with another --out"
         )
-    merged = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in given & RESUME_MAY_CHANGE})
+    keep = (given & RESUME_MAY_CHANGE) | recipes.PER_INVOCATION
+    merged = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in keep})
     merged.resume, merged.out = True, str(out)  # the folder may have moved since
     if merged.schedule == "onecycle" and merged.epochs != saved.epochs:
         raise CnnlabError(
@@ -62,13 +69,44 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
     return merged
 
 
-def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if not resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise CnnlabError(f"run folder {out} already exists; use --resume to continue it or another --out")
-        if not (out / "config.json").is_file():
-            raise CnnlabError(f"--overwrite refuses to delete {out}: it holds no config.json, so it is "
-                              "not a cnnlab run folder")
+# What `cnnlab train` itself puts in a run folder (temporary files are hidden, `.NAME.tmpPID`).
+_RUN_ENTRIES = frozenset(
+    {"config.json", "metrics.csv", "curves.png", "summary.txt", "checkpoints", "tensorboard"}
+)
+
+
+def _never_checkpointed(out: Path) -> bool:
+    """A folder holding only what a `cnnlab train` start writes before its first last.pt (a start that was
+    killed or failed, at the latest between best.pt and last.pt of epoch 1): starting the same run again
+    there loses nothing."""
+    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    if not names <= _RUN_ENTRIES - {"summary.txt"}:
+        return False
+    ckpts = out / "checkpoints"
+    return not ckpts.exists() or (
+        ckpts.is_dir() and all(p.name.startswith(".") or p.name == "best.pt" for p in ckpts.iterdir())
+    )
+
+
+def _check_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Refuse a run folder we may not use, touching nothing; True when its old contents must go."""
+    if resume or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return False
+    if out.is_dir() and _never_checkpointed(out):
+        return True
+    if not overwrite:
+        raise CnnlabError(f"run folder {out} already exists; use --resume to continue it or another --out")
+    if not (out / "config.json").is_file():
+        raise CnnlabError(
+            f"--overwrite refuses to delete {out}: it holds no config.json, so it is not a cnnlab run folder"
+        )
+    return True
+
+
+def _prepare_dir(out: Path, resume: bool, replace: bool) -> None:
+    """Create the run folder (called once every setting has been checked, so a refused command leaves
+    none behind and --overwrite deletes nothing for a run that cannot start)."""
+    if replace:
         shutil.rmtree(out)
     try:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -76,7 +114,12 @@ def _prepare_dir(out: Path, resume: bool, overwrite: bool) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise CnnlabError(f"cannot write to the run folder {out} ({exc.strerror}); choose another --out") from exc
+        raise CnnlabError(
+            f"cannot write to the run folder {out} ({exc.strerror}); choose another --out"
+        ) from exc
+    # Temporary files of a process killed mid-write: the files they were replacing are intact.
+    for stale in [*out.glob(".*.tmp*"), *(out / "checkpoints").glob(".*.tmp*")]:
+        stale.unlink(missing_ok=True)
     if resume:  # the run is no longer complete until it finishes again
         (out / "summary.txt").unlink(missing_ok=True)
 
@@ -101,13 +144,16 @@ class RunSetup:
 
     def __init__(self, cfg: TrainConfig, given: set[str], ctx: distributed.Context) -> None:
         self.ctx = ctx
+        recipes.check(cfg)  # the flags as given: refuse impossible values before reading anything
         out = default_out(cfg)
         self.resume_ckpt: dict[str, Any] | None = None
         if cfg.resume:
             path = out / "checkpoints" / "last.pt"
             if not path.is_file():
-                raise CnnlabError(f"nothing to resume in {out}: no checkpoints/last.pt; drop --resume to "
-                                  "start a new run")
+                why = "; drop --resume to start a new run"
+                if (out / "config.json").is_file():
+                    why = " (it stopped before its first checkpoint): run the same command without --resume"
+                raise CnnlabError(f"nothing to resume in {out}: no checkpoints/last.pt{why}")
             self.resume_ckpt = checkpoint.load(path)
             cfg = _merge_resume(cfg, given, self.resume_ckpt, out)
         t0 = time.perf_counter()
@@ -124,14 +170,21 @@ class RunSetup:
         if not cfg.resume:
             size = getattr(self.train_ds, "image_size", (0, 0))
             native = size[0] if size[0] == size[1] else 0
+            if cfg.amp and cfg.amp_dtype is None:  # fp16 is the GPUs' fast type; CPUs have bf16 kernels
+                cfg = dataclasses.replace(cfg, amp_dtype="fp16" if ctx.device.type == "cuda" else "bf16")
             cfg = recipes.resolve(cfg, native, models.info(cfg.model).input_size, model_switches(cfg.model))
         self.cfg = cfg
         self.dir = Path(str(cfg.out))
-        distributed.on_main(ctx, lambda: _prepare_dir(self.dir, cfg.resume, cfg.overwrite))
-        self.model_options = {n: getattr(cfg, n) for n in MODEL_SWITCHES if getattr(cfg, n) is not None}
+        replace = bool(distributed.on_main(ctx, lambda: _check_dir(self.dir, cfg.resume, cfg.overwrite)))
+        self.model_options = recipes.model_options(cfg)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
-        model = models.create(cfg.model, num_classes=self.num_classes, in_channels=self.in_channels,
-                              **self.model_options)
+        model = models.create(
+            cfg.model, num_classes=self.num_classes, in_channels=self.in_channels, **self.model_options
+        )
+        check_input = getattr(model, "check_input", None)
+        if check_input is not None:  # a too-small --input-size fails now, not at the first step
+            side = int(cfg.input_size or 1)
+            check_input(torch.empty(1, self.in_channels, side, side, device="meta"))
         if self.resume_ckpt is not None:
             model.load_state_dict(self.resume_ckpt["model"])
         model = model.to(ctx.device)
@@ -143,24 +196,50 @@ class RunSetup:
         else:
             self.stats = data.compute_stats(self.train_ds)
         self.aug = data.AugmentConfig(
-            input_size=cfg.input_size, resize=cfg.resize, random_crop=bool(cfg.random_crop), pad=cfg.pad or 0,
-            flip=bool(cfg.flip), pca_std=float(cfg.pca_std or 0.0), normalize=cfg.normalize,
+            input_size=cfg.input_size,
+            resize=cfg.resize,
+            random_crop=bool(cfg.random_crop),
+            pad=cfg.pad or 0,
+            flip=bool(cfg.flip),
+            pca_std=float(cfg.pca_std or 0.0),
+            normalize=str(cfg.normalize),
+            pca_scale=str(cfg.pca_scale),
         )
         assert cfg.batch_size is not None
         if cfg.batch_size % ctx.world_size:
-            raise CnnlabError(f"--batch-size {cfg.batch_size} does not split evenly over {ctx.world_size} "
-                              "processes; use a multiple of the process count")
+            raise CnnlabError(
+                f"--batch-size {cfg.batch_size} does not split evenly over {ctx.world_size} "
+                "processes; use a multiple of the process count"
+            )
         per_rank = cfg.batch_size // ctx.world_size
-        common = {"aug": self.aug, "stats": self.stats, "seed": cfg.seed, "device": ctx.device,
-                  "rank": ctx.rank, "world_size": ctx.world_size, "num_workers": cfg.workers}
+        common = {
+            "aug": self.aug,
+            "stats": self.stats,
+            "seed": cfg.seed,
+            "device": ctx.device,
+            "rank": ctx.rank,
+            "world_size": ctx.world_size,
+            "num_workers": cfg.workers,
+        }
         self.train_loader = data.BatchLoader(self.train_ds, per_rank, train=True, **common)
         views = str(cfg.val_views)
-        self.val_loader = data.BatchLoader(self.val_ds, max(1, 2 * per_rank // (10 if views == "tencrop" else 2)),
-                                           train=False, views=views, **common)
+        self.val_loader = data.BatchLoader(
+            self.val_ds,
+            max(1, 2 * per_rank // (10 if views == "tencrop" else 2)),
+            train=False,
+            views=views,
+            **common,
+        )
         self.optimizer = recipes.make_optimizer(model, cfg, recipes.RECIPES[cfg.recipe].decay_norm_and_bias)
         assert cfg.epochs is not None
-        self.schedule = recipes.Schedule(str(cfg.schedule), float(cfg.lr or 0), cfg.epochs * len(self.train_loader),
-                                         float(cfg.warmup or 0), int(cfg.patience or 0), int(cfg.max_drops or 0))
+        self.schedule = recipes.Schedule(
+            str(cfg.schedule),
+            float(cfg.lr or 0),
+            cfg.epochs * len(self.train_loader),
+            float(cfg.warmup or 0),
+            int(cfg.patience or 0),
+            int(cfg.max_drops or 0),
+        )
         self.history: list[dict[str, Any]] = []
         self.best_err = float("inf")
         self.position: tuple[int, int, dict[str, Any] | None] = (0, 0, None)
@@ -171,11 +250,10 @@ class RunSetup:
             self.history = [dict(r) for r in c["metrics"]]
             self.best_err = float(c["best_val_top1_err"])
             self.position = (int(c["epoch"]), int(c["step"]), dict(c["partial"]) or None)
-            if self.position[1] >= len(self.train_loader) > 0 and not c["partial"]:
-                self.position = (self.position[0] + 1, 0, None)
         self.already_complete = self.position[0] >= cfg.epochs
         self.setup_seconds = time.perf_counter() - t0
         self.tb: Any = None
+        distributed.on_main(ctx, lambda: _prepare_dir(self.dir, cfg.resume, replace))
         if ctx.is_main:
             self._write_config()
             report.write_metrics(self.dir / "metrics.csv", self.history)
@@ -200,7 +278,7 @@ class RunSetup:
             "augment": dataclasses.asdict(self.aug),
             "dataset": self.train_ds.identity(),
             "cnnlab_version": cnnlab.__version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion would not load with weights_only
         }
 
     def _write_config(self) -> None:
@@ -208,19 +286,31 @@ class RunSetup:
         doc = {
             "config": self.cfg.to_dict(),
             "recipe": dataclasses.asdict(recipes.RECIPES[self.cfg.recipe]),
-            "model": {"name": self.cfg.model, "options": self.model_options, "num_classes": self.num_classes,
-                      "in_channels": self.in_channels, "parameters": n_params},
+            "model": {
+                "name": self.cfg.model,
+                "options": self.model_options,
+                "num_classes": self.num_classes,
+                "in_channels": self.in_channels,
+                "parameters": n_params,
+            },
             "augment": dataclasses.asdict(self.aug),
-            "data": {"train": self.train_ds.identity(), "val": self.val_ds.identity(), "classes": self.classes},
+            "data": {
+                "train": self.train_ds.identity(),
+                "val": self.val_ds.identity(),
+                "classes": self.classes,
+            },
             "distributed": {"world_size": self.ctx.world_size, "device": str(self.ctx.device)},
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "cnnlab": cnnlab.__version__},
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cnnlab": cnnlab.__version__,
+            },
             "command": sys.argv,
         }
         checkpoint.write_text(self.dir / "config.json", json.dumps(doc, indent=2, default=str) + "\n")
 
     def epoch_done(self, row: dict[str, Any]) -> None:
-        self.history.append(row)
+        """Write an epoch that is already in `history` (and in the checkpoint) to metrics.csv, TensorBoard."""
         if not self.ctx.is_main:
             return
         report.write_metrics(self.dir / "metrics.csv", self.history)
@@ -245,13 +335,15 @@ class RunSetup:
         if self.tb is not None:
             self.tb.close()
         if self.history:
-            report.plot_curves(self.history, self.dir / "curves.png", f"{self.cfg.model} on {self.cfg.dataset}")
+            report.plot_curves(
+                self.history, self.dir / "curves.png", f"{self.cfg.model} on {self.cfg.dataset}"
+            )
         if stopped is None and self.history:
             lines = {
                 "model": f"{self.cfg.model} ({self.num_classes} classes, {self.in_channels} input channels)",
                 "dataset": f"{self.cfg.dataset} ({len(self.train_ds)} train / {len(self.val_ds)} val images)",
                 "recipe": f"{self.cfg.recipe} ({self.cfg.epochs} epochs, batch {self.cfg.batch_size}, "
-                          f"lr {self.cfg.lr}, {self.cfg.schedule})",
+                f"lr {self.cfg.lr}, {self.cfg.schedule})",
                 "val views": str(self.cfg.val_views),
                 "final val top-1 error": report.pct(final["val_top1_err"]),
                 "final val top-5 error": report.pct(final["val_top5_err"]),
@@ -261,9 +353,11 @@ class RunSetup:
                 "processes": f"{self.ctx.world_size} on {self.ctx.device}",
             }
             checkpoint.write_text(self.dir / "summary.txt", report.summary_text(lines))
-            self.say(f"done: val accuracy {lines['final val accuracy']}, top-5 error "
-                     f"{lines['final val top-5 error']}, {report.format_seconds(final['train_seconds'])} "
-                     f"of training; results in {self.dir}")
+            self.say(
+                f"done: val accuracy {lines['final val accuracy']}, top-5 error "
+                f"{lines['final val top-5 error']}, {report.format_seconds(final['train_seconds'])} "
+                f"of training; results in {self.dir}"
+            )
         return final
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import signal
 import sys
 import time
@@ -26,7 +25,7 @@ from torch import nn
 
 from cnnlab import checkpoint, distributed, recipes, report
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import Accumulator
+from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.recipes import TrainConfig
 from cnnlab.runs import RunSetup, prepare
 
@@ -79,11 +78,15 @@ def _step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
     return s >> 1
 
 
-def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+def _amp_dtype(cfg: TrainConfig) -> torch.dtype | None:
     if not cfg.amp:
-        return contextlib.nullcontext()
-    dtype = torch.float16 if cfg.amp_dtype == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+        return None
+    return torch.float16 if cfg.amp_dtype == "fp16" else torch.bfloat16
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    dtype = _amp_dtype(cfg)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class _Loop:
@@ -111,6 +114,7 @@ class _Loop:
         self.check_every = 1 if (ctx.device.type == "cpu" and not ctx.distributed) else 25
         self.progress = report.Progress(cfg.progress if ctx.is_main else "none")
         self.stop = _StopRequest()
+        self.steps_this_run = 0
 
     # -- one epoch ----------------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, start: int, partial: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -154,16 +158,22 @@ class _Loop:
             loss_sum += loss_d.double() * n
             correct += (logits.detach().argmax(1) == y).sum()
             count += n
+            self.steps_this_run += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), gstep, bad_step)
             if self.progress.due(step):
-                self.progress.update(step + 1, count * ctx.world_size, loss_sum.item() / count,
-                                     correct.item() / count)
+                self.progress.update(
+                    step + 1, count * ctx.world_size, loss_sum.item() / count, correct.item() / count
+                )
             if (step + 1) % self.check_every == 0 or step + 1 == steps:
                 stop = self._check(int(bad_step.item()), epoch, steps)
                 if stop:
                     seconds += time.perf_counter() - t0
-                    sums = {"loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "count": count,
-                            "seconds": seconds}
+                    sums = {
+                        "loss_sum": loss_sum.cpu(),
+                        "correct": correct.cpu(),
+                        "count": count,
+                        "seconds": seconds,
+                    }
                     self._save(epoch, step + 1, sums)
                     self.progress.end()
                     return None
@@ -178,13 +188,17 @@ class _Loop:
         cfg, ctx = self.cfg, self.ctx
         bad = distributed.any_rank(bad_gstep >= 0, ctx.device)
         if bad:
-            at = f"step {bad_gstep % steps + 1} of epoch {bad_gstep // steps + 1}" if bad_gstep >= 0 else (
-                f"epoch {epoch + 1} (another rank)")
-            raise CnnlabError(
-                f"the training loss became non-finite at {at}; stopped, the last good checkpoint in "
-                f"{self.run.dir / 'checkpoints'} is kept (lower --lr, or try --init kaiming / --batch-norm)"
+            at = (
+                f"step {bad_gstep % steps + 1} of epoch {bad_gstep // steps + 1}"
+                if bad_gstep >= 0
+                else (f"epoch {epoch + 1} (another rank)")
             )
-        self.steps_this_run += 1 if self.check_every == 1 else self.check_every
+            last = self.run.dir / "checkpoints" / "last.pt"
+            kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint yet"
+            raise CnnlabError(
+                f"the training loss became non-finite at {at}; stopped, {kept} "
+                "(lower --lr, or try --init kaiming / --batch-norm)"
+            )
         want = self.stop.signal_name is not None or (
             cfg.stop_after is not None and self.steps_this_run >= cfg.stop_after
         )
@@ -192,8 +206,10 @@ class _Loop:
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _save(self, epoch: int, step: int, partial: dict[str, Any] | None, best: bool = False) -> None:
-        if not self.ctx.is_main:
-            return
+        # Rank 0 writes; a failed write (a full disk) stops every rank with the same message.
+        distributed.on_main(self.ctx, lambda: self._write(epoch, step, partial, best))
+
+    def _write(self, epoch: int, step: int, partial: dict[str, Any] | None, best: bool) -> None:
         run = self.run
         ckpt = run.checkpoint_base()
         ckpt.update(
@@ -207,16 +223,19 @@ class _Loop:
             metrics=list(run.history),
             best_val_top1_err=run.best_err,
         )
-        last = run.dir / "checkpoints" / "last.pt"
-        checkpoint.save(ckpt, last)
+        last, best_path = run.dir / "checkpoints" / "last.pt", run.dir / "checkpoints" / "best.pt"
         if best:
-            checkpoint.copy(last, run.dir / "checkpoints" / "best.pt")
+            # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind, and the
+            # resumed run redoes that epoch and rewrites both (last.pt first would leave best.pt stale).
+            checkpoint.save(ckpt, best_path)
+            checkpoint.copy(best_path, last)
+        else:
+            checkpoint.save(ckpt, last)
 
     # -- the whole run ------------------------------------------------------------------------------------
     def run_all(self) -> str | None:
-        cfg, run, ctx = self.cfg, self.run, self.ctx
+        cfg, run = self.cfg, self.run
         assert cfg.epochs is not None
-        self.steps_this_run = 0
         epoch, start, partial = run.position
         with self.stop.installed():
             while epoch < cfg.epochs:
@@ -228,6 +247,8 @@ class _Loop:
                 if improved:
                     run.best_err = row["val_top1_err"]
                 run.schedule.end_epoch(row["val_top1_err"])
+                # The checkpoint holds the history through this epoch; metrics.csv follows it.
+                run.history.append(row)
                 self._save(epoch + 1, 0, None, best=improved)
                 run.epoch_done(row)
                 self.progress.print(report.epoch_line(row, cfg.epochs))
@@ -236,9 +257,13 @@ class _Loop:
 
     def _end_epoch(self, epoch: int, sums: dict[str, Any]) -> dict[str, Any]:
         run, ctx = self.run, self.ctx
-        totals = torch.stack([sums["loss_sum"].to(ctx.device),
-                              sums["correct"].to(ctx.device).double(),
-                              torch.tensor(float(sums["count"]), dtype=torch.float64, device=ctx.device)])
+        totals = torch.stack(
+            [
+                sums["loss_sum"].to(ctx.device),
+                sums["correct"].to(ctx.device).double(),
+                torch.tensor(float(sums["count"]), dtype=torch.float64, device=ctx.device),
+            ]
+        )
         distributed.all_reduce_sum(totals)
         loss_sum, correct, count = totals.tolist()
         val = self.validate()
@@ -261,15 +286,8 @@ class _Loop:
         self.net.eval()
         acc = Accumulator(run.num_classes, self.ctx.device)
         for x, y in run.val_loader.epoch(0):
-            v, b = x.shape[:2]
-            x = x.flatten(0, 1)
-            if self.cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.cfg, self.ctx.device):
-                logits = self.net(x)
-            # The paper's multi-view test (section 4.1): average the softmax over the views.
-            probs = torch.softmax(logits.float(), dim=1).view(v, b, -1).mean(0)
-            acc.update(probs, y)
+            # The paper's multi-view test (section 4.1): the softmax averaged over the views.
+            acc.update(view_probs(self.net, x, _amp_dtype(self.cfg), self.cfg.channels_last), y)
         self.net.train()
         return acc.result(reduce=True)
 
@@ -280,6 +298,10 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> RunResult:
     `given` names the settings the user chose (the CLI passes the flags given); a resumed run refuses
     to change any other. From Python, every field differing from TrainConfig's default counts as given.
     """
+    if not cfg.resume and not (cfg.model and cfg.dataset):
+        raise CnnlabError("--model and --dataset are required (or --resume --out RUN to continue a run)")
+    if cfg.resume and not cfg.out and not (cfg.model and cfg.dataset):
+        raise CnnlabError("--resume needs the run folder: --out RUN")
     if given is None:
         default = TrainConfig()
         given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}

@@ -73,7 +73,9 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = "fashio
         help="where the data set's files are (default: the system location, then ~/.cache/cnnlab)",
     )
     g.add_argument(
-        "--download", action="store_true", help="fetch a missing data set through torchvision (needs a network)"
+        "--download",
+        action="store_true",
+        help="fetch a missing data set through torchvision (needs a network)",
     )
     g.add_argument(
         "--skip-bad-images",

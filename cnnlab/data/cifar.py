@@ -43,7 +43,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
 for _mod in ("numpy.core", "numpy._core"):
     _ALLOWED[(f"{_mod}.multiarray", "_reconstruct")] = _multiarray._reconstruct
     _ALLOWED[(f"{_mod}.multiarray", "scalar")] = _multiarray.scalar
-    _ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer
+    _ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer  # type: ignore[attr-defined]
 
 
 class _Refused(Exception):
@@ -99,7 +99,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise CnnlabError(f"{path}: 'data' should be a uint8 array [n, 3072], found {shape}")
     try:
         label_arr = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a label beyond 64 bits
         raise CnnlabError(f"{path}: 'labels' is not a list of integers") from None
     if label_arr.shape != (data.shape[0],):
         raise CnnlabError(
@@ -114,8 +114,8 @@ def read_classes(folder: Path) -> list[str]:
     if not meta_path.exists():
         return list(CLASSES)
     meta = load_pickle(meta_path)
-    if "label_names" not in meta:
-        raise CnnlabError(f"{meta_path} has no 'label_names' entry; the file is damaged")
+    if not isinstance(meta.get("label_names"), (list, tuple)):
+        raise CnnlabError(f"{meta_path} has no 'label_names' list; the file is damaged")
     return [_text(n) for n in meta["label_names"]]
 
 

@@ -93,12 +93,15 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def on(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) on `device`, copied once as uint8 (4x fewer bytes than float32 to move)."""
-        key = str(torch.device(device))
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:  # "cuda" and "cuda:0" are one copy, not two
+            dev = torch.device("cuda", torch.cuda.current_device())
+        key = str(dev)
         if key not in self._device_copies:
-            if torch.device(device).type == "cpu":
+            if dev.type == "cpu":
                 self._device_copies[key] = (self.images, self.labels)
             else:
-                self._device_copies[key] = (self.images.to(device), self.labels.to(device))
+                self._device_copies[key] = (self.images.to(dev), self.labels.to(dev))
         return self._device_copies[key]
 
     def subset(self, indices: torch.Tensor | list[int]) -> ArrayDataset:
@@ -110,7 +113,8 @@ class ArrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __repr__(self) -> str:
         c, h, w = self.images.shape[1:]
-        return f"ArrayDataset({self.name!r}, {self.split!r}, {len(self)} x {c}x{h}x{w}, {len(self.classes)} classes)"
+        n, k = len(self), len(self.classes)
+        return f"ArrayDataset({self.name!r}, {self.split!r}, {n} x {c}x{h}x{w}, {k} classes)"
 
 
 def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:

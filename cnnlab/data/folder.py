@@ -7,6 +7,7 @@ into it. Decoding proper happens in DataLoader workers (`BatchLoader(num_workers
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import warnings
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.errors import CnnlabError
 
@@ -59,11 +59,13 @@ def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None
     centre `side` x `side` square (the paper's test geometry, section 2: rescale to 256, crop the centre).
     """
     try:
-        with Image.open(path) as im:
-            if side is not None and im.format == "JPEG":
-                im.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
-            im = to_mode(ImageOps.exif_transpose(im), channels)
+        with Image.open(path) as f:
+            if side is not None and f.format == "JPEG":
+                f.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
+            im = to_mode(ImageOps.exif_transpose(f), channels)
             if side is not None:
+                from torchvision.transforms.v2 import functional as TF  # seconds to import: only when used
+
                 im = TF.center_crop(TF.resize(im, [side], antialias=True), [side, side])
             arr = np.asarray(im, dtype=np.uint8)
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...) for bad files
@@ -146,7 +148,9 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
         if not present:
             loose = _list_images(split_dir)
             hint = f" ({len(loose)} images lie directly inside: move them into a subfolder per class)"
-            raise CnnlabError(f"{split_dir} has no class folders{hint if loose else ''}; expected {split_dir}/<class>/*")
+            raise CnnlabError(
+                f"{split_dir} has no class folders{hint if loose else ''}; expected {split_dir}/<class>/*"
+            )
         # Class indices always come from train/, so a val/ lacking a class still labels the rest right.
         train_dir = self.root / "train"
         self.classes = _class_dirs(train_dir) if split != "train" and train_dir.is_dir() else present
@@ -202,6 +206,15 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def subset(self, indices: torch.Tensor | list[int]) -> FolderDataset:
+        """The same data set restricted to some files (no second verify pass); classes are kept."""
+        idx = torch.as_tensor(indices, dtype=torch.int64).tolist()
+        part = copy.copy(self)
+        part.samples = [self.samples[i] for i in idx]
+        part.labels = self.labels[idx] if idx else self.labels[:0]
+        part._digest = None
+        return part
+
     def identity(self) -> dict[str, Any]:
         """Name, split, count and a hash of (relative path, size, label) for each file: cheap to compute
         for a million files, and it changes when a file is added, removed, relabelled or rewritten."""
@@ -220,4 +233,5 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
         }
 
     def __repr__(self) -> str:
-        return f"FolderDataset({str(self.root)!r}, {self.split!r}, {len(self)} images, {len(self.classes)} classes)"
+        n, k = len(self), len(self.classes)
+        return f"FolderDataset({str(self.root)!r}, {self.split!r}, {n} images, {k} classes)"

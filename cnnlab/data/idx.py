@@ -99,7 +99,7 @@ def load_idx_pair(
     """An images file [N, H, W] and its labels file [N] as one ArrayDataset with a channel axis."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
+    if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape[1:]:
         raise CnnlabError(
             f"{images_path}: expected uint8 images [N, H, W], found {images.dtype} {list(images.shape)}"
         )

@@ -129,13 +129,15 @@ class BatchLoader:
         n = len(ds)
         per_rank = len(self._shard(0))
         if per_rank == 0:
-            raise CnnlabError(f"{ds.name} has {n} {'images' if n != 1 else 'image'}: too few for {world_size} ranks")
+            raise CnnlabError(
+                f"{ds.name} has {n} {'images' if n != 1 else 'image'}: too few for {world_size} ranks"
+            )
         # Training drops the incomplete last batch (a batch of one breaks batch norm), unless the shard is
         # smaller than one batch: then that shard is the one batch.
         self.steps = max(1, per_rank // batch_size) if train else math.ceil(per_rank / batch_size)
         self._dl: DataLoader[Any] | None = None
         if isinstance(ds, ArrayDataset):
-            self._images, self._labels = ds.on(self.device)
+            images, self._labels = ds.on(self.device)
             size = ds.image_size
         else:
             side = aug.resize or int(stats.mean_image.shape[-1])
@@ -150,7 +152,10 @@ class BatchLoader:
                 pin_memory=pin and torch.cuda.is_available(),
                 persistent_workers=num_workers > 0,
             )
-        self.augmenter = Augmenter(aug, stats, size, self.device)
+        self.augmenter = Augmenter(aug, stats, size, self.device, prepad=train and self._dl is None)
+        if self._dl is None:
+            # Training pads its copy once (a few MB) instead of every batch.
+            self._images = self.augmenter.pad_source(images) if train else images
 
     def __len__(self) -> int:
         return self.steps

@@ -19,15 +19,15 @@ def preprocess_files(
     """Decode files into float32 [N, C, s, s] (s = aug.input_size), the centre view a test batch gets.
 
     Each file is converted to the training data's channel count (grey for MNIST-like sets, RGB else),
-    its shorter side resized to the base side (aug.resize, else the side of the training images, which
-    is the side the statistics' mean image has) and centre-cropped square; then crop/resize to the input
-    size and normalise with the run's own statistics, through the same code as evaluation.
+    its shorter side resized to the side of the training images (the side of the statistics' mean image)
+    and centre-cropped square: from there on it is a uint8 batch like the training set's own, and goes
+    through the evaluation code itself (resize to aug.resize, centre crop, normalise).
     """
     if not paths:
         raise CnnlabError("no image files given")
     for p in paths:
         if not os.path.isfile(p):
             raise CnnlabError(f"{p}: no such file")
-    side = aug.resize or int(stats.mean_image.shape[-1])
+    side = int(stats.mean_image.shape[-1])
     batch = torch.stack([read_image(p, stats.channels, side) for p in paths])
     return Augmenter(aug, stats, (side, side), "cpu").eval(batch, "center")[0]

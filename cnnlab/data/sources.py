@@ -8,6 +8,8 @@ touches the network unless `download=True`.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +77,10 @@ class IdxSet:
             images, labels = find_idx(folder, img_stem), find_idx(folder, lbl_stem)
             if images and labels:
                 return load_idx_pair(self.name, split, images, labels, self.classes)
-            if images or labels:
+            present = images or labels
+            if present is not None:
                 missing = lbl_stem if images else img_stem
-                raise CnnlabError(f"{folder} has {(images or labels).name} but no {missing}[.gz]; get it too")
+                raise CnnlabError(f"{folder} has {present.name} but no {missing}[.gz]; get it too")
         if download:
             root = data_dir or cache_dir()
             _download(self.name, lambda: _torchvision_idx(self.torchvision_class, root, split))
@@ -148,12 +151,27 @@ def load_cifar10(split: str, data_dir: Path | None, download: bool) -> ArrayData
     )
 
 
+@functools.cache
+def _digits_bundle() -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [1797, 1, 8, 8], targets): the CSV that scikit-learn bundles, read directly when
+    it is where load_digits reads it (importing sklearn.datasets costs seconds: it pulls in scipy)."""
+    spec = importlib.util.find_spec("sklearn")
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    table = np.loadtxt(csv, delimiter=",") if csv is not None and csv.is_file() else None
+    if table is not None and table.shape == (1797, 65):
+        pixels, targets = table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    else:
+        from sklearn.datasets import load_digits as sk_digits
+
+        bunch = sk_digits()
+        pixels, targets = bunch.images, bunch.target
+    images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return images, targets.astype(np.int64)
+
+
 def load_digits(split: str, data_dir: Path | None, download: bool) -> ArrayDataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, no download), 0..16 scaled to 0..255."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    images, targets = _digits_bundle()
     order = np.random.RandomState(DIGITS_SEED).permutation(len(images))
     n_test = round(len(images) * DIGITS_TEST_FRACTION)
     pick = np.sort(order[:n_test] if split == "test" else order[n_test:])
@@ -161,7 +179,7 @@ def load_digits(split: str, data_dir: Path | None, download: bool) -> ArrayDatas
         "digits",
         split,
         torch.from_numpy(images[pick]),
-        torch.from_numpy(bunch.target[pick].astype(np.int64)),
+        torch.from_numpy(targets[pick]),
         MNIST_CLASSES,
         source="sklearn.datasets.load_digits",
     )

@@ -57,7 +57,9 @@ class DataStats:
         def t(v: Any) -> torch.Tensor:
             return torch.as_tensor(v, dtype=torch.float32).clone()
 
-        return cls(t(d["mean"]), t(d["std"]), t(d["mean_image"]), t(d["eigvals"]), t(d["eigvecs"]), int(d["count"]))
+        return cls(
+            t(d["mean"]), t(d["std"]), t(d["mean_image"]), t(d["eigvals"]), t(d["eigvecs"]), int(d["count"])
+        )
 
 
 class _Accumulator:

@@ -1,0 +1,301 @@
+"""Top-1/top-5 error, multi-view testing and ensembles (AlexNet paper sections 4.1 and 6).
+
+The paper's test: average the softmax over ten 224x224 patches (corners, centre, and their mirrors), and
+average the softmax of several nets for an ensemble ("1 CNN 18.2%, 5 CNNs 16.4%, 7 CNNs 15.4%" top-5
+error). `evaluate` does both for models that share a preprocessing; `evaluate_checkpoints` runs each
+checkpoint with its own preprocessing and averages their softmax afterwards, so any runs on the same data
+set combine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab import distributed
+from cnnlab.checkpoint import write_text
+from cnnlab.errors import CnnlabError
+
+
+class Accumulator:
+    """Sums over batches of softmax outputs, kept on the device (no host sync per batch).
+
+    loss: mean negative log of the (view- and net-averaged) probability of the true class;
+    top-k error: fraction whose true class is not among the k most probable (k capped at the class count).
+    """
+
+    def __init__(self, num_classes: int, device: torch.device, keep_probs: bool = False) -> None:
+        self.k, self.device, self.keep = num_classes, device, keep_probs
+        self.nll = torch.zeros((), dtype=torch.float64, device=device)
+        self.top1 = torch.zeros((), dtype=torch.int64, device=device)
+        self.top5 = torch.zeros((), dtype=torch.int64, device=device)
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+        self.count = 0
+        self.probs: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def update(self, probs: torch.Tensor, y: torch.Tensor) -> None:
+        probs = probs.float()
+        self.nll -= probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum().double()
+        top = probs.topk(min(5, self.k), dim=1).indices
+        hit = top == y[:, None]
+        self.top1 += hit[:, 0].sum()
+        self.top5 += hit.any(1).sum()
+        self.confusion += torch.bincount(y * self.k + top[:, 0], minlength=self.k * self.k)
+        self.count += int(y.shape[0])
+        if self.keep:
+            self.probs.append(probs.cpu())
+            self.labels.append(y.cpu())
+
+    def result(self, reduce: bool = False) -> dict[str, Any]:
+        sums = torch.stack(
+            [
+                self.nll,
+                self.top1.double(),
+                self.top5.double(),
+                torch.tensor(float(self.count), dtype=torch.float64, device=self.device),
+            ]
+        )
+        confusion = self.confusion.clone()
+        if reduce:  # distributed: every rank evaluated its own shard
+            distributed.all_reduce_sum(sums)
+            distributed.all_reduce_sum(confusion)
+        nll, top1, top5, n = sums.tolist()
+        if n == 0:
+            raise CnnlabError("nothing to evaluate: the data set is empty")
+        matrix = confusion.view(self.k, self.k).cpu()
+        per_class_n = matrix.sum(1)
+        per_class = (matrix.diagonal().double() / per_class_n.clamp_min(1)).tolist()
+        out: dict[str, Any] = {
+            "count": int(n),
+            "loss": nll / n,
+            "top1_err": 1.0 - top1 / n,
+            "top5_err": 1.0 - top5 / n,
+            "confusion": matrix.tolist(),
+            "per_class_acc": [
+                a if c else float("nan") for a, c in zip(per_class, per_class_n.tolist(), strict=True)
+            ],
+        }
+        if self.keep:
+            out["probs"] = torch.cat(self.probs) if self.probs else torch.zeros(0, self.k)
+            out["labels"] = torch.cat(self.labels) if self.labels else torch.zeros(0, dtype=torch.int64)
+        return out
+
+
+def metrics_from_probs(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """The same numbers as `evaluate` for precomputed probabilities (e.g. an ensemble's average)."""
+    acc = Accumulator(probs.shape[1], torch.device("cpu"), keep_probs=True)
+    acc.update(probs, labels)
+    return acc.result()
+
+
+@torch.no_grad()
+def view_probs(
+    model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None, channels_last: bool = False
+) -> torch.Tensor:
+    """Softmax of `model` averaged over the views of x [V, B, C, H, W] -> [B, K] (one forward pass)."""
+    v, b = x.shape[:2]
+    flat = x.flatten(0, 1)
+    if channels_last:
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    ctx = (
+        torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    with ctx:
+        logits = model(flat)
+    return torch.softmax(logits.float(), dim=1).view(v, b, -1).mean(0)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module | Sequence[nn.Module], loader: Any, device: torch.device | str, keep_probs: bool = True
+) -> dict[str, Any]:
+    """loss, top-1/top-5 error, per-class accuracy, confusion matrix (and probabilities) over `loader`.
+
+    `loader` yields evaluation batches x [V, B, C, H, W] (V views, averaged), y [B]. Several models average
+    their (view-averaged) softmax, the paper's ensemble; the result then also has `members`, one result
+    per model. Under torchrun each rank evaluates its shard and the sums are reduced (no probabilities).
+    """
+    device = torch.device(device)
+    nets = [model] if isinstance(model, nn.Module) else list(model)
+    if not nets:
+        raise CnnlabError("no model to evaluate")
+    modes = [m.training for m in nets]
+    for m in nets:
+        m.eval()
+    k = len(loader.classes)
+    keep = keep_probs and not (distributed.dist.is_available() and distributed.dist.is_initialized())
+    ens = Accumulator(k, device, keep)
+    members = [Accumulator(k, device, False) for _ in nets] if len(nets) > 1 else []
+    try:
+        for x, y in loader.epoch(0):
+            probs = [view_probs(m, x) for m in nets]
+            for acc, p in zip(members, probs, strict=False):
+                acc.update(p, y)
+            ens.update(torch.stack(probs).mean(0), y)
+    finally:
+        for m, mode in zip(nets, modes, strict=True):
+            m.train(mode)
+    result = ens.result(reduce=True)
+    if members:
+        result["members"] = [a.result(reduce=True) for a in members]
+    return result
+
+
+def ensemble(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Average the softmax of separately evaluated nets (each result must keep its probabilities)."""
+    labels = results[0]["labels"]
+    for r in results[1:]:
+        if not torch.equal(r["labels"], labels):
+            raise CnnlabError(
+                "the checkpoints were evaluated on different images; use the same --dataset/--split"
+            )
+    return metrics_from_probs(torch.stack([r["probs"] for r in results]).mean(0), labels)
+
+
+def public(result: Any) -> Any:
+    """A result as plain JSON: no tensors, NaN (a class absent from the data) as null."""
+    if isinstance(result, dict):
+        return {k: public(v) for k, v in result.items() if not isinstance(v, torch.Tensor)}
+    if isinstance(result, list):
+        return [public(v) for v in result]
+    if isinstance(result, float) and result != result:
+        return None
+    return result
+
+
+def evaluate_checkpoints(
+    paths: Sequence[str],
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    views: str = "center",
+    batch_size: int = 256,
+    device: str = "auto",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble."""
+    from cnnlab import checkpoint, data
+
+    if not paths:
+        raise CnnlabError("give at least one checkpoint")
+    dev = distributed.resolve_device(device)
+    ckpts = [checkpoint.load(p) for p in paths]
+    classes = list(ckpts[0]["classes"])
+    for p, c in zip(paths[1:], ckpts[1:], strict=True):
+        if list(c["classes"]) != classes:
+            raise CnnlabError(
+                f"{p} was trained on other classes than {paths[0]}; an ensemble needs the same ones"
+            )
+    name = dataset or str(ckpts[0]["config"]["dataset"])
+    ds = data.load(name, split, data_dir)
+    if list(ds.classes) != classes:
+        raise CnnlabError(
+            f"data set {name!r} has classes {ds.classes[:4]}..., the checkpoint {classes[:4]}...; "
+            "evaluate on the data set it was trained on"
+        )
+    if limit is not None and limit < len(ds):
+        ds = ds.subset(torch.arange(limit)) if hasattr(ds, "subset") else ds
+    singles = []
+    for c in ckpts:
+        model = checkpoint.build_model(c).to(dev)
+        stats = data.DataStats.from_dict(c["data_stats"])
+        aug = data.AugmentConfig.from_dict(c["augment"])
+        loader = data.BatchLoader(
+            ds, batch_size, train=False, aug=aug, stats=stats, seed=0, device=dev, views=views
+        )
+        singles.append(evaluate(model, loader, dev))
+    result = dict(singles[0]) if len(singles) == 1 else ensemble(singles)
+    result.update(dataset=name, split=split, views=views, checkpoints=list(paths), classes=classes)
+    if len(singles) > 1:
+        result["members"] = singles
+    return result
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    def line(label: str, r: dict[str, Any]) -> str:
+        return (
+            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}%   top-5 error {100 * r['top5_err']:6.2f}%"
+            f"   loss {r['loss']:.4f}"
+        )
+
+    print(f"{result['dataset']} ({result['split']}, {result['count']} images, views: {result['views']})")
+    for p, m in zip(result["checkpoints"], result.get("members", []), strict=False):
+        print(line(p, m))
+    print(line("ensemble (softmax average)" if "members" in result else result["checkpoints"][0], result))
+    print("per-class accuracy:")
+    for c, a in zip(result["classes"], result["per_class_acc"], strict=True):
+        print(f"  {c:<24} {100 * a:6.2f}%")
+
+
+def _cmd_eval(args: Any) -> int:
+    from cnnlab import report
+
+    result = evaluate_checkpoints(
+        args.checkpoints,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        split=args.split,
+        views=args.views,
+        batch_size=args.batch_size,
+        device=args.device,
+        limit=args.limit,
+    )
+    out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(f"cannot write to {out} ({exc.strerror}); choose another --out") from exc
+    report.plot_confusion(
+        result["confusion"],
+        result["classes"],
+        out / "confusion.png",
+        f"{result['dataset']} {result['split']}, {result['views']} views",
+    )
+    rows = ["class,accuracy,count"] + [
+        f"{c},{a!r},{sum(r)}"
+        for c, a, r in zip(result["classes"], result["per_class_acc"], result["confusion"], strict=True)
+    ]
+    write_text(out / "per_class.csv", "\n".join(rows) + "\n")
+    text = json.dumps(public(result), indent=2)
+    write_text(out / "eval.json", text + "\n")
+    if args.json:
+        print(text)
+    else:
+        _print_result(result)
+        print(f"wrote {out / 'confusion.png'}, {out / 'per_class.csv'} and {out / 'eval.json'}")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="top-1/top-5 error of checkpoints, alone and as an ensemble",
+        description="Evaluate one or more checkpoints; several average their softmax "
+        "(the paper's ensembles). Writes confusion.png, per_class.csv and eval.json.",
+    )
+    p.add_argument(
+        "checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (RUN/checkpoints/best.pt)"
+    )
+    p.add_argument("--dataset", metavar="NAME", help="data set (default: the one the first checkpoint saw)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
+    p.add_argument(
+        "--views",
+        default="center",
+        choices=("center", "flip", "tencrop"),
+        help="test views whose softmax is averaged (tencrop: the paper's ten patches)",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
+    p.set_defaults(func=_cmd_eval)

@@ -1,0 +1,189 @@
+"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|full]`.
+
+Each claim module trains the arms it compares through the common runner (`runner.Runner`, which calls
+`cnnlab.train.train`), measures, and returns a `ClaimResult`; this module writes its report.md, plots and
+result.json. The paper's numbers live in `paper.CLAIMS`, the verdict rules in `verdict`, the budgets in
+`budget`. See docs/claims.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cnnlab import models
+from cnnlab.errors import CnnlabError
+from cnnlab.experiments import budget as budgets
+from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
+from cnnlab.experiments.context import Experiment
+from cnnlab.experiments.paper import CLAIMS
+from cnnlab.experiments.results import ClaimResult, write_index, write_report
+
+__all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "register_cli", "reproduce", "reproduce_all"]
+
+# Claim id -> module with `run(Experiment) -> ClaimResult`, in the order `all` runs them.
+CLAIM_MODULES: dict[str, ModuleType] = {
+    "relu-vs-tanh": relu_tanh,
+    "lrn": lrn,
+    "overlapping-pooling": overlap,
+    "pca-lighting": pca,
+    "dropout": dropout,
+    "ten-crop": tencrop,
+    "ensemble": ensemble,
+    "paper-init": paper_init,
+}
+assert set(CLAIM_MODULES) == set(CLAIMS), "every claim in paper.CLAIMS needs a module, and vice versa"
+
+
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def _mkdir(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(f"cannot create {folder} ({exc.strerror}); choose another --out") from exc
+    return folder
+
+
+def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Experiment:
+    if claim not in CLAIM_MODULES:
+        raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
+    b = budgets.get(options.pop("budget"))
+    seeds = options.pop("seeds") or b.seeds
+    if seeds < 1:
+        raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
+    model = options.pop("model") or budgets.default_model(b)
+    models.info(model)  # an unknown name fails here, with the list of models
+    return Experiment(
+        claim,
+        b,
+        options.pop("dataset") or b.dataset,
+        model,
+        list(range(seeds)),
+        _mkdir(folder),
+        runs_dir,
+        **options,
+    )
+
+
+def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
+    seeds = f"seed{'s' if len(exp.seeds) > 1 else ''} {', '.join(map(str, exp.seeds))}"
+    exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {exp.model}, {seeds}")
+    t0 = time.perf_counter()
+    result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
+    result.seconds = time.perf_counter() - t0
+    path = write_report(result, exp.folder, exp.budget.name)
+    exp.log(f"{exp.claim}: {result.verdict.verdict}. {result.ours}")
+    exp.log(f"report: {path}")
+    return result, path
+
+
+def reproduce(
+    claim: str,
+    *,
+    budget: str = "small",
+    dataset: str | None = None,
+    seeds: int | None = None,
+    out: str | Path | None = None,
+    runs_dir: str | Path | None = None,
+    model: str | None = None,
+    device: str = "auto",
+    data_dir: str | None = None,
+    progress: str = "none",
+    fresh: bool = False,
+    log: Callable[[str], None] = _log,
+) -> tuple[ClaimResult, Path]:
+    """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
+    (default OUT/runs; several claims pointed at one folder share the runs they have in common)."""
+    folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
+    runs = Path(runs_dir) if runs_dir else folder / "runs"
+    exp = _experiment(
+        claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
+        data_dir=data_dir, progress=progress, fresh=fresh, log=log,
+    )  # fmt: skip
+    return _run(exp)
+
+
+def reproduce_all(
+    *,
+    budget: str = "small",
+    out: str | Path | None = None,
+    runs_dir: str | Path | None = None,
+    log: Callable[[str], None] = _log,
+    **options: Any,
+) -> tuple[list[ClaimResult], Path]:
+    """Every claim, sharing one runs folder (default OUT/runs), each report in OUT/CLAIM/; then
+    OUT/index.md."""
+    root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}")
+    runs = Path(runs_dir) if runs_dir else root / "runs"
+    done: list[tuple[ClaimResult, Path]] = []
+    for claim in CLAIM_MODULES:
+        exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
+        done.append(_run(exp))
+    index = write_index(done, root, budget)
+    log(f"index: {index}")
+    return [r for r, _ in done], index
+
+
+def _cmd_reproduce(args: Any) -> int:
+    options = {
+        "budget": args.budget,
+        "dataset": args.dataset,
+        "seeds": args.seeds,
+        "out": args.out,
+        "runs_dir": args.runs,
+        "model": args.model,
+        "device": args.device,
+        "data_dir": args.data_dir,
+        "progress": args.progress,
+        "fresh": args.fresh,
+    }
+    if args.claim == "all":
+        reproduce_all(**options)
+    else:
+        reproduce(args.claim, **options)
+    sys.stdout.flush()
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    claims = ", ".join(CLAIM_MODULES)
+    p = subparsers.add_parser(
+        "reproduce",
+        help="run one of the paper's claims (or all) and report the paper's number, ours and a verdict",
+        description="Reproduce a claim of the AlexNet paper at a scale this machine affords. Writes "
+        "report.md (setting, the paper's number, ours with the spread over seeds, a verdict), its plots "
+        f"and result.json into --out; `all` adds index.md. Claims: {claims}.",
+    )
+    p.add_argument("claim", choices=[*CLAIM_MODULES, "all"], metavar="CLAIM", help=f"one of {claims}, or all")
+    p.add_argument(
+        "--budget",
+        default="small",
+        choices=list(budgets.BUDGETS),
+        help="tiny: seconds (tests); small: minutes on a CPU (default); full: a GPU or a long run",
+    )
+    p.add_argument(
+        "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
+    )
+    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default: the budget's)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
+    p.add_argument(
+        "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
+    )
+    p.add_argument("--model", metavar="NAME", help="model (default alexnet_small; alexnet for full on a GPU)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    p.add_argument(
+        "--progress",
+        default="none",
+        choices=("none", "lines", "bar"),
+        help="training progress of each run (default none: one line per finished run)",
+    )
+    p.add_argument("--fresh", action="store_true", help="retrain runs already finished in --out")
+    p.set_defaults(func=_cmd_reproduce)

@@ -1,0 +1,203 @@
+"""What a claim hands back (`ClaimResult`), and the files written from it: report.md, result.json, the
+plots (PNG through matplotlib's Agg backend) and, for `reproduce all`, index.md."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cnnlab
+from cnnlab import report
+from cnnlab.checkpoint import write_text
+from cnnlab.experiments.paper import CLAIMS
+from cnnlab.experiments.runner import Run
+from cnnlab.experiments.verdict import Verdict, mean
+
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
+@dataclass
+class ClaimResult:
+    claim: str
+    ours: str  # our number(s) in one line, for the index
+    verdict: Verdict
+    setting: list[str]  # what was run, one bullet each
+    table: list[list[str]]  # the measurements; first row is the header
+    plots: list[str] = field(default_factory=list)  # file names in the claim's folder
+    notes: list[str] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)  # result.json: the measured numbers
+    seconds: float = 0.0
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    head, *body = rows
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(path, start)).as_posix()
+
+
+def write_report(result: ClaimResult, folder: Path, budget: str) -> Path:
+    """report.md and result.json in `folder`; returns the report's path."""
+    paper = CLAIMS[result.claim]
+    lines = [
+        f"# {paper.title}",
+        "",
+        f"`cnnlab reproduce {result.claim} --budget {budget}` (cnnlab {cnnlab.__version__}, "
+        f"{report.format_seconds(result.seconds)})",
+        "",
+        "## What the paper says",
+        "",
+        f"{paper.says} (Krizhevsky et al. 2012, {paper.section})",
+        "",
+        f"**Paper's number:** {paper.number}",
+        "",
+        "## What we ran",
+        "",
+        *(f"- {s}" for s in result.setting),
+        "",
+        "## What we measured",
+        "",
+        f"**Ours:** {result.ours}",
+        "",
+        *_table(result.table),
+        "",
+        *(f"![{p}]({p})\n" for p in result.plots),
+        f"## Verdict: {result.verdict.verdict}",
+        "",
+        result.verdict.reason[0].upper() + result.verdict.reason[1:] + ".",
+        "",
+    ]
+    if result.notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
+    if result.runs:
+        lines += [
+            "## Runs",
+            "",
+            "Each folder holds config.json, metrics.csv, curves.png and checkpoints.",
+            "",
+        ]
+        lines += [
+            f"- {r.arm.label}, seed {r.seed}: `{_rel(r.dir, folder)}`" + (" (failed)" if r.failed else "")
+            for r in result.runs
+        ]
+        lines.append("")
+    path = folder / "report.md"
+    write_text(path, "\n".join(lines))
+    doc = {
+        "claim": result.claim,
+        "budget": budget,
+        "paper": paper.number,
+        "paper_values": paper.values,
+        "ours": result.ours,
+        "verdict": result.verdict.verdict,
+        "reason": result.verdict.reason,
+        "numbers": result.numbers,
+        "seconds": result.seconds,
+    }
+    write_text(folder / "result.json", json.dumps(_plain(doc), indent=2) + "\n")
+    return path
+
+
+def _plain(x: Any) -> Any:
+    """JSON without NaN/inf (written as null)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_index(results: Sequence[tuple[ClaimResult, Path]], folder: Path, budget: str) -> Path:
+    """index.md: one row per claim (paper, ours, verdict), linking each claim's report."""
+    rows = [["claim", "paper", "ours", "verdict"]]
+    for r, report_path in results:
+        link = f"[{r.claim}]({_rel(report_path, folder)})"
+        rows.append([link, CLAIMS[r.claim].number, r.ours, f"**{r.verdict.verdict}**"])
+    total = sum(r.seconds for r, _ in results)
+    lines = [
+        "# The AlexNet paper's claims, reproduced at small scale",
+        "",
+        f"`cnnlab reproduce all --budget {budget}` (cnnlab {cnnlab.__version__}, "
+        f"{report.format_seconds(total)} in all). Each claim's report has the setting, every seed and "
+        "the reason for its verdict. A difference smaller than the spread over seeds is inconclusive.",
+        "",
+        *_table(rows),
+        "",
+    ]
+    path = folder / "index.md"
+    write_text(path, "\n".join(lines))
+    return path
+
+
+# -- plots ----------------------------------------------------------------------------------------------
+
+
+def plot_curves(
+    path: Path,
+    arms: Mapping[str, Sequence[Run]],
+    keys: Sequence[tuple[str, str]],
+    *,
+    title: str,
+    hline: tuple[float, str] | None = None,
+) -> None:
+    """One panel per (metrics column, panel title): each seed a thin line, the mean over seeds thick.
+    Error columns (`*_err`) are drawn in percent; `hline` (value, label) marks a threshold on them."""
+    plt = report._pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+    for ax, (key, panel) in zip(axes[0], keys, strict=True):
+        percent = key.endswith("_err")
+        scale = 100.0 if percent else 1.0
+        for color, (label, arm_runs) in zip(COLORS, arms.items(), strict=False):
+            curves = [r.curve(key) for r in arm_runs if r.history]
+            for c in curves:
+                ax.plot(range(1, len(c) + 1), [scale * v for v in c], color=color, alpha=0.35, lw=1)
+            n = min((len(c) for c in curves), default=0)
+            if n:
+                avg = [scale * mean([c[i] for c in curves]) for i in range(n)]
+                ax.plot(range(1, n + 1), avg, "o-", color=color, lw=2, ms=3, label=label)
+        if hline is not None and percent:
+            ax.axhline(scale * hline[0], color="grey", ls="--", lw=1, label=hline[1])
+        ax.set(xlabel="epoch", ylabel=panel + (" (%)" if percent else ""), title=panel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    report._save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_points(
+    path: Path,
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    xticks: Sequence[float] | None = None,
+    xticklabels: Sequence[str] | None = None,
+) -> None:
+    """Each series' points (x, y); y are fractions shown as percent, the mean per x joined by a line."""
+    plt = report._pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for color, (label, (xs, ys)) in zip(COLORS, series.items(), strict=False):
+        ax.plot(xs, [100 * y for y in ys], "o", color=color, alpha=0.45, ms=4)
+        ux = sorted(set(xs))
+        means = [100 * mean([y for x, y in zip(xs, ys, strict=True) if x == u]) for u in ux]
+        ax.plot(ux, means, "-", color=color, lw=2, label=label)
+    if xticks is not None:
+        ax.set_xticks(list(xticks), labels=list(xticklabels) if xticklabels else None)
+    ax.set(xlabel=xlabel, ylabel=ylabel + " (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    report._save_figure(fig, path)
+    plt.close(fig)

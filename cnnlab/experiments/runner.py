@@ -1,0 +1,165 @@
+"""The common runner: one TrainConfig per arm and seed, `train` called, its per-epoch history collected.
+
+Run folders are named `ARM-DIGEST-seedN`, DIGEST a hash of every setting but the seed, so two claims that
+need the same run (the `standard` baseline serves six of them) share one folder under the same runs
+directory and train it once. A finished folder (summary.txt present) is reused, an interrupted one is
+resumed from its last checkpoint, and `fresh` retrains everything. A run whose loss turns non-finite is
+recorded as failed (failed.txt) instead of stopping the experiment: for the init claim that is a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab import checkpoint, data, distributed, evaluate, report, runs
+from cnnlab.errors import CnnlabError
+from cnnlab.recipes import TrainConfig
+from cnnlab.train import train
+
+# Settings that do not change what a run computes (and so are not part of its folder's digest).
+_NOT_IN_DIGEST = frozenset({"out", "progress", "overwrite", "resume", "seed", "workers", "stop_after"})
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: TrainConfig fields on top of the setting."""
+
+    name: str  # folder-safe, e.g. "lrn-off"
+    label: str  # for tables and plot legends, e.g. "LRN off"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    arm: Arm
+    seed: int
+    dir: Path
+    history: list[dict[str, Any]]
+    failed: str | None = None  # why the run did not finish (a non-finite loss)
+    reused: bool = False
+
+    def last(self, key: str) -> float:
+        """The final epoch's value of a metrics.csv column; NaN for a failed run."""
+        if self.failed or not self.history:
+            return math.nan
+        return float(self.history[-1][key])
+
+    def curve(self, key: str) -> list[float]:
+        return [float(r[key]) for r in self.history]
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoints" / "last.pt"
+
+    @property
+    def seconds(self) -> float:
+        return sum(float(r["epoch_seconds"]) for r in self.history)
+
+
+def _history(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        return []
+    return [
+        {k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in report.read_metrics(path)
+    ]
+
+
+def digest(cfg: TrainConfig) -> str:
+    key = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_DIGEST}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+class Runner:
+    """Trains the arms of one setting; `base` holds the setting's TrainConfig fields."""
+
+    def __init__(
+        self,
+        runs_dir: Path,
+        base: Mapping[str, Any],
+        *,
+        progress: str = "none",
+        fresh: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.runs_dir, self.base = Path(runs_dir), dict(base)
+        self.progress, self.fresh, self.log = progress, fresh, log
+
+    def config(self, arm: Arm, seed: int) -> TrainConfig:
+        fields = {**self.base, **arm.settings, "seed": seed, "progress": self.progress}
+        cfg = TrainConfig(**fields)
+        return dataclasses.replace(cfg, out=str(self.runs_dir / f"{arm.name}-{digest(cfg)}-seed{seed}"))
+
+    def run(self, arm: Arm, seed: int) -> Run:
+        cfg = self.config(arm, seed)
+        folder = Path(str(cfg.out))
+        if not self.fresh and (folder / "summary.txt").is_file():
+            return self._done(Run(arm, seed, folder, _history(folder), reused=True))
+        if not self.fresh and (folder / "failed.txt").is_file():
+            failed = (folder / "failed.txt").read_text().strip()
+            return self._done(Run(arm, seed, folder, _history(folder), failed=failed, reused=True))
+        resume = not self.fresh and (folder / "checkpoints" / "last.pt").is_file()
+        cfg = dataclasses.replace(cfg, resume=resume, overwrite=not resume)
+        t0 = time.perf_counter()
+        try:
+            result = train(cfg)
+        except CnnlabError as exc:
+            if "non-finite" not in str(exc):  # the trainer's message for a diverged loss
+                raise
+            checkpoint.write_text(folder / "failed.txt", str(exc) + "\n")
+            return self._done(
+                Run(arm, seed, folder, _history(folder), failed=str(exc)), time.perf_counter() - t0
+            )
+        if result.stopped is not None:
+            raise CnnlabError(f"run {folder} was stopped ({result.stopped}); rerun the command to resume it")
+        return self._done(Run(arm, seed, folder, list(result.history)), time.perf_counter() - t0)
+
+    def _done(self, run: Run, seconds: float | None = None) -> Run:
+        if run.failed:
+            what = "failed: the loss became non-finite"
+        else:
+            what = f"val top-1 error {report.pct(run.last('val_top1_err'))}"
+        when = "reused" if seconds is None else report.format_seconds(seconds)
+        self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]")
+        return run
+
+    def runs(self, arms: Sequence[Arm], seeds: Sequence[int]) -> dict[str, list[Run]]:
+        """Every arm for every seed, seed-major so a cut-short experiment has all arms of its first seeds."""
+        out: dict[str, list[Run]] = {a.name: [] for a in arms}
+        for seed in seeds:
+            for arm in arms:
+                out[arm.name].append(self.run(arm, seed))
+        return out
+
+
+def evaluate_run(
+    run: Run, *, split: str = "val", views: str = "center", batch_size: int = 250
+) -> dict[str, Any]:
+    """`evaluate.evaluate` of a run's final weights on the images it validated on (split "val"), or on
+    the very training subset it learnt from (split "train"), preprocessed as its run did, in eval mode."""
+    ckpt = checkpoint.load(run.checkpoint_path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    dev = distributed.resolve_device(cfg.device)
+    train_split = split == "train"
+    ds = data.load(cfg.dataset, split, cfg.data_dir)
+    # The same subset the run drew (runs._limit is the trainer's own choice of images).
+    ds = runs._limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
+    loader = data.BatchLoader(
+        ds,
+        batch_size,
+        train=False,
+        aug=data.AugmentConfig.from_dict(ckpt["augment"]),
+        stats=data.DataStats.from_dict(ckpt["data_stats"]),
+        seed=cfg.seed,
+        device=dev,
+        views=views,
+    )
+    return evaluate.evaluate(checkpoint.build_model(ckpt).to(dev), loader, dev)

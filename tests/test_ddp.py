@@ -1,0 +1,78 @@
+"""Distributed data parallel on the CPU: `torchrun --nproc_per_node=2 -m cnnlab train` (gloo) against the
+same run in one process.
+
+For the two to agree, both must take the same optimisation steps: the global batch is the same (each rank
+takes half), and here every step sees the whole (limited) training set, so the union of the two ranks'
+batches is exactly the one process's batch whatever the sharding. Nothing random differs between the
+ranks' and the single process's computation: no dropout, no batch norm (per-rank batch statistics), no
+random crops, flips or PCA lighting. What is left is the order of float additions in the gradient all-reduce, so the
+weights agree to about 1e-6; we allow 1e-4 (relative) plus 1e-6 (absolute).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab import checkpoint, report
+from cnnlab.train import TrainConfig, train
+
+ARGS = {
+    "model": "alexnet_small", "dataset": "digits", "recipe": "paper", "epochs": "3", "batch-size": "128",
+    "limit-train": "128", "limit-val": "101", "input-size": "8", "lr": "0.05", "dropout": "0",
+    "val-views": "flip", "pca-std": "0",
+}  # fmt: skip
+FLAGS = [
+    "--no-batch-norm",
+    "--no-random-crop",
+    "--no-flip",
+    "--model-opt",
+    "width=0.25",
+    "--progress",
+    "lines",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
+    argv = [a for k, v in ARGS.items() for a in (f"--{k}", v)] + FLAGS
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "cnnlab", "train", *argv, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Only rank 0 prints and writes.
+    assert proc.stdout.count("epoch 3/3  lr") == 1, proc.stdout
+    doc = json.loads((tmp_path / "ddp" / "config.json").read_text())
+    assert doc["distributed"]["world_size"] == 2
+
+    single = train(TrainConfig(
+        model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=128,
+        limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
+        random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"),
+    ))  # fmt: skip
+    ddp = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")
+    assert ddp["epoch"] == 3
+    for key, value in single.model.state_dict().items():
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+    # The model moved: the comparison is not between two copies of the initial weights.
+    assert ddp["metrics"][-1]["train_loss"] < ddp["metrics"][0]["train_loss"]
+    # Metrics reduced over ranks equal the one-process metrics (the 101 val images split 51 + 50).
+    rows_ddp = report.read_metrics(tmp_path / "ddp" / "metrics.csv")
+    rows_one = report.read_metrics(tmp_path / "one" / "metrics.csv")
+    for a, b in zip(rows_ddp, rows_one, strict=True):
+        for col in ("train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "lr"):
+            assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-4, abs=1e-6), col

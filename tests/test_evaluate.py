@@ -1,0 +1,98 @@
+"""Evaluation: multi-view testing (the paper's ten crops), ensembles, the `eval` command's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import fashion_mnist_installed
+from test_train import tiny  # tests/ is on sys.path (no __init__.py)
+
+from cnnlab import checkpoint, cli, data
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import evaluate, evaluate_checkpoints
+from cnnlab.train import train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two short runs (seeds 0 and 1) on 8x8 digits with 6x6 inputs, so there are crops to take."""
+    root = tmp_path_factory.mktemp("eval")
+    paths = []
+    for seed in (0, 1):
+        train(tiny(root / f"seed{seed}", seed=seed, input_size=6, epochs=2, dropout=0.0))
+        paths.append(root / f"seed{seed}" / "checkpoints" / "last.pt")
+    return paths
+
+
+def _by_hand(ckpt_path: Path, views: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax averaged over views, computed without the loader: normalise, crop, run, average."""
+    ckpt = checkpoint.load(ckpt_path)
+    model = checkpoint.build_model(ckpt)
+    ds = data.load("digits", "test")
+    stats = data.DataStats.from_dict(ckpt["data_stats"])
+    x = (ds.images.float() / 255 - stats.mean.view(1, -1, 1, 1)) / stats.std.view(1, -1, 1, 1)
+    crops = data.eval_views(x, views, 6)  # [V, N, C, 6, 6]
+    with torch.no_grad():
+        probs = torch.stack([torch.softmax(model(v), 1) for v in crops]).mean(0)
+    return probs, ds.labels
+
+
+def test_tencrop_averages_the_softmax_of_ten_views(runs: list[Path]) -> None:
+    result = evaluate_checkpoints([str(runs[0])], dataset="digits", views="tencrop")
+    probs, labels = _by_hand(runs[0], "tencrop")
+    torch.testing.assert_close(result["probs"], probs, rtol=1e-4, atol=1e-5)
+    assert torch.equal(result["labels"], labels)
+    assert result["count"] == len(labels)
+    expected_top1 = (probs.argmax(1) != labels).double().mean().item()
+    assert result["top1_err"] == pytest.approx(expected_top1)
+    assert result["top5_err"] <= result["top1_err"]
+    conf = torch.tensor(result["confusion"])
+    assert conf.sum() == len(labels) and conf.trace() == round((1 - result["top1_err"]) * len(labels))
+    center = evaluate_checkpoints([str(runs[0])], dataset="digits", views="center")
+    torch.testing.assert_close(center["probs"], _by_hand(runs[0], "center")[0], rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_averages_the_nets_softmax(runs: list[Path]) -> None:
+    result = evaluate_checkpoints([str(p) for p in runs], dataset="digits", views="flip")
+    a, b = result["members"]
+    torch.testing.assert_close(result["probs"], (a["probs"] + b["probs"]) / 2)
+    assert not torch.allclose(a["probs"], b["probs"])  # two different nets
+    # One pass over several models (same preprocessing) gives the same ensemble.
+    ckpts = [checkpoint.load(p) for p in runs]
+    models = [checkpoint.build_model(c) for c in ckpts]
+    loader = data.BatchLoader(
+        data.load("digits", "test"), 100, train=False, aug=data.AugmentConfig.from_dict(ckpts[0]["augment"]),
+        stats=data.DataStats.from_dict(ckpts[0]["data_stats"]), seed=0, device="cpu", views="flip",
+    )  # fmt: skip
+    assert ckpts[0]["data_stats"]["mean"] == ckpts[1]["data_stats"]["mean"]  # both saw the whole train set
+    joint = evaluate(models, loader, "cpu")
+    torch.testing.assert_close(joint["probs"], result["probs"], rtol=1e-4, atol=1e-6)
+    assert len(joint["members"]) == 2
+
+
+def test_eval_command_prints_json_and_writes_files(
+    runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval"
+    code = cli.main(["eval", *map(str, runs), "--views", "tencrop", "--json", "--out", str(out)])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["members"]) == 2 and doc["views"] == "tencrop"
+    assert 0.0 <= doc["top1_err"] <= 1.0 and len(doc["per_class_acc"]) == 10
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (out / "per_class.csv").read_text().splitlines()
+    assert rows[0] == "class,accuracy,count" and len(rows) == 11
+    code = cli.main(["eval", str(runs[0]), "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "top-1 error" in text and "per-class accuracy" in text
+
+
+def test_eval_refuses_mismatched_data(runs: list[Path], tmp_path: Path) -> None:
+    if fashion_mnist_installed():
+        with pytest.raises(CnnlabError, match="evaluate on the data set it was trained on"):
+            evaluate_checkpoints([str(runs[0])], dataset="fashion-mnist")
+    with pytest.raises(CnnlabError, match="not found"):
+        evaluate_checkpoints([str(tmp_path / "none.pt")])

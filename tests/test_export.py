@@ -1,0 +1,76 @@
+"""Export: ONNX checked against PyTorch with onnxruntime, TorchScript, safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import tiny  # tests/ is on sys.path (no __init__.py)
+
+from cnnlab import checkpoint, cli
+from cnnlab.errors import CnnlabError
+from cnnlab.export import export
+from cnnlab.train import train
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    # Batch norm and LRN both present (their eval-mode forms must export); input 8x8 grey.
+    train(tiny(root / "run", epochs=1, batch_norm=True, model_opt=["width=0.25", "lrn=true"]))
+    return root / "run" / "checkpoints" / "last.pt"
+
+
+def _reference(ckpt: Path, x: torch.Tensor) -> torch.Tensor:
+    model = checkpoint.build_model(checkpoint.load(ckpt))
+    with torch.no_grad():
+        return model(x)
+
+
+def test_onnx_round_trip_with_onnxruntime(ckpt: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = export(str(ckpt), "onnx", str(tmp_path / "model.onnx"))
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(5, 1, 8, 8)  # another batch size than the export's example: the batch is dynamic
+    (got,) = session.run(None, {"images": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), _reference(ckpt, x), rtol=1e-4, atol=1e-5)
+    meta = (
+        {p.key: p.value for p in session.get_modelmeta().custom_metadata_map.items()}
+        if False
+        else (session.get_modelmeta().custom_metadata_map)
+    )
+    assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
+    assert meta["cnnlab_model"] == "alexnet_small"
+
+
+def test_torchscript_and_safetensors(ckpt: Path, tmp_path: Path) -> None:
+    x = torch.randn(3, 1, 8, 8)
+    ts = export(str(ckpt), "torchscript", str(tmp_path / "model.pt"))
+    extra = {"cnnlab.json": ""}
+    loaded = torch.jit.load(str(ts), _extra_files=extra)
+    torch.testing.assert_close(loaded(x), _reference(ckpt, x), rtol=1e-5, atol=1e-6)
+    assert json.loads(extra["cnnlab.json"])["num_classes"] == "10"
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    st = export(str(ckpt), "safetensors", str(tmp_path / "model.safetensors"))
+    c = checkpoint.load(ckpt)
+    model = checkpoint.build_model(c)
+    model.load_state_dict(load_file(str(st)))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _reference(ckpt, x))
+    with safe_open(str(st), "pt") as f:
+        assert f.metadata()["in_channels"] == "1"
+
+
+def test_export_command_and_errors(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        cli.main(["export", str(ckpt), "--format", "safetensors", "-o", str(tmp_path / "m.safetensors")]) == 0
+    )
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(CnnlabError, match="does not exist"):
+        export(str(ckpt), "onnx", str(tmp_path / "no" / "such" / "m.onnx"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary files left

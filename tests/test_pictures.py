@@ -1,0 +1,190 @@
+"""Figure 3 (first-layer kernels) and Figure 4 (nearest neighbours in feature space)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnlab import checkpoint, data, models
+from cnnlab.cli import main
+from cnnlab.data.idx import write_idx
+from cnnlab.errors import CnnlabError
+from cnnlab.pictures import (
+    MIN_WIDTH,
+    PANEL_GAP,
+    SEP,
+    SEP_VALUE,
+    filter_grid,
+    find_neighbors,
+    kernel_image,
+    nearest,
+    neighbor_grid,
+)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data_ = path.read_bytes()
+    assert data_[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(data_)).size
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figure 3
+
+
+def test_kernel_image_min_max_per_kernel() -> None:
+    w = torch.randn(3, 5, 5) * 7 + 3
+    img = kernel_image(w)
+    assert img.shape == (5, 5, 3) and img.min() == 0.0 and img.max() == pytest.approx(1.0)
+    # One normalisation for the three channels together, so colours keep their balance.
+    np.testing.assert_allclose(img, ((w - w.min()) / (w.max() - w.min())).permute(1, 2, 0).numpy(), rtol=1e-6)
+    grey = kernel_image(torch.randn(1, 4, 4))
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 0], grey[..., 2])
+
+
+@pytest.mark.parametrize("scale", [1, 3])
+def test_filter_grid_layout_two_panels(scale: int) -> None:
+    towers = [torch.randn(7, 3, 4, 5), torch.randn(5, 3, 4, 5)]  # uneven on purpose: 7 and 5 kernels
+    cols = 3
+    grid = filter_grid(towers, cols=cols, scale=scale)
+    ch, cw = 4 * scale, 5 * scale
+    panel_w = SEP + cols * (cw + SEP)
+    rows = 3  # ceil(7 / 3)
+    assert grid.shape == (SEP + rows * (ch + SEP), 2 * panel_w + PANEL_GAP, 3)
+    filled = np.zeros(grid.shape[:2], dtype=bool)
+    for p, w in enumerate(towers):
+        for i in range(w.shape[0]):
+            y = SEP + (i // cols) * (ch + SEP)
+            x = p * (panel_w + PANEL_GAP) + SEP + (i % cols) * (cw + SEP)
+            want = kernel_image(w[i]).repeat(scale, 0).repeat(scale, 1)
+            np.testing.assert_array_equal(grid[y : y + ch, x : x + cw], want)
+            filled[y : y + ch, x : x + cw] = True
+    assert (grid[~filled] == SEP_VALUE).all()  # separators, the gap between towers, empty cells
+
+
+def test_filter_grid_from_conv_modules_grey() -> None:
+    conv = nn.Conv2d(1, 4, 3)
+    grid = filter_grid([conv])
+    assert grid.shape == (SEP + 2 * 4, SEP + 2 * 4, 3)  # 4 kernels: 2x2 cells of 3 px and a separator
+    np.testing.assert_array_equal(grid[SEP : SEP + 3, SEP : SEP + 3], kernel_image(conv.weight[0]))
+
+
+def test_filters_command_untrained_and_towers(tmp_path: Path) -> None:
+    one = tmp_path / "small.png"
+    assert main(["filters", "alexnet_small", "--init", "--in-channels", "1", "-o", str(one)]) == 0
+    assert png_size(one)[0] >= MIN_WIDTH
+    model = models.create("alexnet_grouped", num_classes=10)
+    convs = model.first_conv()
+    assert len(convs) == 2  # one panel per tower, as the paper's two GPUs
+    grid = filter_grid(convs)
+    panel_w = (grid.shape[1] - PANEL_GAP) // 2
+    assert (grid[:, panel_w : panel_w + PANEL_GAP] == SEP_VALUE).all()
+
+
+def test_filters_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["filters", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "f.png")]) == 2
+    assert main(["filters", "alexnet_small", "--init", "-o", str(tmp_path / "f.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and ".png" in err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figure 4
+
+
+def brute_force(q: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    dist = np.zeros((len(q), len(bank)))
+    for i in range(len(q)):
+        for j in range(len(bank)):
+            dist[i, j] = np.sqrt(((q[i] - bank[j]) ** 2).sum())
+    idx = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, idx, 1), idx
+
+
+@pytest.mark.parametrize("chunk", [7, 1000])
+def test_nearest_equals_brute_force(chunk: int) -> None:
+    gen = torch.Generator().manual_seed(1)
+    q, bank = torch.randn(6, 9, generator=gen), torch.randn(50, 9, generator=gen)
+    dist, idx = nearest(q, bank, 5, chunk=chunk)
+    want_d, want_i = brute_force(q.numpy(), bank.numpy(), 5)
+    np.testing.assert_array_equal(idx.numpy(), want_i)
+    np.testing.assert_allclose(dist.numpy(), want_d, rtol=1e-5, atol=1e-5)
+
+
+def test_nearest_rejects_k_beyond_the_bank() -> None:
+    with pytest.raises(CnnlabError, match="--k"):
+        nearest(torch.zeros(2, 3), torch.zeros(4, 3), 5)
+
+
+def test_neighbor_grid_layout() -> None:
+    q = [torch.full((1, 4, 4), 10, dtype=torch.uint8)]
+    ns = [[torch.full((1, 4, 4), 200, dtype=torch.uint8), torch.zeros((1, 4, 4), dtype=torch.uint8)]]
+    grid = neighbor_grid(q, ns, side=8)  # upsampled 2x
+    gap = 4 * SEP
+    assert grid.shape == (SEP + 8 + SEP, SEP + 3 * (8 + SEP) + gap, 3)
+    assert np.allclose(grid[SEP : SEP + 8, SEP : SEP + 8], 10 / 255)
+    x1 = SEP + (8 + SEP) + gap
+    assert np.allclose(grid[SEP : SEP + 8, x1 : x1 + 8], 200 / 255)
+    assert np.allclose(grid[SEP : SEP + 8, x1 + 8 + SEP : x1 + 16 + SEP], 0.0)
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path: Path) -> tuple[Path, torch.Tensor, list[int]]:
+    """40 random training images; the 6 test images are copies of training images 3, 9, 17, 20, 31, 38."""
+    gen = np.random.default_rng(0)
+    train = gen.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    sources = [3, 9, 17, 20, 31, 38]
+    test = train[sources].copy()
+    folder = tmp_path / "fmnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", train)
+    write_idx(folder / "train-labels-idx1-ubyte", (np.arange(40) % 10).astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", test)
+    write_idx(folder / "t10k-labels-idx1-ubyte", (np.arange(6) % 10).astype(np.uint8))
+    return folder, torch.from_numpy(train), sources
+
+
+def write_checkpoint(path: Path, folder: Path) -> None:
+    train = data.load("fashion-mnist", "train", data_dir=folder)
+    model = models.create("alexnet_small", num_classes=10, in_channels=1)
+    ckpt = {
+        "format": checkpoint.FORMAT,
+        "format_version": checkpoint.FORMAT_VERSION,
+        "model_name": "alexnet_small",
+        "model_options": {},
+        "num_classes": 10,
+        "in_channels": 1,
+        "classes": list(train.classes),
+        "model": model.state_dict(),
+        "augment": data.AugmentConfig.plain(28).to_dict(),
+        "data_stats": data.compute_stats(train).to_dict(),
+    }
+    checkpoint.save(ckpt, path)
+
+
+def test_neighbors_find_the_duplicated_training_images(tiny_fashion, tmp_path: Path) -> None:
+    folder, _, sources = tiny_fashion
+    ckpt_path = tmp_path / "last.pt"
+    write_checkpoint(ckpt_path, folder)
+    ckpt = checkpoint.load(ckpt_path)
+    train, test = (data.load("fashion-mnist", s, data_dir=folder) for s in ("train", "test"))
+    aug, stats = data.AugmentConfig.from_dict(ckpt["augment"]), data.DataStats.from_dict(ckpt["data_stats"])
+    found = find_neighbors(
+        checkpoint.build_model(ckpt), train, test, aug, stats, queries=4, k=3, batch_size=7
+    )
+    assert found.idx.shape == (4, 3) and found.dist.shape == (4, 3)
+    assert found.idx[:, 0].tolist() == [sources[i] for i in found.query_idx.tolist()]  # itself, first
+    assert torch.allclose(found.dist[:, 0], torch.zeros(4), atol=1e-3)
+    assert (found.dist[:, 1:] >= found.dist[:, :1]).all()
+
+    out = tmp_path / "nn.png"
+    args = ["neighbors", str(ckpt_path), "--dataset", "fashion-mnist", "--data-dir", str(folder)]
+    assert main([*args, "--queries", "4", "--k", "3", "--bank-size", "30", "-o", str(out)]) == 0
+    side = 28 * 3  # 28 px images blown up 3x to reach 64 px
+    assert png_size(out) == (SEP + 4 * (side + SEP) + 4 * SEP, SEP + 4 * (side + SEP))

@@ -1,0 +1,154 @@
+"""The training loop on scikit-learn's digits (real, tiny): learning, the run folder, resume, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from cnnlab import checkpoint, report
+from cnnlab.errors import CnnlabError
+from cnnlab.train import TrainConfig, train
+
+
+def tiny(out: Path, **kw: Any) -> TrainConfig:
+    """A run that takes about a second: a quarter-width small AlexNet on 8x8 digits, 22 steps an epoch."""
+    base: dict[str, Any] = dict(
+        model="alexnet_small", dataset="digits", recipe="fast", epochs=2, batch_size=64, input_size=8,
+        lr=0.1, model_opt=["width=0.25"], flip=False, val_views="center", out=str(out), progress="none",
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def non_timing(path: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in r.items() if k not in report.TIMING_COLUMNS} for r in report.read_metrics(path)]
+
+
+def test_short_run_learns_and_writes_its_folder(tmp_path: Path) -> None:
+    result = train(tiny(tmp_path / "run", epochs=4, dropout=0.0))
+    h = result.history
+    assert len(h) == 4
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert h[-1]["val_top1_err"] < 0.6  # chance is 0.9 on ten classes
+    run = result.run_dir
+    for name in ("config.json", "metrics.csv", "curves.png", "summary.txt", "checkpoints/last.pt",
+                 "checkpoints/best.pt"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = report.read_metrics(run / "metrics.csv")
+    assert list(rows[0]) == list(report.METRIC_COLUMNS)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["val_top1_err"]) == pytest.approx(h[-1]["val_top1_err"])
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["config"]["lr"] == 0.1 and doc["config"]["schedule"] == "onecycle"  # resolved defaults
+    assert doc["config"]["momentum"] == 0.9 and doc["config"]["label_smoothing"] == 0.1
+    assert set(doc["versions"]) == {"python", "torch", "cnnlab"}
+    assert doc["data"]["train"]["name"] == "digits" and len(doc["data"]["train"]["sha256"]) == 64
+    assert "final val accuracy" in (run / "summary.txt").read_text()
+    # Checkpoints are plain data: torch.load with weights_only=True reads them.
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["model_name"] == "alexnet_small" and ckpt["num_classes"] == 10 and ckpt["in_channels"] == 1
+    assert ckpt["epoch"] == 4 and ckpt["step"] == 0 and len(ckpt["metrics"]) == 4
+    assert ckpt["classes"] == [str(i) for i in range(10)]
+    assert set(ckpt) >= {"optimizer", "scheduler", "config", "data_stats", "augment"}
+    model = checkpoint.build_model(ckpt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, result.model.state_dict()[k])
+
+
+def test_resume_is_bit_exact(tmp_path: Path) -> None:
+    # Dropout, random crops and flips all on: every source of randomness must replay.
+    cfg = tiny(tmp_path / "a", dropout=0.5, flip=True, random_crop=True)
+    whole = train(cfg)
+    b = dataclasses.replace(cfg, out=str(tmp_path / "b"))
+    first = train(dataclasses.replace(b, stop_after=30))  # stops in epoch 2, at step 8 of 22
+    assert first.stopped == "stop_after" and len(first.history) == 1
+    ckpt = checkpoint.load(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 8)
+    assert not (tmp_path / "b" / "summary.txt").exists()  # an interrupted run does not look complete
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), resume=True, progress="none"))
+    assert resumed.stopped is None
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert non_timing(tmp_path / "a" / "metrics.csv") == non_timing(tmp_path / "b" / "metrics.csv")
+    assert (tmp_path / "b" / "summary.txt").is_file()
+
+
+def test_existing_folder_unwritable_folder_and_other_model_are_refused(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "run", epochs=1)
+    train(cfg)
+    with pytest.raises(CnnlabError, match="already exists; use --resume"):
+        train(cfg)
+    with pytest.raises(CnnlabError, match="'alexnet_small', not 'alexnet_torchvision'"):
+        train(TrainConfig(model="alexnet_torchvision", out=cfg.out, resume=True))
+    with pytest.raises(CnnlabError, match="10 classes on 'digits', not 'mnist'"):
+        train(TrainConfig(dataset="mnist", out=cfg.out, resume=True))
+    with pytest.raises(CnnlabError, match=r"--lr 0\.5"):
+        train(TrainConfig(out=cfg.out, resume=True, lr=0.5))
+    with pytest.raises(CnnlabError, match="nothing to resume"):
+        train(dataclasses.replace(cfg, out=str(tmp_path / "empty"), resume=True))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CnnlabError, match="cannot write to the run folder"):
+        train(dataclasses.replace(cfg, out=str(blocker / "run")))
+    # --overwrite replaces a cnnlab run folder, but nothing else.
+    train(dataclasses.replace(cfg, overwrite=True))
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
+        train(dataclasses.replace(cfg, out=str(other), overwrite=True))
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_completed_run_resumes_to_more_epochs(tmp_path: Path) -> None:
+    cfg = tiny(tmp_path / "run", epochs=1, schedule="plateau", patience=1)
+    train(cfg)
+    more = train(TrainConfig(out=cfg.out, resume=True, epochs=2, progress="none"))
+    assert [r["epoch"] for r in more.history] == [1, 2]
+    train(dataclasses.replace(tiny(tmp_path / "oc", epochs=1), stop_after=1))
+    with pytest.raises(CnnlabError, match="onecycle schedule"):
+        train(TrainConfig(out=str(tmp_path / "oc"), resume=True, epochs=3))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(self: torch.nn.CrossEntropyLoss, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = original(self, logits, y)
+        return loss * float("nan") if calls["n"] == 22 + 5 else loss  # step 5 of epoch 2
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    cfg = tiny(tmp_path / "run", epochs=3)
+    with pytest.raises(CnnlabError, match="non-finite at step 5 of epoch 2"):
+        train(cfg)
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 0)  # the end of epoch 1, before the bad step
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_schedules() -> None:
+    from cnnlab.recipes import Schedule
+
+    s = Schedule("plateau", 0.01, 100, 0.0, patience=2, max_drops=1)
+    for err in (0.5, 0.4, 0.45, 0.41):  # two epochs without a new best: divide by 10
+        s.end_epoch(err)
+    assert s.lr(0) == pytest.approx(0.001)
+    for err in (0.5, 0.5, 0.5):  # at most max_drops drops
+        s.end_epoch(err)
+    assert s.lr(0) == pytest.approx(0.001)
+    restored = Schedule("plateau", 0.01, 100, 0.0, patience=2, max_drops=1)
+    restored.load_state_dict(s.state_dict())
+    assert restored.state_dict() == s.state_dict()
+    oc = Schedule("onecycle", 0.4, 100, 0.25, 0, 0)
+    lrs = [oc.lr(i) for i in range(100)]
+    assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 24 and lrs[-1] == 0.0
