@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +58,7 @@ class Timings:
         return [p / o for o, p in zip(self.seconds[ours], self.seconds[peer], strict=False)]
 
 
-def interleave(cases: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> Timings:
+def interleave(cases: Mapping[str, Callable[[], object]], reps: int, warmup: int = 1) -> Timings:
     """Run every case `warmup` times untimed, then `reps` rounds of one timed call each, alternating.
 
     The order within a round alternates too (A B, B A, ...), so neither side always runs right after

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench import common, plain
 
-NO_CUDA = "bench/gpu.py: no CUDA device here (torch.cuda.is_available() is False); run it on a machine with a GPU"
+NO_CUDA = (
+    "bench/gpu.py: no CUDA device here (torch.cuda.is_available() is False); run it on a machine with a GPU"
+)
 
 
 def matmul_rate(device: str, dtype: torch.dtype, n: int, reps: int) -> float:
@@ -45,15 +48,17 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fast: bool) -> Callable[[], None]:
+def make_step(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, fast: bool, compile: bool = True
+) -> Callable[[], None]:
     """One SGD step; `fast` = what `cnnlab train --amp --channels-last --compile` does on CUDA."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, foreach=True)
     net: nn.Module = model
     amp: contextlib.AbstractContextManager = contextlib.nullcontext()
     if fast:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-        net = torch.compile(model)  # type: ignore[assignment]
+        net = torch.compile(model) if compile else model  # type: ignore[assignment]
         amp = torch.autocast(x.device.type, dtype=torch.bfloat16)
 
     def step() -> None:
@@ -64,6 +69,17 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fast: bool) ->
         opt.step()
 
     return step
+
+
+def repeat(step: Callable[[], None], k: int, device: str) -> Callable[[], None]:
+    """k steps then a device sync: one timed repetition."""
+
+    def run() -> None:
+        for _ in range(k):
+            step()
+        sync(device)
+
+    return run
 
 
 def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
@@ -86,27 +102,28 @@ def alexnet_rows(args: argparse.Namespace, device: str, peaks: dict[str, float])
         x = torch.randn(batch, 3, 227, 227, device=device)
         y = torch.randint(0, 1000, (batch,), device=device)
         flops = step_flops(base, x, y)
-        eager, fast = make_step(base, x, y, False), make_step(twin, x, y, not args.no_compile)
+        eager, fast = make_step(base, x, y, False), make_step(twin, x, y, True, not args.no_compile)
         t0 = time.perf_counter()
         fast()
         sync(device)
         compile_s = time.perf_counter() - t0
         k = 2 if args.quick else 20  # steps per timed repetition, so launch gaps average out
-
-        def rep(step: Callable[[], None]) -> Callable[[], None]:
-            def run() -> None:
-                for _ in range(k):
-                    step()
-                sync(device)
-
-            return run
-
-        t = common.interleave({"fast": rep(fast), "eager": rep(eager)}, 1 if args.quick else 5, warmup=1)
+        cases = {"fast": repeat(fast, k, device), "eager": repeat(eager, k, device)}
+        t = common.interleave(cases, 1 if args.quick else 5, warmup=1)
         ips_f, ips_e = t.rate("fast", batch * k), t.rate("eager", batch * k)
         mfu_f = flops / batch * ips_f / peaks["bf16"]
         mfu_e = flops / batch * ips_e / peaks["fp32"]
-        rows.append([f"alexnet 227, batch {batch}", f"{ips_f:.0f}", f"{ips_e:.0f}", f"**{ips_f / ips_e:.2f}**",
-                     f"{mfu_f:.1%}", f"{mfu_e:.1%}", f"{compile_s:.0f}"])  # fmt: skip
+        rows.append(
+            [
+                f"alexnet 227, batch {batch}",
+                f"{ips_f:.0f}",
+                f"{ips_e:.0f}",
+                f"**{ips_f / ips_e:.2f}**",
+                f"{mfu_f:.1%}",
+                f"{mfu_e:.1%}",
+                f"{compile_s:.0f}",
+            ]
+        )
         print("  " + " | ".join(rows[-1]), flush=True)
         del base, twin, eager, fast
         torch._dynamo.reset()
@@ -118,13 +135,23 @@ def tta_rows(args: argparse.Namespace, device: str, target: float) -> list[list[
     from bench.tta import NET, _model, time_to
     from cnnlab.train import TrainConfig, train
 
-    quick = {"epochs": 1, "limit_train": 512, "limit_val": 500} if args.quick else {}
+    quick: dict[str, Any] = {"epochs": 1, "limit_train": 512, "limit_val": 500} if args.quick else {}
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model=str(NET["name"]), dataset="fashion-mnist", recipe="fast", out=out,
-                          progress="none", device="cuda" if device.startswith("cuda") else "cpu",
-                          amp=device.startswith("cuda"), channels_last=True, **quick)  # type: ignore[arg-type]  # fmt: skip
+        cfg = TrainConfig(
+            model=str(NET["name"]),
+            dataset="fashion-mnist",
+            recipe="fast",
+            out=out,
+            progress="none",
+            device="cuda" if device.startswith("cuda") else "cpu",
+            amp=device.startswith("cuda"),
+            channels_last=True,
+            **quick,
+        )
         hist = train(cfg).history
-    ours = [{"epoch": r["epoch"], "epoch_s": r["epoch_seconds"], "test_acc": 1 - r["val_top1_err"]} for r in hist]
+    ours = [
+        {"epoch": r["epoch"], "epoch_s": r["epoch_seconds"], "test_acc": 1 - r["val_top1_err"]} for r in hist
+    ]
     recipe = plain.PlainRecipe(epochs=1 if args.quick else 15, num_workers=args.workers)
     lim = (512, 500) if args.quick else (None, None)
     peer = list(plain.train_plain(_model(), recipe, target, lim[0], lim[1], device=device))
@@ -159,7 +186,9 @@ def main() -> None:
         ["case", "bf16+CL+compile img/s", "eager fp32 img/s", "ratio", "MFU bf16", "MFU fp32", "compile s"],
         alexnet_rows(args, device, peaks),
     )
-    tta = common.table(["", f"time to {args.target:.0%}", "best test accuracy"], tta_rows(args, device, args.target))
+    tta = common.table(
+        ["", f"time to {args.target:.0%}", "best test accuracy"], tta_rows(args, device, args.target)
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (test run)"
     body = (
         f"Device: {gpu}. Measured matmul rate ({n}x{n}): bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s, fp32 "

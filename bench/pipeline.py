@@ -38,8 +38,14 @@ class Geometry:
     resize: int | None
 
     def augment(self) -> data.AugmentConfig:
-        return data.AugmentConfig(input_size=self.size, resize=self.resize, random_crop=True, pad=self.pad,
-                                  flip=True, normalize="channel")  # fmt: skip
+        return data.AugmentConfig(
+            input_size=self.size,
+            resize=self.resize,
+            random_crop=True,
+            pad=self.pad,
+            flip=True,
+            normalize="channel",
+        )
 
 
 SMALL = Geometry(28, 2, None)
@@ -48,8 +54,9 @@ LARGE = Geometry(227, 0, 259)  # what recipes.resolve picks for a 227 net on 28 
 
 class OursFeed:
     def __init__(self, ds: data.ArrayDataset, stats: data.DataStats, geo: Geometry, batch: int) -> None:
-        self.loader = data.BatchLoader(ds, batch, train=True, aug=geo.augment(), stats=stats, seed=0,
-                                       device="cpu")  # fmt: skip
+        self.loader = data.BatchLoader(
+            ds, batch, train=True, aug=geo.augment(), stats=stats, seed=0, device="cpu"
+        )
         self.next_epoch = 0
 
     def batches(self, k: int) -> Batches:
@@ -98,8 +105,9 @@ def sgd_step(model: nn.Module) -> Step:
 
 def stand_in() -> nn.Module:
     """A net that costs almost nothing at 227 px, so the pipeline is what the loop waits for."""
-    return nn.Sequential(nn.Conv2d(1, 8, 11, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(8, 10))  # fmt: skip
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 11, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
 
 
 @dataclass
@@ -118,8 +126,9 @@ class Row:
         return self.ours_ips / self.peer_ips
 
 
-def measure(row: Row, ours: OursFeed, peer: PeerFeed, make_model: Callable[[], nn.Module] | None,
-            reps: int) -> Row:  # fmt: skip
+def measure(
+    row: Row, ours: OursFeed, peer: PeerFeed, make_model: Callable[[], nn.Module] | None, reps: int
+) -> Row:
     steps: dict[str, Step] = {"ours": None, "peer": None}
     if make_model is not None:
         torch.manual_seed(0)
@@ -139,8 +148,11 @@ def measure(row: Row, ours: OursFeed, peer: PeerFeed, make_model: Callable[[], n
     row.ours_ips, row.peer_ips = t.rate("ours", images), t.rate("peer", images)
     row.ours_wait = t.extra("ours", "wait") / t.median("ours")
     row.peer_wait = t.extra("peer", "wait") / t.median("peer")
-    print(f"  {row.label}: ours {row.ours_ips:.0f} img/s ({row.ours_wait:.0%} waiting), peer "
-          f"{row.peer_ips:.0f} img/s ({row.peer_wait:.0%} waiting), ratio {row.ratio:.2f}", flush=True)  # fmt: skip
+    print(
+        f"  {row.label}: ours {row.ours_ips:.0f} img/s ({row.ours_wait:.0%} waiting), peer "
+        f"{row.peer_ips:.0f} img/s ({row.peer_wait:.0%} waiting), ratio {row.ratio:.2f}",
+        flush=True,
+    )
     return row
 
 
@@ -169,18 +181,44 @@ def run(args: argparse.Namespace) -> list[Row]:
         plan.append(("227 px, feeding alexnet", LARGE, 32, 2, alexnet, "alexnet (paper's net)"))
     for label, geo, batch, k, make, model_name in plan:
         row = Row(label, model_name, batch, k)
-        rows.append(measure(row, OursFeed(train, stats, geo, batch), PeerFeed(geo, batch, w), make,
-                            reps if make is not alexnet else min(reps, 2)))  # fmt: skip
+        rows.append(
+            measure(
+                row,
+                OursFeed(train, stats, geo, batch),
+                PeerFeed(geo, batch, w),
+                make,
+                reps if make is not alexnet else min(reps, 2),
+            )
+        )
     return rows
 
 
 def markdown(rows: list[Row], workers: int, reps: int) -> str:
     body = common.table(
-        ["case", "model", "batch x steps", "cnnlab img/s", "peer img/s", "ratio", "cnnlab waiting",
-         "peer waiting"],
-        [[r.label, r.model, f"{r.batch} x {r.steps}", f"{r.ours_ips:.0f}", f"{r.peer_ips:.0f}",
-          f"**{r.ratio:.1f}**", f"{r.ours_wait:.0%}", f"{r.peer_wait:.0%}"] for r in rows],
-    )  # fmt: skip
+        [
+            "case",
+            "model",
+            "batch x steps",
+            "cnnlab img/s",
+            "peer img/s",
+            "ratio",
+            "cnnlab waiting",
+            "peer waiting",
+        ],
+        [
+            [
+                r.label,
+                r.model,
+                f"{r.batch} x {r.steps}",
+                f"{r.ours_ips:.0f}",
+                f"{r.peer_ips:.0f}",
+                f"**{r.ratio:.1f}**",
+                f"{r.ours_wait:.0%}",
+                f"{r.peer_wait:.0%}",
+            ]
+            for r in rows
+        ],
+    )
     return (
         f"{body}\n\nratio = cnnlab images/s / peer images/s, medians of {reps} interleaved repetitions "
         f"(fewer for alexnet). Peer: torchvision FashionMNIST + per-image transforms in a DataLoader with "

@@ -130,9 +130,11 @@ def train_plain(
     limit_train: int | None = None,
     limit_val: int | None = None,
     device: str = "cpu",
+    max_train_s: float | None = None,
 ) -> Iterator[dict]:
     """Train and yield one record per epoch: its training seconds (evaluation excluded), test accuracy
-    (plain and flip-averaged). Stops after the epoch that reaches `target`, if given."""
+    (plain and flip-averaged). Stops after the epoch that reaches `target` or that takes the training
+    clock past `max_train_s`, if given."""
     train = _limit(loader(True, recipe.batch_size, recipe.num_workers), limit_train)
     test = _limit(loader(False, 1000, recipe.num_workers), limit_val)
     model = model.to(device)
@@ -145,6 +147,7 @@ def train_plain(
     )
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * len(train))
     model.train()
+    clock = 0.0
     for epoch in range(recipe.epochs):
         t0 = time.perf_counter()
         for x, y in train:
@@ -157,7 +160,8 @@ def train_plain(
         if device != "cpu":
             torch.cuda.synchronize()
         epoch_s = time.perf_counter() - t0
+        clock += epoch_s
         acc, acc_flip = accuracy(model, test, device)
         yield {"epoch": epoch + 1, "epoch_s": epoch_s, "test_acc": acc, "test_acc_flip": acc_flip}
-        if target is not None and acc >= target:
+        if (target is not None and acc >= target) or (max_train_s is not None and clock >= max_train_s):
             return

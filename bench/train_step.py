@@ -18,6 +18,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ from bench import common
 from cnnlab import models, recipes
 
 # One place for the optimiser of the eager rows: the paper's SGD, identical for both sides.
-SGD = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
+SGD: dict[str, Any] = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
 
 
 @dataclass
@@ -59,9 +60,15 @@ def plain_side(model: nn.Module) -> Side:
 def cnnlab_side(model: nn.Module, *, channels_last: bool, compile: bool) -> Side:
     """The model as `cnnlab train` runs it with these settings (see cnnlab/train.py's _Loop)."""
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    cfg = recipes.TrainConfig(model="", dataset="", lr=SGD["lr"], momentum=SGD["momentum"],
-                              weight_decay=SGD["weight_decay"], nesterov=False)  # fmt: skip
+        model = model.to(memory_format=torch.channels_last)
+    cfg = recipes.TrainConfig(
+        model="",
+        dataset="",
+        lr=SGD["lr"],
+        momentum=SGD["momentum"],
+        weight_decay=SGD["weight_decay"],
+        nesterov=False,
+    )
     opt = recipes.make_optimizer(model, cfg, decay_norm_and_bias=True)
     net = torch.compile(model) if compile else model
     return Side(net, opt, channels_last)  # type: ignore[arg-type]
@@ -92,8 +99,11 @@ def measure(row: Row, ours: Side, peer: Side, reps: int, in_channels: int = 3, c
     row.ours_ips, row.peer_ips = t.rate("ours", row.batch), t.rate("peer", row.batch)
     row.ratio = row.ours_ips / row.peer_ips
     row.pair_spread = common.spread(t.pair_ratios("ours", "peer"))
-    print(f"  {row.label}: ours {row.ours_ips:.2f} img/s, peer {row.peer_ips:.2f} img/s, "
-          f"ratio {row.ratio:.2f} (pairs {row.pair_spread})", flush=True)  # fmt: skip
+    print(
+        f"  {row.label}: ours {row.ours_ips:.2f} img/s, peer {row.peer_ips:.2f} img/s, "
+        f"ratio {row.ratio:.2f} (pairs {row.pair_spread})",
+        flush=True,
+    )
     return row
 
 
@@ -111,8 +121,14 @@ def run(args: argparse.Namespace) -> list[Row]:
     torch.manual_seed(0)
     tv = torchvision.models.alexnet()
     ours = same_weights(models.create("alexnet_torchvision"), tv)
-    row = Row("alexnet_torchvision, eager fp32", "alexnet_torchvision", "torchvision alexnet", 224, b_alex,
-              "same weights, batch, input, optimiser")  # fmt: skip
+    row = Row(
+        "alexnet_torchvision, eager fp32",
+        "alexnet_torchvision",
+        "torchvision alexnet",
+        224,
+        b_alex,
+        "same weights, batch, input, optimiser",
+    )
     rows.append(measure(row, plain_side(ours), plain_side(tv), reps))
 
     settings = [("channels-last", True, False)]
@@ -122,16 +138,30 @@ def run(args: argparse.Namespace) -> list[Row]:
         torch.manual_seed(0)
         tv = torchvision.models.alexnet()
         ours = same_weights(models.create("alexnet_torchvision"), tv)
-        row = Row(f"alexnet_torchvision, {name}", "alexnet_torchvision", "torchvision alexnet (eager)", 224,
-                  b_alex, f"cnnlab train --{name.replace(' + ', ' --').replace('torch.', '')}")  # fmt: skip
+        row = Row(
+            f"alexnet_torchvision, {name}",
+            "alexnet_torchvision",
+            "torchvision alexnet (eager)",
+            224,
+            b_alex,
+            f"cnnlab train --{name.replace(' + ', ' --').replace('torch.', '')}",
+        )
         rows.append(measure(row, cnnlab_side(ours, channels_last=cl, compile=comp), plain_side(tv), reps))
         del ours, tv
         torch._dynamo.reset()
 
     torch.manual_seed(0)
-    row = Row("alexnet (paper's net) at 227", "alexnet", "torchvision alexnet at 227", 227, b_alex,
-              "different nets: 96-256-384-384-256 + LRN vs 64-192-384-256-256")  # fmt: skip
-    rows.append(measure(row, plain_side(models.create("alexnet")), plain_side(torchvision.models.alexnet()), reps))
+    row = Row(
+        "alexnet (paper's net) at 227",
+        "alexnet",
+        "torchvision alexnet at 227",
+        227,
+        b_alex,
+        "different nets: 96-256-384-384-256 + LRN vs 64-192-384-256-256",
+    )
+    rows.append(
+        measure(row, plain_side(models.create("alexnet")), plain_side(torchvision.models.alexnet()), reps)
+    )
 
     if "vgg11" in models.names():
         torch.manual_seed(0)
@@ -140,20 +170,40 @@ def run(args: argparse.Namespace) -> list[Row]:
         row = Row("vgg11, eager fp32", "vgg11", "torchvision vgg11", 224, b_vgg, "same weights")
         rows.append(measure(row, plain_side(ours), plain_side(tv), reps))
     else:
-        rows.append(Row("vgg11", "vgg11", "torchvision vgg11", 224, b_vgg, "not measured: vgg11 not registered"))
+        rows.append(
+            Row("vgg11", "vgg11", "torchvision vgg11", 224, b_vgg, "not measured: vgg11 not registered")
+        )
     return rows
 
 
 def markdown(rows: list[Row], reps: int) -> str:
     body = common.table(
-        ["case", "batch x size", "cnnlab img/s", "peer img/s", "ratio", "pair ratios", "first step s", "note"],
         [
-            [r.label, f"{r.batch} x {r.size}", f"{r.ours_ips:.2f}", f"{r.peer_ips:.2f}", f"**{r.ratio:.2f}**",
-             r.pair_spread, f"{r.warmup_s:.1f}", r.note]
-            if r.ours_ips else [r.label, f"{r.batch} x {r.size}", "-", "-", "-", "-", "-", r.note]
+            "case",
+            "batch x size",
+            "cnnlab img/s",
+            "peer img/s",
+            "ratio",
+            "pair ratios",
+            "first step s",
+            "note",
+        ],
+        [
+            [
+                r.label,
+                f"{r.batch} x {r.size}",
+                f"{r.ours_ips:.2f}",
+                f"{r.peer_ips:.2f}",
+                f"**{r.ratio:.2f}**",
+                r.pair_spread,
+                f"{r.warmup_s:.1f}",
+                r.note,
+            ]
+            if r.ours_ips
+            else [r.label, f"{r.batch} x {r.size}", "-", "-", "-", "-", "-", r.note]
             for r in rows
         ],
-    )  # fmt: skip
+    )
     return (
         f"{body}\n\nratio = cnnlab images/s / peer images/s (> 1: cnnlab faster), from the median of {reps} "
         "steps per side, peer and cnnlab steps interleaved; 'pair ratios' is the range of the ratio over "
@@ -167,8 +217,12 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5, help="timed steps per side (default 5)")
     p.add_argument("--batch", type=int, default=32, help="AlexNet batch (default 32)")
     p.add_argument("--vgg-batch", type=int, default=8, help="VGG-11 batch (default 8)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="include the torch.compile rows (default: yes, except with --quick)")  # fmt: skip
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="include the torch.compile rows (default: yes, except with --quick)",
+    )
     args = p.parse_args()
     if args.compile is None:
         args.compile = not args.quick

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,16 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        # torch's own text advises weights_only=False, exactly what a file from a stranger must not get.
+        text = " ".join(str(exc).split())
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", text)
+        what = f"refers to {found.group(1)}" if found else "holds more than tensors and plain data"
+        raise CnnlabError(
+            f"cannot read checkpoint {p}: it {what}, which a cnnlab checkpoint never does; refused without "
+            "running it (the file is corrupt, from another tool, or malicious)"
+        ) from None
+    except Exception as exc:  # any other malformed file: torch raises RuntimeError, EOFError, IndexError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"cannot read checkpoint {p} ({first}); it is corrupt or not a torch file") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -115,9 +124,63 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CnnlabError(f"checkpoint {p} lacks {', '.join(missing)}; it is damaged or from another tool")
-    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CnnlabError(f"checkpoint {p} has a format_version of {version!r}; it is damaged")
+    if version > FORMAT_VERSION:
         raise CnnlabError(f"checkpoint {p} was written by a newer cnnlab; upgrade cnnlab to read it")
-    return ckpt
+    _check_fields(ckpt, p)
+    return _Checkpoint(ckpt, path=p)
+
+
+class _Checkpoint(dict[str, Any]):
+    """The loaded dict; a reader asking for a part it lacks gets a CnnlabError instead of a KeyError."""
+
+    def __init__(self, d: dict[str, Any], path: Path) -> None:
+        super().__init__(d)
+        self.path = path
+
+    def __missing__(self, key: str) -> Any:
+        raise CnnlabError(f"checkpoint {self.path} has no {key!r}; it is damaged or from another tool")
+
+
+def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
+    """Values of the wrong type or shape are refused here, once, not as a traceback in some reader."""
+
+    def bad(what: str) -> CnnlabError:
+        return CnnlabError(f"checkpoint {p}: {what}; it is damaged or from another tool")
+
+    for key in ("num_classes", "in_channels"):
+        value = ckpt[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(f"{key} is {value!r}, not a positive whole number")
+    if not isinstance(ckpt["model_name"], str):
+        raise bad("model_name is not a string")
+    options = ckpt["model_options"]
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise bad("model_options is not a dict of named switches")
+    classes = ckpt["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise bad("classes is not a list of names")
+    if len(classes) != ckpt["num_classes"]:
+        raise bad(f"it names {len(classes)} classes but has num_classes {ckpt['num_classes']}")
+    weights = ckpt["model"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise bad("model is not a dict of tensors")
+    for key in ("config", "data_stats", "augment"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise bad(f"{key} is not a dict")
+    from cnnlab import data  # the preprocessing a reader rebuilds must be buildable
+
+    try:
+        if "data_stats" in ckpt:
+            data.DataStats.from_dict(ckpt["data_stats"])
+        if "augment" in ckpt:
+            data.AugmentConfig.from_dict(ckpt["augment"])
+    except CnnlabError as exc:
+        raise bad(str(exc)) from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise bad(f"its data_stats or augment are unreadable ({type(exc).__name__}: {exc})") from None
 
 
 def build_model(ckpt: dict[str, Any]) -> nn.Module:
@@ -130,14 +193,21 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
         in_channels=int(ckpt["in_channels"]),
         **dict(ckpt["model_options"]),
     )
+    load_weights(model, ckpt)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:
+    """Copy the checkpoint's weights into `model`; weights of another shape are a CnnlabError."""
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:  # the latter two: weights that are not tensors
+        # torch's message: "Error(s) in loading state_dict for X:" then one line per mismatch.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         raise CnnlabError(
-            f"checkpoint weights do not fit model {ckpt['model_name']!r} "
-            f"({str(exc).splitlines()[0]}); was it written by another cnnlab version?"
+            f"checkpoint weights do not fit model {ckpt['model_name']!r} ({' '.join(lines[:2])}); "
+            "was it written by another cnnlab version?"
         ) from exc
-    return model.eval()
 
 
 def describe(ckpt: dict[str, Any]) -> str:

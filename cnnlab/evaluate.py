@@ -192,7 +192,8 @@ def evaluate_checkpoints(
     for p, c in zip(paths[1:], ckpts[1:], strict=True):
         if list(c["classes"]) != classes:
             raise CnnlabError(
-                f"{p} was trained on other classes than {paths[0]}; an ensemble needs the same ones"
+                f"{p} ({c['model_name']}, {len(c['classes'])} classes) was trained on other classes than "
+                f"{paths[0]} ({ckpts[0]['model_name']}, {len(classes)} classes); an ensemble needs the same"
             )
     name = dataset or str(ckpts[0]["config"]["dataset"])
     ds = data.load(name, split, data_dir)

@@ -120,7 +120,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
                 note = misfit_note(m, int(inp.shape[-2]), worked[1])  # the layer that reads the image
             state["spatial"] = True
         if isinstance(m, nn.Conv2d) and m.groups > 1 and note is None:
-            note = f"groups={m.groups}: each group of maps reads only its own group of inputs (towers, sec. 3.2)"
+            note = f"groups={m.groups}: each map reads only its own group's inputs (the towers, sec. 3.2)"
         shared = _shares(out, inp)
         if shared:
             note = shared

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import sys
@@ -106,9 +107,12 @@ def _check_dir(out: Path, resume: bool, overwrite: bool) -> bool:
 def _prepare_dir(out: Path, resume: bool, replace: bool) -> None:
     """Create the run folder (called once every setting has been checked, so a refused command leaves
     none behind and --overwrite deletes nothing for a run that cannot start)."""
-    if replace:
-        shutil.rmtree(out)
     try:
+        if replace:
+            # Renamed first, in one atomic step: a kill while deleting leaves the old folder whole or gone.
+            trash = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+            out.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         probe = out / "checkpoints" / ".write-test"
         probe.write_bytes(b"")
@@ -186,15 +190,16 @@ class RunSetup:
             side = int(cfg.input_size or 1)
             check_input(torch.empty(1, self.in_channels, side, side, device="meta"))
         if self.resume_ckpt is not None:
-            model.load_state_dict(self.resume_ckpt["model"])
+            checkpoint.load_weights(model, self.resume_ckpt)
         model = model.to(ctx.device)
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            model = model.to(memory_format=torch.channels_last)
         self.model: nn.Module = model
         if self.resume_ckpt is not None:
             self.stats = data.DataStats.from_dict(self.resume_ckpt["data_stats"])
         else:
             self.stats = data.compute_stats(self.train_ds)
+        assert cfg.input_size is not None
         self.aug = data.AugmentConfig(
             input_size=cfg.input_size,
             resize=cfg.resize,
@@ -212,7 +217,7 @@ class RunSetup:
                 "processes; use a multiple of the process count"
             )
         per_rank = cfg.batch_size // ctx.world_size
-        common = {
+        common: dict[str, Any] = {
             "aug": self.aug,
             "stats": self.stats,
             "seed": cfg.seed,

@@ -59,7 +59,7 @@ class _StopRequest:
             self.signal_name = signal.Signals(signum).name
 
         try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (int(signal.SIGINT), int(signal.SIGTERM)):
                 previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread: no signal handling, the loop still runs
             pass

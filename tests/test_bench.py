@@ -17,16 +17,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import common, tta  # noqa: E402
-
 from conftest import fashion_mnist_installed  # noqa: E402
+
+from bench import common, tta  # noqa: E402
 
 
 def test_interleave_alternates_and_keeps_extras() -> None:
     order: list[str] = []
-    t = common.interleave(
-        {"a": lambda: order.append("a") or {"wait": 1.0}, "b": lambda: order.append("b")}, reps=3, warmup=1
-    )
+
+    def a() -> dict[str, float]:
+        order.append("a")
+        return {"wait": 1.0}
+
+    t = common.interleave({"a": a, "b": lambda: order.append("b")}, reps=3, warmup=1)
     # warm-up a b, then a b / b a / a b: the side that runs first alternates.
     assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert len(t.seconds["a"]) == len(t.seconds["b"]) == 3
@@ -66,7 +69,9 @@ def test_time_to_counts_training_seconds_up_to_the_first_epoch_reaching_target()
 
 def test_children_report_their_own_peak_memory() -> None:
     # 200 MiB touched in one child shows in its own peak and its sampled PSS, not in the next child's.
-    code = "import numpy as np, time; from bench.common import peak_rss_mib; a = np.ones({} * 2**20, np.uint8); "
+    code = (
+        "import numpy as np, time; from bench.common import peak_rss_mib; a = np.ones({} * 2**20, np.uint8); "
+    )
     code += "time.sleep(0.6); print('{{\"rss\": %f}}' % peak_rss_mib())"
     big = common.run_child(["-c", code.format(200)])
     small = common.run_child(["-c", code.format(1)])

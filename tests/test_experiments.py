@@ -88,6 +88,9 @@ def test_paper_init_verdict_counts_seeds_that_train() -> None:
     assert paper_init.judge([True, True], 0.9).verdict == REPRODUCED
     assert paper_init.judge([False, False], 0.9).verdict == NOT_REPRODUCED
     assert paper_init.judge([True, False], 0.9).verdict == INCONCLUSIVE
+    # A control that did not train either means the budget cannot tell.
+    assert paper_init.judge([False, False], 0.9, control=[True, True]).verdict == NOT_REPRODUCED
+    assert paper_init.judge([False, False], 0.9, control=[True, False]).verdict == INCONCLUSIVE
 
 
 # -- measurements ---------------------------------------------------------------------------------------

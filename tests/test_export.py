@@ -18,8 +18,9 @@ from cnnlab.train import train
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("export")
-    # Batch norm and LRN both present (their eval-mode forms must export); input 8x8 grey.
-    train(tiny(root / "run", epochs=1, batch_norm=True, model_opt=["width=0.25", "lrn=true"]))
+    # Batch norm, LRN and dropout present (their eval-mode forms must export); 28x28 grey input, the
+    # small net's native size (the 8x8 digits are upsampled).
+    train(tiny(root / "run", epochs=1, input_size=28, batch_norm=True, model_opt=["width=0.25", "lrn=true"]))
     return root / "run" / "checkpoints" / "last.pt"
 
 
@@ -29,24 +30,35 @@ def _reference(ckpt: Path, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def test_onnx_round_trip_with_onnxruntime(ckpt: Path, tmp_path: Path) -> None:
+def _onnx_round_trip(ckpt: Path, path: Path, side: int) -> None:
     ort = pytest.importorskip("onnxruntime")
-    out = export(str(ckpt), "onnx", str(tmp_path / "model.onnx"))
+    out = export(str(ckpt), "onnx", str(path))
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    x = torch.randn(5, 1, 8, 8)  # another batch size than the export's example: the batch is dynamic
+    x = torch.randn(5, 1, side, side)  # not the export example's batch size: the batch is dynamic
     (got,) = session.run(None, {"images": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), _reference(ckpt, x), rtol=1e-4, atol=1e-5)
-    meta = (
-        {p.key: p.value for p in session.get_modelmeta().custom_metadata_map.items()}
-        if False
-        else (session.get_modelmeta().custom_metadata_map)
-    )
+    meta = session.get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == [str(i) for i in range(10)]
-    assert meta["cnnlab_model"] == "alexnet_small"
+    assert meta["cnnlab_model"] == "alexnet_small" and meta["input_size"] == str(side)
+
+
+def test_onnx_round_trip_with_onnxruntime(ckpt: Path, tmp_path: Path) -> None:
+    _onnx_round_trip(ckpt, tmp_path / "model.onnx", 28)
+
+
+@pytest.mark.slow
+def test_onnx_falls_back_to_the_dynamo_exporter(ckpt: Path, tmp_path: Path) -> None:
+    # At 8x8 the last pool gives 1x1 maps, which the adaptive 4x4 pool upsamples: the TorchScript
+    # exporter refuses that, the dynamo exporter handles it.
+    c = checkpoint.load(ckpt)
+    c["augment"]["input_size"] = 8
+    small = tmp_path / "small.pt"
+    checkpoint.save(c, small)
+    _onnx_round_trip(small, tmp_path / "small.onnx", 8)
 
 
 def test_torchscript_and_safetensors(ckpt: Path, tmp_path: Path) -> None:
-    x = torch.randn(3, 1, 8, 8)
+    x = torch.randn(3, 1, 28, 28)
     ts = export(str(ckpt), "torchscript", str(tmp_path / "model.pt"))
     extra = {"cnnlab.json": ""}
     loaded = torch.jit.load(str(ts), _extra_files=extra)

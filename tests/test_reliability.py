@@ -108,6 +108,11 @@ def _check_on_disk(run: Path, last_position: tuple[int, int]) -> tuple[int, int]
             position = (int(ckpt["epoch"]), int(ckpt["step"]))
             assert position >= last_position, f"last.pt went back from {last_position} to {position}"
             assert len(ckpt["metrics"]) == position[0]  # one metrics row per finished epoch
+            if (run / "metrics.csv").is_file():  # written after the checkpoint: never ahead of it
+                shown = non_timing_metrics(run / "metrics.csv")
+                assert len(shown) <= len(ckpt["metrics"]), "metrics.csv is ahead of last.pt"
+                for row, saved in zip(shown, ckpt["metrics"], strict=False):
+                    assert all(float(v) == float(saved[k]) for k, v in row.items()), (row, saved)
     return position
 
 
@@ -130,17 +135,23 @@ def _attempt(
     try:
         where = plan
         if plan == "startup":
-            time.sleep(rng.uniform(0.05, 2.0))  # python + torch imports, data, model: seconds
+            time.sleep(rng.uniform(0.05, 1.0))  # python + torch imports alone take longer
             where = "training" if training_started() else "startup"
             proc.send_signal(signal.SIGKILL)
-        elif plan in ("training", "sigterm"):
+        elif plan == "training":
             delay = rng.uniform(0.0, 1.5 * epoch_s)
             if _wait_for(training_started, proc):
                 time.sleep(delay)
-                proc.send_signal(signal.SIGTERM if plan == "sigterm" else signal.SIGKILL)
-        elif plan == "epoch-end":
+                proc.send_signal(signal.SIGKILL)
+        elif plan == "sigterm":  # mid-epoch, once the loop (and its SIGTERM handler) surely runs
+            delay = rng.uniform(0.0, 0.8 * epoch_s)
             if _wait_for(lambda: _stamp(run / "checkpoints" / "last.pt") != last_before, proc):
-                proc.send_signal(signal.SIGKILL)  # last.pt just replaced: metrics.csv, best.pt not yet
+                time.sleep(delay)
+                proc.send_signal(signal.SIGTERM)
+        elif plan == "epoch-end" and _wait_for(
+            lambda: _stamp(run / "checkpoints" / "last.pt") != last_before, proc
+        ):
+            proc.send_signal(signal.SIGKILL)  # last.pt was just replaced; metrics.csv is written next
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -163,7 +174,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(
 
     rng = random.Random(SEED)
     # Exact moments first: the first epoch always improves on "no best yet", so a best.pt copy happens.
-    timed = ["startup"] * 3 + ["training"] * 4 + ["epoch-end"] * 2 + ["sigterm"] * 2
+    timed = ["startup"] * 3 + ["training"] * 3 + ["epoch-end"] * 2 + ["sigterm"]
     rng.shuffle(timed)
     plans = ["mid-copy", "mid-write", "before-rename", *timed]
     kills: list[tuple[str, str, int]] = []
@@ -181,7 +192,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(
             break
     n_sigkill = sum(code == -signal.SIGKILL for _, _, code in kills)
     assert n_sigkill >= 10, kills
-    assert any(where == "startup" for _, where, _ in kills), kills
+    phases = {where for _, where, code in kills if code == -signal.SIGKILL}
+    assert phases >= {"startup", "training", "epoch-end", *EXACT}, kills
     assert any(code == 128 + signal.SIGTERM for _, _, code in kills), kills  # a graceful mid-epoch stop
 
     final = subprocess.run(
@@ -189,6 +201,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(
         env=subprocess_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert final.returncode == 0, final.stderr
+    print("kills (plan, phase seen, exit code):", kills)
     _check_on_disk(run, position)
     assert_same_run(ref, run)
     assert (run / "summary.txt").is_file()
@@ -252,7 +265,10 @@ FAILURES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "disk full in the header": lambda mp: mp.setattr(checkpoint, "open", _full_disk_after(10), raising=False),
     "disk full mid-tensor": lambda mp: mp.setattr(checkpoint, "open", _full_disk_after(3000), raising=False),
     "/dev/full": lambda mp: mp.setattr(
-        checkpoint, "open", lambda path, mode="r": open("/dev/full" if "w" in mode else path, mode), raising=False
+        checkpoint,
+        "open",
+        lambda path, mode="r": open("/dev/full" if "w" in mode else path, mode),  # noqa: SIM115
+        raising=False,
     ),
     "fsync EIO": lambda mp: mp.setattr(os, "fsync", _fail(errno.EIO)),
     "rename EIO": lambda mp: mp.setattr(os, "replace", _fail(errno.EIO)),
@@ -271,7 +287,9 @@ def test_a_failing_save_keeps_the_previous_checkpoint(
     before = path.read_bytes()
     with monkeypatch.context() as mp:
         FAILURES[failure](mp)
-        with pytest.raises(CnnlabError, match=r"could not write .*last\.pt: .*the previous file there is intact"):
+        with pytest.raises(
+            CnnlabError, match=r"could not write .*last\.pt: .*the previous file there is intact"
+        ):
             checkpoint.save(_ckpt(2.0), path)
         if failure != "quota in torch.save":  # copying does not serialise
             with pytest.raises(CnnlabError, match="could not write"):
@@ -335,3 +353,21 @@ def test_disk_full_mid_training_then_resume_loses_nothing(
     code, _, err = run_cli(tiny_argv(run, epochs, "--resume"), capsys)
     assert code == 0, err
     assert_same_run(tmp_path / "ref", run)
+
+
+def test_a_start_killed_before_its_first_checkpoint_is_started_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a kill during start-up leaves (config.json, metrics.csv, an empty checkpoints/, a temporary
+    file) is no run to resume: --resume says to rerun the command, and the same command then starts."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "metrics.csv").write_text("epoch\n")
+    (run / "checkpoints" / ".last.pt.tmp99999").write_bytes(b"PK half")
+    line = assert_one_line_error(*run_cli(tiny_argv(run, 1, "--resume"), capsys)[::2])
+    assert "run the same command without --resume" in line
+    code, _, err = run_cli(tiny_argv(run, 1), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert (run / "summary.txt").is_file()

@@ -95,7 +95,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             )
     data, labels = batch["data"], batch["labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        shape = list(data.shape) if isinstance(data, np.ndarray) else type(data).__name__
+        shape = type(data).__name__
+        if isinstance(data, np.ndarray):  # the dtype only when it is the problem
+            shape = ("" if data.dtype == np.uint8 else f"{data.dtype} ") + str(list(data.shape))
         raise CnnlabError(f"{path}: 'data' should be a uint8 array [n, 3072], found {shape}")
     try:
         label_arr = np.asarray(labels, dtype=np.int64)

@@ -55,7 +55,8 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     if claim not in CLAIM_MODULES:
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
     b = budgets.get(options.pop("budget"))
-    seeds = options.pop("seeds") or b.seeds
+    seeds = options.pop("seeds")
+    seeds = b.seeds if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
     model = options.pop("model") or budgets.default_model(b)

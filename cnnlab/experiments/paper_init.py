@@ -36,10 +36,18 @@ def trains(run: Run, chance: float) -> bool:
     return min(run.curve("val_top1_err")) < TRAINS_BELOW * chance
 
 
-def judge(flags: Sequence[bool], chance: float) -> Verdict:
-    """Reproduced if the paper's init trained in every seed, not reproduced if in none."""
+def judge(flags: Sequence[bool], chance: float, control: Sequence[bool] = ()) -> Verdict:
+    """Reproduced if the paper's init trained in every seed, not reproduced if in none; inconclusive when
+    the `control` arm (Kaiming) did not train in every seed either: then the budget is too small to tell."""
     n, k = len(flags), sum(flags)
     bar = f"best validation error below {pct(TRAINS_BELOW * chance)} (chance: {pct(chance)})"
+    if control and not all(control):
+        return Verdict(
+            INCONCLUSIVE,
+            f"the Kaiming control trained in only {sum(control)} of {len(control)} seeds ({bar}), so the "
+            "budget is too small to tell whether the paper's init trains (it did in "
+            f"{k} of {n})",
+        )
     if n and k == n:
         return Verdict(REPRODUCED, f"the paper's init trained in all {n} seeds ({bar})")
     if k == 0:
@@ -56,7 +64,7 @@ def run(exp: Experiment) -> ClaimResult:
     runs = exp.runner("standard").runs(arms, exp.seeds)
     chance = 1.0 - 1.0 / len(resolved(runs[KAIMING.name][0])["data"]["classes"])
     flags = {a.name: [trains(r, chance) for r in runs[a.name]] for a in arms}
-    verdict = judge(flags[PAPER.name], chance)
+    verdict = judge(flags[PAPER.name], chance, flags[KAIMING.name])
     err = {a.name: [r.last("val_top1_err") for r in runs[a.name]] for a in arms}
     against = [
         compare(

@@ -13,6 +13,11 @@ from cnnlab.models.registry import (
     split_outputs,
 )
 
-from cnnlab.models import alexnet  # noqa: E402,F401,I001  (registers the builders)
+# isort: off
+from cnnlab.models import alexnet  # noqa: F401  (importing registers the builders, in this order)
+from cnnlab.models import alexnet_parallel  # noqa: F401
+from cnnlab.models import vgg  # noqa: F401
+from cnnlab.models import googlenet  # noqa: F401
+# isort: on
 
 __all__ = ["AUX_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]

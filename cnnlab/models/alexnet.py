@@ -59,7 +59,65 @@ def conv1_padding_for(input_size: object) -> int:
         return 0
     if input_size == 224:
         return 2
-    raise CnnlabError(f"input_size={input_size!r} is not valid: use 227 (no conv1 padding) or 224 (padding 2)")
+    raise CnnlabError(
+        f"input_size={input_size!r} is not valid: use 227 (no conv1 padding) or 224 (padding 2)"
+    )
+
+
+def conv_layers(
+    table: Sequence[ConvSpec],
+    in_channels: int,
+    *,
+    first: int = 1,
+    activation: str,
+    lrn: bool,
+    overlap_pool: bool,
+    batch_norm: bool,
+    pool_padding: int = 0,
+    lrn_groups: int = 1,
+    bias_one: list[nn.Module],
+) -> OrderedDict[str, nn.Module]:
+    """The named layers for rows of the table, numbered from `first`; appends bias-1 convs to `bias_one`."""
+    feats: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = in_channels
+    for i, spec in enumerate(table, start=first):
+        conv = nn.Conv2d(
+            channels,
+            spec.out,
+            spec.kernel,
+            spec.stride,
+            spec.padding,
+            groups=spec.groups,
+            bias=not batch_norm,
+        )
+        feats[f"conv{i}"] = conv
+        if spec.bias_one:
+            bias_one.append(conv)
+        if batch_norm:  # BN replaces LRN when on (Ioffe & Szegedy 2015 dropped LRN the same way)
+            feats[f"bn{i}"] = nn.BatchNorm2d(spec.out)
+        feats[f"{activation}{i}"] = L.activation(activation)
+        stages: list[tuple[str, nn.Module]] = []
+        if spec.norm and lrn and not batch_norm:
+            # Sec. 3.3's constants; each tower normalises its own maps.
+            stages.append((f"norm{i}", L.LocalResponseNorm(spec.out, 5, 1e-4, 0.75, 2.0, groups=lrn_groups)))
+        if spec.pool:
+            stages.append((f"pool{i}", L.max_pool(overlap_pool, pool_padding)))
+        feats.update(reversed(stages) if spec.pool_first else stages)
+        channels = spec.out
+    return feats
+
+
+def fc_layers(
+    first: int, cin: int, cout: int, activation: str, dropout: float
+) -> OrderedDict[str, nn.Module]:
+    """fcN -> act -> dropout (Sec. 4.2: dropout on the outputs of the first two fc layers)."""
+    return OrderedDict(
+        [
+            (f"fc{first}", nn.Linear(cin, cout)),
+            (f"{activation}{first}", L.activation(activation)),
+            (f"drop{first}", nn.Dropout(dropout)),
+        ]
+    )
 
 
 class AlexNet(L.Net):
@@ -91,27 +149,19 @@ class AlexNet(L.Net):
         dropout = L.rate("dropout", dropout)
         self.default_input_size = input_size
         self.towers = towers
-        feats: OrderedDict[str, nn.Module] = OrderedDict()
         bias_one: list[nn.Module] = []
-        channels = in_channels
-        for i, spec in enumerate(table, start=1):
-            conv = nn.Conv2d(
-                channels, spec.out, spec.kernel, spec.stride, spec.padding, groups=spec.groups, bias=not batch_norm
-            )
-            feats[f"conv{i}"] = conv
-            if spec.bias_one:
-                bias_one.append(conv)
-            if batch_norm:  # BN replaces LRN when on (Ioffe & Szegedy 2015 dropped LRN the same way)
-                feats[f"bn{i}"] = nn.BatchNorm2d(spec.out)
-            feats[f"{activation}{i}"] = L.activation(activation)
-            stages: list[tuple[str, nn.Module]] = []
-            if spec.norm and lrn and not batch_norm:
-                # Sec. 3.3's constants; each tower normalises its own maps.
-                stages.append((f"norm{i}", L.LocalResponseNorm(spec.out, 5, 1e-4, 0.75, 2.0, groups=towers)))
-            if spec.pool:
-                stages.append((f"pool{i}", L.max_pool(overlap_pool, pool_padding)))
-            feats.update(reversed(stages) if spec.pool_first else stages)
-            channels = spec.out
+        feats = conv_layers(
+            table,
+            in_channels,
+            activation=activation,
+            lrn=lrn,
+            overlap_pool=overlap_pool,
+            batch_norm=batch_norm,
+            pool_padding=pool_padding,
+            lrn_groups=towers,
+            bias_one=bias_one,
+        )
+        channels = table[-1].out
         self.features = nn.Sequential(feats)
         # At the paper's input size pool5 is already 6x6 and this is the identity; it lets other sizes run.
         self.avgpool = nn.AdaptiveAvgPool2d(pool_out)
@@ -119,21 +169,13 @@ class AlexNet(L.Net):
         n = len(table)
         hidden = [f"fc{n + 1}", f"fc{n + 2}"]
         self.classifier = nn.Sequential(
-            OrderedDict(
-                [
-                    (hidden[0], nn.Linear(channels * pool_out * pool_out, fc)),
-                    (f"{activation}{n + 1}", L.activation(activation)),
-                    (f"drop{n + 1}", nn.Dropout(dropout)),  # Sec. 4.2: dropout in the first two fc layers
-                    (hidden[1], nn.Linear(fc, fc)),
-                    (f"{activation}{n + 2}", L.activation(activation)),
-                    (f"drop{n + 2}", nn.Dropout(dropout)),
-                    (f"fc{n + 3}", nn.Linear(fc, num_classes)),
-                ]
-            )
+            fc_layers(n + 1, channels * pool_out * pool_out, fc, activation, dropout)
+            | fc_layers(n + 2, fc, fc, activation, dropout)
+            | OrderedDict([(f"fc{n + 3}", nn.Linear(fc, num_classes))])
         )
         bias_one += [self.classifier.get_submodule(name) for name in hidden]
         final = self.classifier[-1]
-        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, final=final)
+        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, finals=[final])
 
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
         return L.modules_named(self.features, L.SIZE_CHANGING)
@@ -161,14 +203,12 @@ class AlexNet(L.Net):
 
 
 def _conv_slice(conv: nn.Conv2d, part: int, towers: int) -> nn.Conv2d:
-    """A conv holding one tower's share of `conv`'s filters (a copy, for display)."""
+    """A conv whose weights are a view of one tower's share of `conv`'s filters (for display)."""
     n = conv.out_channels // towers
-    k = conv.kernel_size
-    piece = nn.Conv2d(conv.in_channels, n, k, conv.stride, conv.padding, bias=conv.bias is not None)  # type: ignore[arg-type]
-    with torch.no_grad():
-        piece.weight.copy_(conv.weight[part * n : (part + 1) * n])
-        if conv.bias is not None and piece.bias is not None:
-            piece.bias.copy_(conv.bias[part * n : (part + 1) * n])
+    rows = slice(part * n, (part + 1) * n)
+    piece = nn.Conv2d(conv.in_channels, n, conv.kernel_size, conv.stride, conv.padding, device="meta")  # type: ignore[arg-type]
+    piece.weight = nn.Parameter(conv.weight.detach()[rows], requires_grad=False)
+    piece.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach()[rows], requires_grad=False)
     return piece
 
 
@@ -257,12 +297,18 @@ def alexnet_half(
 
 
 def small_table(width: float) -> tuple[ConvSpec, ...]:
-    """cuda-convnet's CIFAR-10 nets, AlexNet-style: 5x5 convs, padded 3x3/2 pools, LRN after conv1/conv2."""
+    """cuda-convnet's CIFAR-10 net (layers-18pct: three 5x5 convs of 32-32-64 maps), AlexNet-style.
+
+    3x3/2 overlapping pools padded by 1 take 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4. LRN follows the
+    pool, as in layers-18pct's first layer: normalising 4x fewer pixels keeps it cheap on a CPU.
+    """
     w = L.positive("width", width)
     return (
-        ConvSpec(L.scaled(w, 32), 5, padding=2, norm=True, pool=True, pool_first=True),  # conv1: 28 -> 14
-        ConvSpec(L.scaled(w, 64), 5, padding=2, norm=True, pool=True, bias_one=True, pool_first=True),  # -> 7
-        ConvSpec(L.scaled(w, 128), 3, padding=1, pool=True, bias_one=True),  # conv3: -> 4 (4)
+        ConvSpec(L.scaled(w, 32), 5, padding=2, norm=True, pool=True, pool_first=True),  # conv1
+        ConvSpec(
+            L.scaled(w, 32), 5, padding=2, norm=True, pool=True, pool_first=True, bias_one=True
+        ),  # conv2
+        ConvSpec(L.scaled(w, 64), 5, padding=2, pool=True, bias_one=True),  # conv3
     )
 
 
@@ -324,7 +370,7 @@ class TorchvisionAlexNet(L.Net):
         dropout = L.rate("dropout", dropout)
 
         def after(channels: int, norm: bool) -> nn.Module:
-            parts = [nn.BatchNorm2d(channels)] if batch_norm else []
+            parts: list[nn.Module] = [nn.BatchNorm2d(channels)] if batch_norm else []
             parts.append(L.activation(activation))
             if norm and lrn and not batch_norm:
                 parts.append(L.LocalResponseNorm(channels))
@@ -357,7 +403,7 @@ class TorchvisionAlexNet(L.Net):
         )
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         bias_one = [convs[1], convs[3], convs[4], self.classifier[1], self.classifier[4]]
-        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, final=self.classifier[6])
+        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, finals=[self.classifier[6]])
 
     _NAMES = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
 

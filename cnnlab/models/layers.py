@@ -7,9 +7,8 @@ so `alexnet.py`, `vgg.py` and `googlenet.py` only say where the layers go.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +18,8 @@ from cnnlab.errors import CnnlabError
 
 # Name -> (module factory, nonlinearity name for `nn.init.calculate_gain`).
 # ReLU-family layers run in place: the conv output they overwrite is not needed by autograd.
-ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, object], str]] = {
+Nonlinearity = Literal["relu", "tanh", "sigmoid", "leaky_relu", "linear"]
+ACTIVATIONS: dict[str, tuple[type[nn.Module], dict[str, object], Nonlinearity]] = {
     "relu": (nn.ReLU, {"inplace": True}, "relu"),
     "tanh": (nn.Tanh, {}, "tanh"),
     "sigmoid": (nn.Sigmoid, {}, "sigmoid"),
@@ -105,7 +105,14 @@ class LocalResponseNorm(nn.Module):
         super().__init__()
         if channels % groups:
             raise ValueError(f"{channels} channels do not split into {groups} groups")
-        self.channels, self.size, self.alpha, self.beta, self.k, self.groups = channels, size, alpha, beta, k, groups
+        self.channels, self.size, self.alpha, self.beta, self.k, self.groups = (
+            channels,
+            size,
+            alpha,
+            beta,
+            k,
+            groups,
+        )
         band = None
         if channels <= 64:
             index = torch.arange(channels)
@@ -141,8 +148,8 @@ class LocalResponseNorm(nn.Module):
     def extra_repr(self) -> str:
         groups = f", groups={self.groups}" if self.groups > 1 else ""
         return (
-            f"{self.channels}, size={self.size}, alpha={self.alpha} (paper convention: {self.alpha * self.size:g}"
-            f" in nn.LocalResponseNorm's), beta={self.beta}, k={self.k}{groups}"
+            f"{self.channels}, size={self.size}, alpha={self.alpha} (paper convention: "
+            f"{self.alpha * self.size:g} in nn.LocalResponseNorm's), beta={self.beta}, k={self.k}{groups}"
         )
 
 
@@ -170,30 +177,34 @@ def init_weights(
     *,
     activation_name: str = "relu",
     bias_one: Iterable[nn.Module] = (),
-    final: nn.Module | None = None,
+    finals: Iterable[nn.Module] = (),
     allowed: Iterable[str] = INITS,
+    paper_std: float = 0.01,
 ) -> None:
     """Initialise every conv and linear layer of `model` by `scheme`.
 
-    `paper`/`paper_bias01`: weights N(0, 0.01), biases 0 except the layers in `bias_one` (1 or 0.1).
-    `kaiming`: He-normal (fan in) with the gain of `activation_name`, biases 0; the `final` classifier
-    N(0, 0.01) so the first logits are small. `default`: leave PyTorch's own initialisation.
+    `paper`/`paper_bias01`: weights N(0, paper_std), biases 0 except the layers in `bias_one` (1 or 0.1).
+    `kaiming`: He-normal (fan in) with the gain of `activation_name`, biases 0; the classifier layers in
+    `finals` N(0, 0.01) so the first logits are small. `default`: leave PyTorch's own initialisation.
     """
     choice("init", scheme, allowed)
     if scheme == "default":
         return
     ones = {id(m) for m in bias_one}
+    last = {id(m) for m in finals}
     _, _, nonlinearity = ACTIVATIONS[activation_name]
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            if scheme == "kaiming" and module is not final:
+            if scheme == "kaiming" and id(module) not in last:
                 slope = 0.01 if nonlinearity == "leaky_relu" else 0.0
                 nn.init.kaiming_normal_(module.weight, a=slope, nonlinearity=nonlinearity)
-            else:
+            elif scheme == "kaiming":
                 nn.init.normal_(module.weight, 0.0, 0.01)
+            else:
+                nn.init.normal_(module.weight, 0.0, paper_std)
             if module.bias is not None:
                 value = 0.0
-                if id(module) in ones:
+                if id(module) in ones and scheme.startswith("paper"):
                     value = 1.0 if scheme == "paper" else 0.1
                 nn.init.constant_(module.bias, value)
         elif isinstance(module, nn.BatchNorm2d):
@@ -206,21 +217,19 @@ def init_weights(
 
 
 def _out_size(module: nn.Module, size: int) -> int:
-    """The conv/pool output side for input side `size`: floor((in + 2p - d(k-1) - 1) / s) + 1."""
+    """The conv/pool output side for input side `size`, PyTorch's rule: floor((in + 2p - d(k-1) - 1) / s) + 1.
+
+    With ceil_mode pools round up instead, but drop a last window that would start in the right padding.
+    """
     k = _first(module.kernel_size)  # type: ignore[arg-type]
     s = _first(module.stride)  # type: ignore[arg-type]
     p = _first(module.padding)  # type: ignore[arg-type]
     d = _first(getattr(module, "dilation", 1))
-    span = size + 2 * p - d * (k - 1) - 1
-    if span < 0:
-        return 0
-    if getattr(module, "ceil_mode", False):
-        out = math.ceil(span / s) + 1
-        # PyTorch drops a last window that would start in the right padding.
-        if (out - 1) * s >= size + p:
-            out -= 1
-        return out
-    return span // s + 1
+    ceil = bool(getattr(module, "ceil_mode", False))
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
 def _first(value: int | tuple[int, ...] | str) -> int:

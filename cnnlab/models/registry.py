@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import torch
-from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import Net
 
 # GoogLeNet Sec. 5: "during training, their loss gets added to the total loss ... with a discount weight".
 AUX_WEIGHT = 0.3
@@ -45,7 +45,7 @@ class ModelInfo:
     switches: dict[str, Any] = field(default_factory=dict)  # switch -> default value
 
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., Net]
 _BUILDERS: dict[str, Builder] = {}
 _INFO: dict[str, ModelInfo] = {}
 _COMMON = ("num_classes", "in_channels")
@@ -82,7 +82,7 @@ def info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
-def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches: Any) -> nn.Module:
+def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches: Any) -> Net:
     """Build model `name`; unknown names or switches, and bad switch values, raise CnnlabError."""
     _check_name(name)
     meta = _INFO[name]

@@ -1,0 +1,290 @@
+"""GoogLeNet / Inception v1 (Szegedy et al., CVPR 2015): the paper's net and torchvision's variant.
+
+`googlenet` is the paper's Table 1: a stem with LRN, nine Inception modules 3a-5b with 5x5 branches, ReLU
+convs without batch norm, and the two auxiliary classifiers of Sec. 5. `googlenet_torchvision` is
+torchvision's `GoogLeNet` key for key (batch-norm convs, 3x3 where the paper has 5x5, a 2x2 pool4, no LRN).
+Both share one Inception module; attribute names are torchvision's (inception3a.branch1 ...), which maps
+onto the paper's columns: branch1 = #1x1, branch2 = #3x3 reduce -> #3x3, branch3 = #5x5 reduce -> #5x5,
+branch4 = 3x3 max pool -> pool proj.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import layers as L
+from cnnlab.models.registry import AuxOutputs, register
+
+PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
+INITS = ("kaiming", "default")
+
+# Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module.
+MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
+    "3a": (64, 96, 128, 16, 32, 32),
+    "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64),
+    "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64),
+    "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128),
+    "5b": (384, 192, 384, 48, 128, 128),
+}
+
+ConvBlock = Callable[..., nn.Module]
+
+
+class ConvAct(nn.Module):
+    """The paper's conv: bias and activation, no batch norm ("All the convolutions ... use ReLU")."""
+
+    def __init__(self, cin: int, cout: int, activation: str, **kwargs: Any) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, **kwargs)
+        self.act = L.activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv(x))
+
+
+class BasicConv2d(nn.Module):
+    """torchvision's conv: no bias, batch norm (eps 1e-3), activation; keys conv.* and bn.*."""
+
+    def __init__(self, cin: int, cout: int, activation: str, **kwargs: Any) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+        self.act = L.activation(activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated on channels (Sec. 4, Figure 2b); every branch keeps the size."""
+
+    def __init__(self, cin: int, widths: tuple[int, ...], conv: ConvBlock, kernel5: int) -> None:
+        super().__init__()
+        c1, c3r, c3, c5r, c5, proj = widths
+        self.branch1 = conv(cin, c1, kernel_size=1)
+        self.branch2 = nn.Sequential(conv(cin, c3r, kernel_size=1), conv(c3r, c3, kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(
+            conv(cin, c5r, kernel_size=1), conv(c5r, c5, kernel_size=kernel5, padding=kernel5 // 2)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True), conv(cin, proj, kernel_size=1)
+        )
+        self.out_channels = c1 + c3 + c5 + proj
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionAux(nn.Module):
+    """Sec. 5's auxiliary classifier: avg pool to 4x4, 1x1 conv 128, fc 1024, dropout 0.7, fc classes.
+
+    The paper pools 5x5 stride 3 (14x14 -> 4x4 at 224 px); torchvision pools adaptively to 4x4. With
+    `paper_pool` we pool 5x5/3 where the map allows it, then adaptively to 4x4 (a no-op at 224 px), so the
+    head also runs on small inputs.
+    """
+
+    def __init__(
+        self, cin: int, num_classes: int, conv: ConvBlock, activation: str, paper_pool: bool
+    ) -> None:
+        super().__init__()
+        self.paper_pool = paper_pool
+        self.conv = conv(cin, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.act = L.activation(activation)
+        self.dropout = nn.Dropout(p=0.7)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.paper_pool and min(x.shape[-2:]) >= 5:
+            x = F.avg_pool2d(x, kernel_size=5, stride=3)
+        if tuple(x.shape[-2:]) != (4, 4):
+            x = F.adaptive_avg_pool2d(x, (4, 4))
+        x = torch.flatten(self.conv(x), 1)
+        return self.fc2(self.dropout(self.act(self.fc1(x))))
+
+
+class GoogLeNet(L.Net):
+    family = "googlenet"
+    default_input_size = 224
+
+    def __init__(
+        self,
+        *,
+        paper: bool,
+        num_classes: int,
+        in_channels: int,
+        activation: str,
+        lrn: bool,
+        aux_logits: bool,
+        dropout: float,
+        init: str,
+        transform_input: bool = False,
+    ) -> None:
+        L.check_common(num_classes, in_channels)
+        super().__init__(in_channels)
+        L.activation(activation), L.flag("lrn", lrn), L.flag("aux_logits", aux_logits)
+        L.flag("transform_input", transform_input)
+        dropout = L.rate("dropout", dropout)
+        if transform_input and in_channels != 3:
+            raise CnnlabError("transform_input=true re-normalises RGB input: use it with in_channels=3")
+        self.paper, self.aux_logits, self.transform_input = paper, aux_logits, transform_input
+        block = ConvAct if paper else BasicConv2d
+
+        def conv(cin: int, cout: int, **kwargs: int) -> nn.Module:
+            return block(cin, cout, activation, **kwargs)
+
+        def lrn_layer(channels: int) -> nn.Module:
+            # Caffe's bvlc_googlenet: local_size 5, alpha 1e-4 (Caffe divides it by n), beta 0.75, k 1.
+            return L.LocalResponseNorm(channels, size=5, alpha=1e-4 / 5, beta=0.75, k=1.0)
+
+        use_lrn = paper and lrn
+        # Stem (Table 1): conv 7x7/2, max pool 3x3/2, LRN, conv 1x1 + 3x3, LRN, max pool 3x3/2.
+        self.conv1 = conv(in_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # ceil: 112 -> 56 as in Table 1
+        self.norm1 = lrn_layer(64) if use_lrn else nn.Identity()
+        self.conv2 = conv(64, 64, kernel_size=1)
+        self.conv3 = conv(64, 192, kernel_size=3, padding=1)
+        self.norm2 = lrn_layer(192) if use_lrn else nn.Identity()
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        kernel5 = 5 if paper else 3  # torchvision's known 3x3 in the "5x5" branch, kept for its weights
+
+        def inception(cin: int, key: str) -> Inception:
+            return Inception(cin, MODULES[key], conv, kernel5)
+
+        self.inception3a = inception(192, "3a")
+        self.inception3b = inception(256, "3b")
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = inception(480, "4a")
+        self.inception4b = inception(512, "4b")
+        self.inception4c = inception(512, "4c")
+        self.inception4d = inception(512, "4d")
+        self.inception4e = inception(528, "4e")
+        # Table 1 has a 3x3/2 max pool here; torchvision uses 2x2/2 (same 7x7 map at 224 px).
+        self.maxpool4 = nn.MaxPool2d(3 if paper else 2, stride=2, ceil_mode=True)
+        self.inception5a = inception(832, "5a")
+        self.inception5b = inception(832, "5b")
+        self.aux1: InceptionAux | None = None
+        self.aux2: InceptionAux | None = None
+        if aux_logits:  # after 4a and 4d (Sec. 5)
+            self.aux1 = InceptionAux(512, num_classes, conv, activation, paper_pool=paper)
+            self.aux2 = InceptionAux(528, num_classes, conv, activation, paper_pool=paper)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # the paper's 7x7 average pool at 224 px
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, num_classes)
+        heads = [self.fc] + [aux.fc2 for aux in (self.aux1, self.aux2) if aux is not None]
+        L.init_weights(self, init, activation_name=activation, finals=heads, allowed=INITS)
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        return [
+            ("conv1", self.conv1.get_submodule("conv")),
+            ("pool1 (maxpool1)", self.maxpool1),
+            ("conv2", self.conv2.get_submodule("conv")),
+            ("conv3", self.conv3.get_submodule("conv")),
+            ("pool2 (maxpool2)", self.maxpool2),
+            ("pool3 (maxpool3)", self.maxpool3),
+            ("pool4 (maxpool4)", self.maxpool4),
+        ]
+
+    def _trunk(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The input of the final fc layer, and the auxiliary logits (training mode only)."""
+        self.check_input(x)
+        if self.transform_input:
+            # torchvision: map ImageNet-normalised input to the [-1, 1] scaling its ported weights expect.
+            # Constants computed in double as torchvision does, so the outputs match to the last bit.
+            scale = x.new_tensor([s / 0.5 for s in (0.229, 0.224, 0.225)]).view(1, 3, 1, 1)
+            shift = x.new_tensor([(m - 0.5) / 0.5 for m in (0.485, 0.456, 0.406)]).view(1, 3, 1, 1)
+            x = x * scale + shift
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.norm2(self.conv3(self.conv2(self.norm1(x)))))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux: list[Tensor] = []
+        use_aux = self.training and self.aux1 is not None and self.aux2 is not None
+        if use_aux and self.aux1 is not None:
+            aux.append(self.aux1(x))
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        if use_aux and self.aux2 is not None:
+            aux.append(self.aux2(x))
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        return self.dropout(torch.flatten(self.avgpool(x), 1)), tuple(aux)
+
+    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
+        features, aux = self._trunk(x)
+        logits = self.fc(features)
+        return AuxOutputs(logits, aux) if aux else logits
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self._trunk(x)[0]
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        conv = self.conv1.get_submodule("conv")
+        assert isinstance(conv, nn.Conv2d)
+        return [conv]
+
+
+@register(
+    family="googlenet",
+    input_size=224,
+    paper=PAPER,
+    description="Inception v1 as published: 5x5, LRN, aux heads",
+)
+def googlenet(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    lrn: bool = True,
+    aux_logits: bool = True,
+    dropout: float = 0.4,
+    init: str = "kaiming",
+) -> GoogLeNet:
+    return GoogLeNet(
+        paper=True,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        activation=activation,
+        lrn=lrn,
+        aux_logits=aux_logits,
+        dropout=dropout,
+        init=init,
+    )
+
+
+@register(
+    family="googlenet",
+    input_size=224,
+    paper=PAPER + " (torchvision's variant: batch norm, 3x3 in the 5x5 branch)",
+    description="state-dict compatible with torchvision.models.googlenet(aux_logits=True)",
+)
+def googlenet_torchvision(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    activation: str = "relu",
+    aux_logits: bool = True,
+    dropout: float = 0.2,
+    init: str = "kaiming",
+    transform_input: bool = False,
+) -> GoogLeNet:
+    return GoogLeNet(
+        paper=False,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        activation=activation,
+        lrn=False,
+        aux_logits=aux_logits,
+        dropout=dropout,
+        init=init,
+        transform_input=transform_input,
+    )
