@@ -15,6 +15,7 @@ from cnnlab.models.registry import (
 
 # isort: off
 from cnnlab.models import alexnet  # noqa: F401  (importing registers the builders, in this order)
+from cnnlab.models import alexnet_torchvision  # noqa: F401
 from cnnlab.models import alexnet_parallel  # noqa: F401
 from cnnlab.models import vgg  # noqa: F401
 from cnnlab.models import googlenet  # noqa: F401

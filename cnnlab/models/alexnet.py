@@ -1,7 +1,7 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) and the variants people actually train.
 
 One table-driven class, `AlexNet`, builds the paper's net, its two-tower grouped form, the half-width net
-and the small-image net; `TorchvisionAlexNet` keeps torchvision's key names so its state dicts load.
+and the small-image net (`alexnet_torchvision.py` and `alexnet_parallel.py` hold the other two variants).
 Layer names follow the paper and Caffe: conv1, relu1, norm1, pool1 ... fc6, relu6, drop6, fc7, ..., fc8.
 
 Input size: the paper's text says 224x224, but an 11x11 stride-4 conv only gives the paper's 55x55 maps
@@ -23,7 +23,6 @@ from cnnlab.models import layers as L
 from cnnlab.models.registry import register
 
 PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
-TORCHVISION_NOTE = "Krizhevsky 2014, One weird trick for parallelizing CNNs (torchvision's layout)"
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ def _conv_slice(conv: nn.Conv2d, part: int, towers: int) -> nn.Conv2d:
 
 
 # Switch defaults shared by the AlexNet builders (the paper's choices, with Kaiming init: see docs/models.md).
-def _alexnet_switches(
+def alexnet_switches(
     activation: str, lrn: bool, overlap_pool: bool, dropout: float, init: str, batch_norm: bool
 ) -> dict[str, object]:
     return dict(
@@ -245,7 +244,7 @@ def alexnet(
         num_classes=num_classes,
         in_channels=in_channels,
         input_size=input_size,
-        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )
 
 
@@ -269,7 +268,7 @@ def alexnet_grouped(
         in_channels=in_channels,
         towers=2,
         input_size=input_size,
-        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )
 
 
@@ -292,7 +291,7 @@ def alexnet_half(
         num_classes=num_classes,
         in_channels=in_channels,
         input_size=input_size,
-        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )
 
 
@@ -338,111 +337,5 @@ def alexnet_small(
         pool_out=4,
         pool_padding=1,  # 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4: the same 4x4 map for both data sets
         input_size=28,
-        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
-    )
-
-
-class TorchvisionAlexNet(L.Net):
-    """torchvision's AlexNet (64-192-384-256-256, no LRN, dropout before fc6 and fc7), key for key.
-
-    Switches that add layers (LRN, batch norm) go into the activation's slot (`features.1` becomes
-    Sequential(bn, relu, norm)), so the conv and linear keys stay torchvision's.
-    """
-
-    family = "alexnet"
-    default_input_size = 224
-
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        in_channels: int,
-        activation: str,
-        lrn: bool,
-        overlap_pool: bool,
-        dropout: float,
-        init: str,
-        batch_norm: bool,
-    ) -> None:
-        L.check_common(num_classes, in_channels)
-        super().__init__(in_channels)
-        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
-        dropout = L.rate("dropout", dropout)
-
-        def after(channels: int, norm: bool) -> nn.Module:
-            parts: list[nn.Module] = [nn.BatchNorm2d(channels)] if batch_norm else []
-            parts.append(L.activation(activation))
-            if norm and lrn and not batch_norm:
-                parts.append(L.LocalResponseNorm(channels))
-            return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
-
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # conv1
-            after(64, norm=True),
-            L.max_pool(overlap_pool),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2),  # conv2
-            after(192, norm=True),
-            L.max_pool(overlap_pool),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1),  # conv3
-            after(384, norm=False),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),  # conv4
-            after(256, norm=False),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1),  # conv5
-            after(256, norm=False),
-            L.max_pool(overlap_pool),
-        )
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),  # fc6
-            L.activation(activation),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),  # fc7
-            L.activation(activation),
-            nn.Linear(4096, num_classes),  # fc8
-        )
-        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
-        bias_one = [convs[1], convs[3], convs[4], self.classifier[1], self.classifier[4]]
-        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, finals=[self.classifier[6]])
-
-    _NAMES = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        found = L.modules_named(self.features, L.SIZE_CHANGING)
-        return [(f"{paper} (features.{key})", m) for paper, (key, m) in zip(self._NAMES, found, strict=True)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
-
-    def first_conv(self) -> list[nn.Conv2d]:
-        conv = self.features[0]
-        assert isinstance(conv, nn.Conv2d)
-        return [conv]
-
-
-@register(
-    family="alexnet",
-    input_size=224,
-    paper=TORCHVISION_NOTE,
-    description="torchvision's layout, state-dict compatible with torchvision.models.alexnet",
-)
-def alexnet_torchvision(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    activation: str = "relu",
-    lrn: bool = False,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "default",
-    batch_norm: bool = False,
-) -> TorchvisionAlexNet:
-    return TorchvisionAlexNet(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **_alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
+        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )
