@@ -20,7 +20,7 @@ data:
 	  echo "Fashion-MNIST not found in $(FMNIST): install Debian's dataset-fashion-mnist or pass --data-dir"
 
 demo: $(STAMP) data
-	$(VENV)/bin/cnnlab train --model alexnet_small --dataset fashion-mnist --recipe fast --out runs/demo
+	$(VENV)/bin/cnnlab train --model alexnet_small --dataset fashion-mnist --recipe fast --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q

@@ -150,9 +150,11 @@ def plot_curves(
     *,
     title: str,
     hline: tuple[float, str] | None = None,
+    x_shift: float = 0.0,
 ) -> None:
     """One panel per (metrics column, panel title): each seed a thin line, the mean over seeds thick.
-    Error columns (`*_err`) are drawn in percent; `hline` (value, label) marks a threshold on them."""
+    Error columns (`*_err`) are drawn in percent; `hline` (value, label) marks a threshold on them;
+    epoch e is drawn at e + x_shift (-0.5 puts an epoch's running mean at its middle)."""
     plt = report._pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
     for ax, (key, panel) in zip(axes[0], keys, strict=True):
@@ -161,11 +163,14 @@ def plot_curves(
         for color, (label, arm_runs) in zip(COLORS, arms.items(), strict=False):
             curves = [r.curve(key) for r in arm_runs if r.history]
             for c in curves:
-                ax.plot(range(1, len(c) + 1), [scale * v for v in c], color=color, alpha=0.35, lw=1)
+                xs = [e + x_shift for e in range(1, len(c) + 1)]
+                ax.plot(xs, [scale * v for v in c], color=color, alpha=0.35, lw=1)
             n = min((len(c) for c in curves), default=0)
             if n:
                 avg = [scale * mean([c[i] for c in curves]) for i in range(n)]
-                ax.plot(range(1, n + 1), avg, "o-", color=color, lw=2, ms=3, label=label)
+                ax.plot(
+                    [e + x_shift for e in range(1, n + 1)], avg, "o-", color=color, lw=2, ms=3, label=label
+                )
         if hline is not None and percent:
             ax.axhline(scale * hline[0], color="grey", ls="--", lw=1, label=hline[1])
         ax.set(xlabel="epoch", ylabel=panel + (" (%)" if percent else ""), title=panel)

@@ -104,6 +104,7 @@ class AlexNetParallel(L.Net):
                 )
             )
         self.tower_a, self.tower_b = towers
+        self.gather = Gather()
         L.init_weights(
             self,
             init,
@@ -139,7 +140,7 @@ class AlexNetParallel(L.Net):
         a, b = self.tower_a, self.tower_b
         logits_a = a.fc8(_exchange(ha, hb, a.device))  # into fc8
         logits_b = b.fc8(_exchange(ha, hb, b.device))
-        return torch.cat([logits_a, logits_b.to(a.device)], dim=1)
+        return self.gather(logits_a, logits_b)
 
     def embed(self, x: Tensor) -> Tensor:
         ha, hb = self._hidden(x)
@@ -147,6 +148,13 @@ class AlexNetParallel(L.Net):
 
     def first_conv(self) -> list[nn.Conv2d]:
         return [self.tower_a.stage1.conv1, self.tower_b.stage1.conv1]  # type: ignore[list-item]
+
+
+class Gather(nn.Module):
+    """The logits of both towers' fc8 shares, on tower A's device (a module so layer tables show it)."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat([a, b.to(a.device, non_blocking=True)], dim=1)
 
 
 def _exchange(a: Tensor, b: Tensor, device: torch.device) -> Tensor:
