@@ -80,7 +80,9 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Write `ckpt` to `path` atomically; a failure raises CnnlabError and keeps the old file."""
-    _atomic_write(Path(path), lambda f: torch.save(ckpt, f))
+    # A loaded checkpoint is a dict subclass: save it as a plain dict so it loads with weights_only=True.
+    plain = dict(ckpt)
+    _atomic_write(Path(path), lambda f: torch.save(plain, f))
 
 
 def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
