@@ -5,6 +5,8 @@ Rows (images/s of the median step, ours against the peer in the same run, repeti
   optimiser: the cost of cnnlab's model code (input checks, module layout) alone;
 - the same pair with cnnlab's speed settings (`TrainConfig.channels_last`, `.compile`, the trainer's
   foreach SGD from `recipes.make_optimizer`) against the unchanged peer;
+- alexnet_small (the fast recipe's 28 px net, batch norm) with those settings against the same net run
+  plainly (eager, NCHW): there is no torchvision peer for it;
 - alexnet (the paper's net) at 227 against torchvision's alexnet at 227: the nets differ (96-256-384-384-
   256 convs with LRN against 64-192-384-256-256 without), so the ratio is the price of the paper's net;
 - vgg11 against torchvision.models.vgg11, the same weights.
@@ -113,66 +115,90 @@ def same_weights(ours: nn.Module, peer: nn.Module) -> nn.Module:
     return ours
 
 
+def _pair(name: str, peer: Callable[[], nn.Module] | None, **opts: Any) -> tuple[nn.Module, nn.Module]:
+    """cnnlab's `name` and its peer with the same weights; no peer given: the same net, a second copy."""
+    torch.manual_seed(0)
+    ours = models.create(name, **opts)
+    twin = peer() if peer is not None else models.create(name, **opts)
+    return same_weights(ours, twin), twin
+
+
 def run(args: argparse.Namespace) -> list[Row]:
     reps = 1 if args.quick else args.reps
-    b_alex, b_vgg = (1, 1) if args.quick else (args.batch, args.vgg_batch)
+    b_alex, b_vgg, b_small = (1, 1, 8) if args.quick else (args.batch, args.vgg_batch, 256)
     rows: list[Row] = []
 
-    torch.manual_seed(0)
-    tv = torchvision.models.alexnet()
-    ours = same_weights(models.create("alexnet_torchvision"), tv)
-    row = Row(
-        "alexnet_torchvision, eager fp32",
+    def settings_rows(
+        name: str,
+        peer_name: str,
+        size: int,
+        batch: int,
+        settings: list[tuple[str, bool, bool]],
+        peer: Callable[[], nn.Module] | None,
+        classes: int = 1000,
+        **opts: Any,
+    ) -> None:
+        for label, cl, comp in settings:
+            ours, twin = _pair(name, peer, num_classes=classes, **opts)
+            flags = " ".join(f for f, on in (("--channels-last", cl), ("--compile", comp)) if on)
+            row = Row(
+                f"{name}, {label}", name, peer_name, size, batch, f"`cnnlab train {flags}`" if flags else ""
+            )
+            side = cnnlab_side(ours, channels_last=cl, compile=comp) if flags else plain_side(ours)
+            rows.append(measure(row, side, plain_side(twin), reps, opts.get("in_channels", 3), classes))
+            del ours, twin, side
+            torch._dynamo.reset()
+
+    # The model code alone, then cnnlab's speed settings, against torchvision's AlexNet run plainly.
+    tv_settings = [("eager fp32", False, False), ("channels-last", True, False)]
+    tv_settings += [("channels-last + torch.compile", True, True)] if args.compile else []
+    settings_rows(
         "alexnet_torchvision",
-        "torchvision alexnet",
+        "torchvision alexnet, eager",
         224,
         b_alex,
-        "same weights, batch, input, optimiser",
+        tv_settings,
+        torchvision.models.alexnet,
     )
-    rows.append(measure(row, plain_side(ours), plain_side(tv), reps))
+    # The fast recipe's net (28 px, batch norm): the same net run plainly (eager, NCHW) is the peer.
+    small = [("channels-last", True, False)] + (
+        [("channels-last + torch.compile", True, True)] if args.compile else []
+    )
+    settings_rows(
+        "alexnet_small",
+        "the same net, eager NCHW",
+        28,
+        b_small,
+        small,
+        None,
+        classes=10,
+        in_channels=1,
+        batch_norm=True,
+    )
 
-    settings = [("channels-last", True, False)]
-    if args.compile:
-        settings += [("torch.compile", False, True), ("torch.compile + channels-last", True, True)]
-    for name, cl, comp in settings:
-        torch.manual_seed(0)
-        tv = torchvision.models.alexnet()
-        ours = same_weights(models.create("alexnet_torchvision"), tv)
-        row = Row(
-            f"alexnet_torchvision, {name}",
-            "alexnet_torchvision",
-            "torchvision alexnet (eager)",
-            224,
-            b_alex,
-            f"cnnlab train --{name.replace(' + ', ' --').replace('torch.', '')}",
-        )
-        rows.append(measure(row, cnnlab_side(ours, channels_last=cl, compile=comp), plain_side(tv), reps))
-        del ours, tv
-        torch._dynamo.reset()
-
+    if args.quick:  # the big nets add minutes and no code path the rows above have not run
+        return rows
     torch.manual_seed(0)
     row = Row(
-        "alexnet (paper's net) at 227",
+        "alexnet (paper's net), eager fp32",
         "alexnet",
         "torchvision alexnet at 227",
         227,
         b_alex,
-        "different nets: 96-256-384-384-256 + LRN vs 64-192-384-256-256",
+        "different nets: 96-256-384-384-256 convs + LRN vs 64-192-384-256-256",
     )
     rows.append(
         measure(row, plain_side(models.create("alexnet")), plain_side(torchvision.models.alexnet()), reps)
     )
 
-    if "vgg11" in models.names():
-        torch.manual_seed(0)
-        tv = torchvision.models.vgg11()
-        ours = same_weights(models.create("vgg11"), tv)
-        row = Row("vgg11, eager fp32", "vgg11", "torchvision vgg11", 224, b_vgg, "same weights")
-        rows.append(measure(row, plain_side(ours), plain_side(tv), reps))
-    else:
-        rows.append(
-            Row("vgg11", "vgg11", "torchvision vgg11", 224, b_vgg, "not measured: vgg11 not registered")
-        )
+    settings_rows(
+        "vgg11",
+        "torchvision vgg11, eager",
+        224,
+        b_vgg,
+        [("eager fp32", False, False)],
+        torchvision.models.vgg11,
+    )
     return rows
 
 
@@ -208,15 +234,16 @@ def markdown(rows: list[Row], reps: int) -> str:
         f"{body}\n\nratio = cnnlab images/s / peer images/s (> 1: cnnlab faster), from the median of {reps} "
         "steps per side, peer and cnnlab steps interleaved; 'pair ratios' is the range of the ratio over "
         "adjacent pairs. 'first step s' is cnnlab's first step (torch.compile's compilation), not in the "
-        "rate. SGD lr 0.01, momentum 0.9, weight decay 5e-4, cross-entropy, 1000 classes, random input.\n"
+        "rate. SGD lr 0.01, momentum 0.9, weight decay 5e-4, cross-entropy on random input; 1000 classes, "
+        "except alexnet_small (10 classes, 1 channel, as for Fashion-MNIST).\n"
     )
 
 
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=5, help="timed steps per side (default 5)")
-    p.add_argument("--batch", type=int, default=32, help="AlexNet batch (default 32)")
-    p.add_argument("--vgg-batch", type=int, default=8, help="VGG-11 batch (default 8)")
+    p.add_argument("--reps", type=int, default=4, help="timed steps per side (default 4)")
+    p.add_argument("--batch", type=int, default=16, help="AlexNet batch (default 16)")
+    p.add_argument("--vgg-batch", type=int, default=4, help="VGG-11 batch (default 4)")
     p.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,

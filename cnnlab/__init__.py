@@ -1,4 +1,4 @@
-"""cnnlab: AlexNet, VGG and GoogLeNet as their papers describe them, with the recipes and claims as commands."""
+"""cnnlab: AlexNet, VGG and GoogLeNet as their papers describe them, recipes and claims as commands."""
 
 from cnnlab.errors import CnnlabError
 

@@ -64,8 +64,12 @@ class TrainConfig:
     dropout: float | None = _f(None, "dropout rate of the fully connected layers")
     init: str | None = _f(None, "weight init scheme (e.g. paper, kaiming)")
     batch_norm: bool | None = _f(None, "batch-norm variant of the model")
-    model_opt: list[str] | None = _f(None, "any other model switch as KEY=VALUE (repeatable), e.g. width=0.5",
-                                     action="append", metavar="KEY=VALUE")
+    model_opt: list[str] | None = _f(  # noqa: RUF009 (a field() wrapper, like the others)
+        None,
+        "any other model switch as KEY=VALUE (repeatable), e.g. width=0.5",
+        action="append",
+        metavar="KEY=VALUE",
+    )
     # Augmentation (None: the recipe's value).
     input_size: int | None = _f(None, "side of the network input (default: the model's)")
     resize: int | None = _f(None, "resize the shorter side to this before cropping (e.g. 256)")
@@ -74,7 +78,9 @@ class TrainConfig:
     flip: bool | None = _f(None, "random horizontal flips")
     pca_std: float | None = _f(None, "PCA lighting std (paper: 0.1; 0 turns it off)")
     pca_scale: str | None = _f(
-        None, "PCA lighting scale per axis: std (sqrt eigenvalue) or eigenvalue", choices=("std", "eigenvalue")
+        None,
+        "PCA lighting scale per axis: std (sqrt eigenvalue) or eigenvalue",
+        choices=("std", "eigenvalue"),
     )
     normalize: str | None = _f(
         None, "normalisation: channel mean/std, pixel mean image (paper) or none",
@@ -88,7 +94,7 @@ class TrainConfig:
     device: str = _f("auto", "device", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, "mixed precision (bf16 on the CPU, fp16 on CUDA unless --amp-dtype)")
     amp_dtype: str | None = _f(None, "mixed precision type", choices=("bf16", "fp16"))
-    channels_last: bool = _f(False, "channels-last memory format")
+    channels_last: bool | None = _f(None, "channels-last memory format (fast recipe: on)")
     compile: bool = _f(False, "torch.compile the model")
     seed: int = _f(0, "random seed (weights, data order, augmentation, dropout)")
     # Run control.
@@ -129,6 +135,7 @@ class Recipe:
     pca_std: float
     val_views: str
     decay_norm_and_bias: bool
+    channels_last: bool
     switches: dict[str, Any] = field(default_factory=dict)
 
 
@@ -152,12 +159,15 @@ RECIPES: dict[str, Recipe] = {
         pca_std=0.1,
         val_views="center",
         decay_norm_and_bias=True,
+        channels_last=False,
     ),
-    # Tuned on Fashion-MNIST with alexnet_small on a 2-core CPU (docs/training.md has the numbers).
+    # Tuned on Fashion-MNIST with alexnet_small on a 2-core CPU (docs/training.md has the numbers): two
+    # epochs fit the 5-minute budget there; no dropout and no random crops (both slow a short run down
+    # more than they help it), batch norm instead of LRN, channels-last (about 20% faster convolutions).
     "fast": Recipe(
-        epochs=8,
-        batch_size=256,
-        lr=0.2,
+        epochs=2,
+        batch_size=128,
+        lr=0.15,
         momentum=0.9,
         nesterov=True,
         weight_decay=5e-4,
@@ -166,12 +176,13 @@ RECIPES: dict[str, Recipe] = {
         warmup=0.25,
         patience=2,
         max_drops=2,
-        random_crop=True,
+        random_crop=False,
         flip=True,
         pca_std=0.0,
         val_views="flip",
         decay_norm_and_bias=False,
-        switches={"batch_norm": True},
+        channels_last=True,
+        switches={"batch_norm": True, "dropout": 0.0},
     ),
 }
 

@@ -287,7 +287,7 @@ class _Loop:
         acc = Accumulator(run.num_classes, self.ctx.device)
         for x, y in run.val_loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
-            acc.update(view_probs(self.net, x, _amp_dtype(self.cfg), self.cfg.channels_last), y)
+            acc.update(view_probs(self.net, x, _amp_dtype(self.cfg), bool(self.cfg.channels_last)), y)
         self.net.train()
         return acc.result(reduce=True)
 

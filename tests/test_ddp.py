@@ -5,7 +5,8 @@ For the two to agree, both must take the same optimisation steps: the global bat
 takes half), and here every step sees the whole (limited) training set, so the union of the two ranks'
 batches is exactly the one process's batch whatever the sharding. Nothing random differs between the
 ranks' and the single process's computation: no dropout, no batch norm (per-rank batch statistics), no
-random crops, flips or PCA lighting. What is left is the order of float additions in the gradient all-reduce, so the
+random crops, flips or PCA lighting. What is left is the order of float additions in the gradient
+all-reduce, so the
 weights agree to about 1e-6; we allow 1e-4 (relative) plus 1e-6 (absolute).
 """
 
@@ -50,7 +51,7 @@ def _free_port() -> int:
 def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     argv = [a for k, v in ARGS.items() for a in (f"--{k}", v)] + FLAGS
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "cnnlab", "train", *argv, "--out", str(tmp_path / "ddp")]  # fmt: skip
+           f"--master_port={_free_port()}", "-m", "cnnlab", "train", *argv, "--out", str(tmp_path / "ddp")]  # fmt: skip  # noqa: E501
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -62,7 +63,7 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     single = train(TrainConfig(
         model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=128,
         limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
-        random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"),
+        random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"),  # noqa: E501
     ))  # fmt: skip
     ddp = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert ddp["epoch"] == 3
