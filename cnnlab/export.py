@@ -80,10 +80,11 @@ def _onnx(model: nn.Module, x: torch.Tensor, path: Path, meta: dict[str, str], d
 
 
 def _torchscript(model: nn.Module, x: torch.Tensor, path: Path, meta: dict[str, str]) -> None:
+    # TorchScript is deprecated in favour of torch.export but still what C++ (libtorch) users load.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, x, check_trace=True)
-    torch.jit.save(traced, str(path), _extra_files={"cnnlab.json": json.dumps(meta)})
+        torch.jit.save(traced, str(path), _extra_files={"cnnlab.json": json.dumps(meta)})
 
 
 def _safetensors(model: nn.Module, path: Path, meta: dict[str, str]) -> None:

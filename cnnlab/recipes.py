@@ -83,7 +83,8 @@ class TrainConfig:
         choices=("std", "eigenvalue"),
     )
     normalize: str | None = _f(
-        None, "normalisation: channel mean/std, pixel mean image (paper) or none",
+        None,
+        "normalisation: channel mean/std, pixel mean image (paper) or none",
         choices=("channel", "pixel", "none"),
     )
     val_views: str | None = _f(None, "views averaged at validation", choices=("center", "flip", "tencrop"))
@@ -192,9 +193,7 @@ _CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name in _CONFIG_FIELDS)
 
 
-def resolve(
-    cfg: TrainConfig, native: int, model_input_size: int, model_switches: set[str]
-) -> TrainConfig:
+def resolve(cfg: TrainConfig, native: int, model_input_size: int, model_switches: set[str]) -> TrainConfig:
     """Fill every None the recipe decides; `native` is the data's image side (0 when it varies)."""
     r = RECIPES[cfg.recipe]
     out = dataclasses.replace(cfg)

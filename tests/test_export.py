@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,9 @@ def test_torchscript_and_safetensors(ckpt: Path, tmp_path: Path) -> None:
     x = torch.randn(3, 1, 28, 28)
     ts = export(str(ckpt), "torchscript", str(tmp_path / "model.pt"))
     extra = {"cnnlab.json": ""}
-    loaded = torch.jit.load(str(ts), _extra_files=extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still loadable
+        loaded = torch.jit.load(str(ts), _extra_files=extra)
     torch.testing.assert_close(loaded(x), _reference(ckpt, x), rtol=1e-5, atol=1e-6)
     assert json.loads(extra["cnnlab.json"])["num_classes"] == "10"
 
