@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.experiments.ablation import BASELINE, ablation
+from cnnlab.experiments.ablation import ablation
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Arm
@@ -11,7 +11,7 @@ from cnnlab.experiments.runner import Arm
 def run(exp: Experiment) -> ClaimResult:
     return ablation(
         exp,
-        on=Arm(BASELINE.name, "LRN on"),
+        on_label="LRN on",
         off=Arm("lrn-off", "LRN off", {"lrn": False}),
         varied="the LRN layers after the first two convolutions (k=2, n=5, alpha=1e-4, beta=0.75)",
         notes=[

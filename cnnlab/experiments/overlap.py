@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.experiments.ablation import BASELINE, ablation
+from cnnlab.experiments.ablation import ablation
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Arm
@@ -11,7 +11,7 @@ from cnnlab.experiments.runner import Arm
 def run(exp: Experiment) -> ClaimResult:
     return ablation(
         exp,
-        on=Arm(BASELINE.name, "overlapping pools (z=3, s=2)"),
+        on_label="overlapping pools (z=3, s=2)",
         off=Arm("pool-2x2", "2x2 pools (z=s=2)", {"overlap_pool": False}),
         varied="the pooling windows: 3x3 stride 2 (overlapping) or 2x2 stride 2",
         notes=[

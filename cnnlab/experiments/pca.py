@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.experiments.ablation import BASELINE, ablation
+from cnnlab.experiments.ablation import ablation
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Arm
@@ -22,7 +22,7 @@ def run(exp: Experiment) -> ClaimResult:
         )
     return ablation(
         exp,
-        on=Arm(BASELINE.name, "PCA lighting 0.1"),
+        on_label="PCA lighting 0.1",
         off=Arm("pca-off", "no PCA lighting", {"pca_std": 0.0}),
         varied="PCA lighting (alpha ~ N(0, 0.1) per image and epoch, or none)",
         notes=notes,

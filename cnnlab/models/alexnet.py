@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from torch import nn
@@ -23,6 +24,30 @@ from cnnlab.models import layers as L
 from cnnlab.models.registry import register
 
 PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
+
+
+@dataclass(frozen=True)
+class AlexNetSwitches:
+    """The switches every AlexNet builder takes, one `models.create` keyword each.
+
+    The defaults are the paper's choices, with Kaiming init (see docs/models.md); a builder's own defaults
+    are `replace(SWITCHES, ...)`.
+    """
+
+    activation: str = "relu"  # Sec. 3.1: ReLU
+    lrn: bool = True  # Sec. 3.3
+    overlap_pool: bool = True  # Sec. 3.4: 3x3 stride-2 pools
+    dropout: float = 0.5  # Sec. 4.2
+    init: str = "kaiming"
+    batch_norm: bool = False
+
+    def checked(self) -> AlexNetSwitches:
+        """The same switches with dropout as a float; a bad value raises CnnlabError (init: at init time)."""
+        L.activation(self.activation), L.flag("lrn", self.lrn), L.flag("batch_norm", self.batch_norm)
+        return replace(self, dropout=L.rate("dropout", self.dropout))
+
+
+SWITCHES = AlexNetSwitches()
 
 
 @dataclass(frozen=True)
@@ -66,19 +91,17 @@ def conv1_padding_for(input_size: object) -> int:
 def conv_layers(
     table: Sequence[ConvSpec],
     in_channels: int,
+    switches: AlexNetSwitches,
     *,
+    bias_one: list[nn.Module],
     first: int = 1,
-    activation: str,
-    lrn: bool,
-    overlap_pool: bool,
-    batch_norm: bool,
     pool_padding: int = 0,
     lrn_groups: int = 1,
-    bias_one: list[nn.Module],
 ) -> OrderedDict[str, nn.Module]:
     """The named layers for rows of the table, numbered from `first`; appends bias-1 convs to `bias_one`."""
     feats: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_channels
+    activation, lrn, batch_norm = switches.activation, switches.lrn, switches.batch_norm
     for i, spec in enumerate(table, start=first):
         conv = nn.Conv2d(
             channels,
@@ -100,7 +123,7 @@ def conv_layers(
             # Sec. 3.3's constants; each tower normalises its own maps.
             stages.append((f"norm{i}", L.LocalResponseNorm(spec.out, 5, 1e-4, 0.75, 2.0, groups=lrn_groups)))
         if spec.pool:
-            stages.append((f"pool{i}", L.max_pool(overlap_pool, pool_padding)))
+            stages.append((f"pool{i}", L.max_pool(switches.overlap_pool, pool_padding)))
         feats.update(reversed(stages) if spec.pool_first else stages)
         channels = spec.out
     return feats
@@ -131,12 +154,7 @@ class AlexNet(L.Net):
         *,
         num_classes: int,
         in_channels: int,
-        activation: str,
-        lrn: bool,
-        overlap_pool: bool,
-        dropout: float,
-        init: str,
-        batch_norm: bool,
+        switches: AlexNetSwitches,
         towers: int = 1,
         pool_out: int = 6,
         pool_padding: int = 0,
@@ -144,21 +162,13 @@ class AlexNet(L.Net):
     ) -> None:
         L.check_common(num_classes, in_channels)
         super().__init__(in_channels)
-        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
-        dropout = L.rate("dropout", dropout)
+        switches = switches.checked()
+        activation, dropout = switches.activation, switches.dropout
         self.default_input_size = input_size
         self.towers = towers
         bias_one: list[nn.Module] = []
         feats = conv_layers(
-            table,
-            in_channels,
-            activation=activation,
-            lrn=lrn,
-            overlap_pool=overlap_pool,
-            batch_norm=batch_norm,
-            pool_padding=pool_padding,
-            lrn_groups=towers,
-            bias_one=bias_one,
+            table, in_channels, switches, bias_one=bias_one, pool_padding=pool_padding, lrn_groups=towers
         )
         channels = table[-1].out
         self.features = nn.Sequential(feats)
@@ -174,7 +184,7 @@ class AlexNet(L.Net):
         )
         bias_one += [self.classifier.get_submodule(name) for name in hidden]
         final = self.classifier[-1]
-        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, finals=[final])
+        L.init_weights(self, switches.init, activation_name=activation, bias_one=bias_one, finals=[final])
 
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
         return L.modules_named(self.features, L.SIZE_CHANGING)
@@ -190,8 +200,7 @@ class AlexNet(L.Net):
         return self.classifier[:-1](torch.flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
-        conv1 = self.features.conv1
-        assert isinstance(conv1, nn.Conv2d)
+        [conv1] = L.convs(self.features.get_submodule("conv1"))
         if self.towers == 1:
             return [conv1]
         # The grouped net's conv1 holds both towers' filters: show them as two convs, like Figure 3.
@@ -211,88 +220,45 @@ def _conv_slice(conv: nn.Conv2d, part: int, towers: int) -> nn.Conv2d:
     return piece
 
 
-# Switch defaults shared by the AlexNet builders (the paper's choices, with Kaiming init: see docs/models.md).
-def alexnet_switches(
-    activation: str, lrn: bool, overlap_pool: bool, dropout: float, init: str, batch_norm: bool
-) -> dict[str, object]:
-    return dict(
-        activation=activation,
-        lrn=lrn,
-        overlap_pool=overlap_pool,
-        dropout=dropout,
-        init=init,
-        batch_norm=batch_norm,
-    )
+WIDTHS = (96, 256, 384, 384, 256)  # Sec. 3.5: conv1-conv5, both towers together
+HALF_WIDTHS = (48, 128, 192, 192, 128)  # one tower's share (Figure 2)
 
 
-@register(family="alexnet", input_size=227, paper=PAPER, description="paper's net, every conv reads all maps")
-def alexnet(
+def paper_net(
+    widths: Sequence[int],
+    fc: int,
+    towers: int,
     num_classes: int = 1000,
     in_channels: int = 3,
     *,
-    activation: str = "relu",
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "kaiming",
-    batch_norm: bool = False,
+    switches: AlexNetSwitches = SWITCHES,
     input_size: int = 227,
 ) -> AlexNet:
+    """A net of the paper's geometry (Sec. 3.5): five convs of `widths` in `towers`, two fc layers of `fc`."""
+    table = paper_table(widths, groups=towers, conv1_padding=conv1_padding_for(input_size))
     return AlexNet(
-        paper_table((96, 256, 384, 384, 256), conv1_padding=conv1_padding_for(input_size)),
-        4096,
+        table,
+        fc,
         num_classes=num_classes,
         in_channels=in_channels,
+        switches=switches,
+        towers=towers,
         input_size=input_size,
-        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )
 
 
-@register(family="alexnet", input_size=227, paper=PAPER, description="two towers as published: groups=2")
-def alexnet_grouped(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    activation: str = "relu",
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "kaiming",
-    batch_norm: bool = False,
-    input_size: int = 227,
-) -> AlexNet:
-    return AlexNet(
-        paper_table((96, 256, 384, 384, 256), groups=2, conv1_padding=conv1_padding_for(input_size)),
-        4096,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        towers=2,
-        input_size=input_size,
-        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
-    )
-
-
-@register(family="alexnet", input_size=224, paper=PAPER, description="one tower: 48-128-192-192-128, fc 2048")
-def alexnet_half(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    *,
-    activation: str = "relu",
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "kaiming",
-    batch_norm: bool = False,
-    input_size: int = 224,
-) -> AlexNet:
-    return AlexNet(
-        paper_table((48, 128, 192, 192, 128), conv1_padding=conv1_padding_for(input_size)),
-        2048,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        input_size=input_size,
-        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
-    )
+# name: (description, the builder with its geometry bound, default input size)
+_PAPER_NETS = {
+    "alexnet": ("paper's net, every conv reads all maps", partial(paper_net, WIDTHS, 4096, 1), 227),
+    "alexnet_grouped": ("two towers as published: groups=2", partial(paper_net, WIDTHS, 4096, 2), 227),
+    "alexnet_half": (
+        "one tower: 48-128-192-192-128, fc 2048",
+        partial(paper_net, HALF_WIDTHS, 2048, 1, input_size=224),
+        224,
+    ),
+}
+for _name, (_description, _build, _size) in _PAPER_NETS.items():
+    register(family="alexnet", input_size=_size, paper=PAPER, description=_description, name=_name)(_build)
 
 
 def small_table(width: float) -> tuple[ConvSpec, ...]:
@@ -321,12 +287,7 @@ def alexnet_small(
     num_classes: int = 1000,
     in_channels: int = 3,
     *,
-    activation: str = "relu",
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "kaiming",
-    batch_norm: bool = False,
+    switches: AlexNetSwitches = SWITCHES,
     width: float = 1.0,
 ) -> AlexNet:
     return AlexNet(
@@ -334,8 +295,8 @@ def alexnet_small(
         L.scaled(L.positive("width", width), 256),
         num_classes=num_classes,
         in_channels=in_channels,
+        switches=switches,
         pool_out=4,
         pool_padding=1,  # 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4: the same 4x4 map for both data sets
         input_size=28,
-        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
     )

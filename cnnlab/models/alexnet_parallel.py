@@ -19,7 +19,16 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import layers as L
-from cnnlab.models.alexnet import PAPER, conv1_padding_for, conv_layers, fc_layers, paper_table
+from cnnlab.models.alexnet import (
+    HALF_WIDTHS,
+    PAPER,
+    SWITCHES,
+    AlexNetSwitches,
+    conv1_padding_for,
+    conv_layers,
+    fc_layers,
+    paper_table,
+)
 from cnnlab.models.registry import register
 
 # Which stage of a tower holds each layer: a stage ends where the towers exchange activations.
@@ -41,22 +50,20 @@ class Tower(nn.Module):
         in_channels: int,
         classes: int,
         conv1_padding: int,
-        activation: str,
-        lrn: bool,
-        overlap_pool: bool,
-        dropout: float,
-        batch_norm: bool,
+        switches: AlexNetSwitches,
     ) -> None:
         super().__init__()
-        table = paper_table((48, 128, 192, 192, 128), conv1_padding=conv1_padding)
-        opts = dict(activation=activation, lrn=lrn, overlap_pool=overlap_pool, batch_norm=batch_norm)
+        table = paper_table(HALF_WIDTHS, conv1_padding=conv1_padding)
         self.bias_one: list[nn.Module] = []
-        self.stage1 = nn.Sequential(conv_layers(table[:2], in_channels, bias_one=self.bias_one, **opts))  # type: ignore[arg-type]
+        self.stage1 = nn.Sequential(conv_layers(table[:2], in_channels, switches, bias_one=self.bias_one))
         # conv3 reads both towers' conv2 maps: 2 x 128 channels.
-        self.stage2 = nn.Sequential(conv_layers(table[2:], 2 * 128, first=3, bias_one=self.bias_one, **opts))  # type: ignore[arg-type]
+        self.stage2 = nn.Sequential(
+            conv_layers(table[2:], 2 * 128, switches, bias_one=self.bias_one, first=3)
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        self.stage3 = nn.Sequential(fc_layers(6, 2 * 128 * 6 * 6, 2048, activation, dropout))
-        self.stage4 = nn.Sequential(fc_layers(7, 2 * 2048, 2048, activation, dropout))
+        act, dropout = switches.activation, switches.dropout
+        self.stage3 = nn.Sequential(fc_layers(6, 2 * 128 * 6 * 6, 2048, act, dropout))
+        self.stage4 = nn.Sequential(fc_layers(7, 2 * 2048, 2048, act, dropout))
         self.fc8 = nn.Linear(2 * 2048, classes)
         self.bias_one += [self.stage3.get_submodule("fc6"), self.stage4.get_submodule("fc7")]
 
@@ -75,17 +82,11 @@ class AlexNetParallel(L.Net):
         in_channels: int,
         devices: tuple[str, str],
         input_size: int,
-        activation: str,
-        lrn: bool,
-        overlap_pool: bool,
-        dropout: float,
-        init: str,
-        batch_norm: bool,
+        switches: AlexNetSwitches,
     ) -> None:
         L.check_common(num_classes, in_channels)
         super().__init__(in_channels)
-        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
-        dropout = L.rate("dropout", dropout)
+        switches = switches.checked()
         places = _devices(devices)
         self.default_input_size = input_size
         share_a = (num_classes + 1) // 2
@@ -96,19 +97,15 @@ class AlexNetParallel(L.Net):
                     in_channels=in_channels,
                     classes=classes,
                     conv1_padding=conv1_padding_for(input_size),
-                    activation=activation,
-                    lrn=lrn,
-                    overlap_pool=overlap_pool,
-                    dropout=dropout,
-                    batch_norm=batch_norm,
+                    switches=switches,
                 )
             )
         self.tower_a, self.tower_b = towers
         self.gather = Gather()
         L.init_weights(
             self,
-            init,
-            activation_name=activation,
+            switches.init,
+            activation_name=switches.activation,
             bias_one=self.tower_a.bias_one + self.tower_b.bias_one,
             finals=[self.tower_a.fc8, self.tower_b.fc8],
         )
@@ -147,7 +144,7 @@ class AlexNetParallel(L.Net):
         return _exchange(ha, hb, self.tower_a.device)
 
     def first_conv(self) -> list[nn.Conv2d]:
-        return [self.tower_a.stage1.conv1, self.tower_b.stage1.conv1]  # type: ignore[list-item]
+        return L.convs(self.tower_a.stage1.get_submodule("conv1"), self.tower_b.stage1.get_submodule("conv1"))
 
 
 class Gather(nn.Module):
@@ -237,12 +234,7 @@ def alexnet_parallel(
     in_channels: int = 3,
     *,
     devices: tuple[str, str] = ("cpu", "cpu"),
-    activation: str = "relu",
-    lrn: bool = True,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "kaiming",
-    batch_norm: bool = False,
+    switches: AlexNetSwitches = SWITCHES,
     input_size: int = 227,
 ) -> AlexNetParallel:
     return AlexNetParallel(
@@ -250,10 +242,5 @@ def alexnet_parallel(
         in_channels=in_channels,
         devices=devices,
         input_size=input_size,
-        activation=activation,
-        lrn=lrn,
-        overlap_pool=overlap_pool,
-        dropout=dropout,
-        init=init,
-        batch_norm=batch_norm,
+        switches=switches,
     )

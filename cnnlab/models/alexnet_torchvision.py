@@ -6,14 +6,18 @@ key names (features.N, classifier.N) are torchvision's so its state dicts load w
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from cnnlab.models import layers as L
-from cnnlab.models.alexnet import alexnet_switches
+from cnnlab.models.alexnet import SWITCHES, AlexNetSwitches
 from cnnlab.models.registry import register
 
 TORCHVISION_NOTE = "Krizhevsky 2014, One weird trick for parallelizing CNNs (torchvision's layout)"
+# torchvision's net has no LRN and keeps PyTorch's own initialisation.
+TORCHVISION_SWITCHES = replace(SWITCHES, lrn=False, init="default")
 
 
 class TorchvisionAlexNet(L.Net):
@@ -31,53 +35,49 @@ class TorchvisionAlexNet(L.Net):
         *,
         num_classes: int,
         in_channels: int,
-        activation: str,
-        lrn: bool,
-        overlap_pool: bool,
-        dropout: float,
-        init: str,
-        batch_norm: bool,
+        switches: AlexNetSwitches,
     ) -> None:
         L.check_common(num_classes, in_channels)
         super().__init__(in_channels)
-        L.activation(activation), L.flag("lrn", lrn), L.flag("batch_norm", batch_norm)
-        dropout = L.rate("dropout", dropout)
+        sw = switches.checked()
 
         def after(channels: int, norm: bool) -> nn.Module:
-            parts: list[nn.Module] = [nn.BatchNorm2d(channels)] if batch_norm else []
-            parts.append(L.activation(activation))
-            if norm and lrn and not batch_norm:
+            parts: list[nn.Module] = [nn.BatchNorm2d(channels)] if sw.batch_norm else []
+            parts.append(L.activation(sw.activation))
+            if norm and sw.lrn and not sw.batch_norm:
                 parts.append(L.LocalResponseNorm(channels))
             return parts[0] if len(parts) == 1 else nn.Sequential(*parts)
 
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),  # conv1
             after(64, norm=True),
-            L.max_pool(overlap_pool),
+            L.max_pool(sw.overlap_pool),
             nn.Conv2d(64, 192, kernel_size=5, padding=2),  # conv2
             after(192, norm=True),
-            L.max_pool(overlap_pool),
+            L.max_pool(sw.overlap_pool),
             nn.Conv2d(192, 384, kernel_size=3, padding=1),  # conv3
             after(384, norm=False),
             nn.Conv2d(384, 256, kernel_size=3, padding=1),  # conv4
             after(256, norm=False),
             nn.Conv2d(256, 256, kernel_size=3, padding=1),  # conv5
             after(256, norm=False),
-            L.max_pool(overlap_pool),
+            L.max_pool(sw.overlap_pool),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
+            nn.Dropout(p=sw.dropout),
             nn.Linear(256 * 6 * 6, 4096),  # fc6
-            L.activation(activation),
-            nn.Dropout(p=dropout),
+            L.activation(sw.activation),
+            nn.Dropout(p=sw.dropout),
             nn.Linear(4096, 4096),  # fc7
-            L.activation(activation),
+            L.activation(sw.activation),
             nn.Linear(4096, num_classes),  # fc8
         )
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         bias_one = [convs[1], convs[3], convs[4], self.classifier[1], self.classifier[4]]
-        L.init_weights(self, init, activation_name=activation, bias_one=bias_one, finals=[self.classifier[6]])
+        L.init_weights(
+            self, sw.init, activation_name=sw.activation, bias_one=bias_one, finals=[self.classifier[6]]
+        )
 
     _NAMES = ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
 
@@ -93,9 +93,7 @@ class TorchvisionAlexNet(L.Net):
         return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
-        conv = self.features[0]
-        assert isinstance(conv, nn.Conv2d)
-        return [conv]
+        return L.convs(self.features[0])
 
 
 @register(
@@ -108,15 +106,6 @@ def alexnet_torchvision(
     num_classes: int = 1000,
     in_channels: int = 3,
     *,
-    activation: str = "relu",
-    lrn: bool = False,
-    overlap_pool: bool = True,
-    dropout: float = 0.5,
-    init: str = "default",
-    batch_norm: bool = False,
+    switches: AlexNetSwitches = TORCHVISION_SWITCHES,
 ) -> TorchvisionAlexNet:
-    return TorchvisionAlexNet(
-        num_classes=num_classes,
-        in_channels=in_channels,
-        **alexnet_switches(activation, lrn, overlap_pool, dropout, init, batch_norm),  # type: ignore[arg-type]
-    )
+    return TorchvisionAlexNet(num_classes=num_classes, in_channels=in_channels, switches=switches)

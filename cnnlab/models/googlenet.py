@@ -11,6 +11,7 @@ branch4 = 3x3 max pool -> pool proj.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,6 +39,20 @@ MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 
 ConvBlock = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class GoogLeNetSwitches:
+    """The switches both GoogLeNets take (`lrn` is the paper net's own, `transform_input` torchvision's)."""
+
+    activation: str = "relu"  # Sec. 5: "All the convolutions ... use rectified linear activation"
+    aux_logits: bool = True  # Sec. 5: two auxiliary classifiers, used in training only
+    dropout: float = 0.4  # Table 1: dropout (40%) before the last linear layer
+    init: str = "kaiming"
+
+
+PAPER_SWITCHES = GoogLeNetSwitches()
+TORCHVISION_SWITCHES = replace(PAPER_SWITCHES, dropout=0.2)  # torchvision's GoogLeNet drops 20%
 
 
 class ConvAct(nn.Module):
@@ -123,18 +138,16 @@ class GoogLeNet(L.Net):
         paper: bool,
         num_classes: int,
         in_channels: int,
-        activation: str,
-        lrn: bool,
-        aux_logits: bool,
-        dropout: float,
-        init: str,
+        switches: GoogLeNetSwitches,
+        lrn: bool = False,
         transform_input: bool = False,
     ) -> None:
         L.check_common(num_classes, in_channels)
         super().__init__(in_channels)
+        activation, aux_logits = switches.activation, switches.aux_logits
         L.activation(activation), L.flag("lrn", lrn), L.flag("aux_logits", aux_logits)
         L.flag("transform_input", transform_input)
-        dropout = L.rate("dropout", dropout)
+        dropout = L.rate("dropout", switches.dropout)
         if transform_input and in_channels != 3:
             raise CnnlabError("transform_input=true re-normalises RGB input: use it with in_channels=3")
         self.paper, self.aux_logits, self.transform_input = paper, aux_logits, transform_input
@@ -182,7 +195,7 @@ class GoogLeNet(L.Net):
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
         heads = [self.fc] + [aux.fc2 for aux in (self.aux1, self.aux2) if aux is not None]
-        L.init_weights(self, init, activation_name=activation, finals=heads, allowed=INITS)
+        L.init_weights(self, switches.init, activation_name=activation, finals=heads, allowed=INITS)
 
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
         return [
@@ -228,9 +241,7 @@ class GoogLeNet(L.Net):
         return self._trunk(x)[0]
 
     def first_conv(self) -> list[nn.Conv2d]:
-        conv = self.conv1.get_submodule("conv")
-        assert isinstance(conv, nn.Conv2d)
-        return [conv]
+        return L.convs(self.conv1.get_submodule("conv"))
 
 
 @register(
@@ -243,22 +254,10 @@ def googlenet(
     num_classes: int = 1000,
     in_channels: int = 3,
     *,
-    activation: str = "relu",
+    switches: GoogLeNetSwitches = PAPER_SWITCHES,
     lrn: bool = True,
-    aux_logits: bool = True,
-    dropout: float = 0.4,
-    init: str = "kaiming",
 ) -> GoogLeNet:
-    return GoogLeNet(
-        paper=True,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        activation=activation,
-        lrn=lrn,
-        aux_logits=aux_logits,
-        dropout=dropout,
-        init=init,
-    )
+    return GoogLeNet(paper=True, num_classes=num_classes, in_channels=in_channels, switches=switches, lrn=lrn)
 
 
 @register(
@@ -271,20 +270,13 @@ def googlenet_torchvision(
     num_classes: int = 1000,
     in_channels: int = 3,
     *,
-    activation: str = "relu",
-    aux_logits: bool = True,
-    dropout: float = 0.2,
-    init: str = "kaiming",
+    switches: GoogLeNetSwitches = TORCHVISION_SWITCHES,
     transform_input: bool = False,
 ) -> GoogLeNet:
     return GoogLeNet(
         paper=False,
         num_classes=num_classes,
         in_channels=in_channels,
-        activation=activation,
-        lrn=False,
-        aux_logits=aux_logits,
-        dropout=dropout,
-        init=init,
+        switches=switches,
         transform_input=transform_input,
     )

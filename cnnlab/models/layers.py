@@ -304,6 +304,13 @@ class Net(nn.Module):
         self._sizes_ok.add(hw)
 
 
+def convs(*modules: nn.Module) -> list[nn.Conv2d]:
+    """`modules` as the list of convolutions `Net.first_conv` returns (each checked to be one)."""
+    found = [m for m in modules if isinstance(m, nn.Conv2d)]
+    assert len(found) == len(modules), "first_conv must name nn.Conv2d layers"
+    return found
+
+
 def modules_named(container: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
     """(name, module) for every module of `kinds` in registration order (= forward order of Sequentials)."""
     return [(name, m) for name, m in container.named_modules() if isinstance(m, kinds) and name]

@@ -2,11 +2,14 @@
 
 Each builder registers itself with `@register(...)` and declares its switches as keyword arguments with
 defaults; `create` checks names against that signature and turns CLI strings ("false", "0.3") into the
-default's type, so the command line can pass `--model-opt lrn=false` straight through.
+default's type, so the command line can pass `--model-opt lrn=false` straight through. A keyword argument
+whose default is a dataclass instance is a group of switches a family shares (`AlexNetSwitches`): its
+fields are switches of their own, and `create` hands the builder the group with the values given.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,20 +56,31 @@ _COMMON = ("num_classes", "in_channels")
 F = TypeVar("F", bound=Builder)
 
 
-def register(*, family: str, input_size: int, paper: str, description: str) -> Callable[[F], F]:
-    """Register a builder under its function name."""
+_GROUPS: dict[str, dict[str, Any]] = {}  # model -> {builder argument: its default switch group}
+
+
+def register(
+    *, family: str, input_size: int, paper: str, description: str, name: str | None = None
+) -> Callable[[F], F]:
+    """Register a builder under `name` (default: its function name)."""
 
     def wrap(builder: F) -> F:
-        name = builder.__name__
-        if name in _BUILDERS:
-            raise ValueError(f"model {name} registered twice")
-        switches = {
-            p.name: p.default
-            for p in inspect.signature(builder).parameters.values()
-            if p.name not in _COMMON and p.default is not inspect.Parameter.empty
-        }
-        _BUILDERS[name] = builder
-        _INFO[name] = ModelInfo(name, family, input_size, paper, description, switches)
+        key = name or builder.__name__
+        if key in _BUILDERS:
+            raise ValueError(f"model {key} registered twice")
+        switches: dict[str, Any] = {}
+        groups: dict[str, Any] = {}
+        for p in inspect.signature(builder).parameters.values():
+            if p.name in _COMMON or p.default is inspect.Parameter.empty:
+                continue
+            if dataclasses.is_dataclass(p.default):
+                groups[p.name] = p.default
+                switches.update((f.name, getattr(p.default, f.name)) for f in dataclasses.fields(p.default))
+            else:
+                switches[p.name] = p.default
+        _BUILDERS[key] = builder
+        _INFO[key] = ModelInfo(key, family, input_size, paper, description, switches)
+        _GROUPS[key] = groups
         return builder
 
     return wrap
@@ -91,6 +105,9 @@ def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches:
         valid = ", ".join(meta.switches) or "none"
         raise CnnlabError(f"model {name} has no switch {', '.join(unknown)}: valid switches are {valid}")
     values = {key: _coerce(key, value, meta.switches[key]) for key, value in switches.items()}
+    for arg, group in _GROUPS[name].items():
+        own = {f.name for f in dataclasses.fields(group)}
+        values[arg] = dataclasses.replace(group, **{key: values.pop(key) for key in own & set(values)})
     model = _BUILDERS[name](
         num_classes=_as_int("num_classes", num_classes),
         in_channels=_as_int("in_channels", in_channels),

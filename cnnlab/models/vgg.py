@@ -120,9 +120,7 @@ class VGG(L.Net):
         return self.classifier[:-1](flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
-        conv = self.features[0]
-        assert isinstance(conv, nn.Conv2d)
-        return [conv]
+        return L.convs(self.features[0])
 
 
 def _builder(config: str, depth: int, batch_norm: bool) -> None:
@@ -148,14 +146,13 @@ def _builder(config: str, depth: int, batch_norm: bool) -> None:
             init=init,
         )
 
-    name = f"vgg{depth}{'_bn' if batch_norm else ''}"
-    build.__name__ = build.__qualname__ = name
     bn = " with batch norm" if batch_norm else ""
     register(
         family="vgg",
         input_size=224,
         paper=PAPER + (" (+ Ioffe & Szegedy 2015 batch norm)" if batch_norm else ""),
         description=f"configuration {config}: {depth} weight layers{bn}",
+        name=f"vgg{depth}{'_bn' if batch_norm else ''}",
     )(build)
 
 
