@@ -107,9 +107,9 @@ def alexnet_rows(args: argparse.Namespace, device: str, peaks: dict[str, float])
         fast()
         sync(device)
         compile_s = time.perf_counter() - t0
-        k = 2 if args.quick else 20  # steps per timed repetition, so launch gaps average out
+        k = 1 if args.quick else 20  # steps per timed repetition, so launch gaps average out
         cases = {"fast": repeat(fast, k, device), "eager": repeat(eager, k, device)}
-        t = common.interleave(cases, 1 if args.quick else 5, warmup=1)
+        t = common.interleave(cases, 1 if args.quick else 5, warmup=0 if args.quick else 1)
         ips_f, ips_e = t.rate("fast", batch * k), t.rate("eager", batch * k)
         mfu_f = flops / batch * ips_f / peaks["bf16"]
         mfu_e = flops / batch * ips_e / peaks["fp32"]

@@ -104,7 +104,7 @@ def test_gpu_script_says_why_it_cannot_run_without_cuda() -> None:
         ("bench.train_step", "--quick", "--threads", "1"),
         ("bench.pipeline", "--quick", "--threads", "1"),
         ("bench.tta", "--quick", "--threads", "1"),
-        ("bench.gpu", "--quick", "--allow-cpu", "--no-compile", "--threads", "1"),
+        ("bench.gpu", "--quick", "--allow-cpu", "--no-compile", "--threads", "1", "--workers", "0"),
     ],
     ids=["train_step", "pipeline", "tta", "gpu-on-cpu"],
 )
