@@ -4,15 +4,14 @@
 data, the resolved config, the model, optimiser, schedule and loaders, and a run folder that is new (or
 the one being resumed) and writable. `RunSetup` then records each epoch (metrics.csv, TensorBoard) and
 finishes the folder (curves.png, then summary.txt last, so a folder with a summary is a complete run).
+The folder itself (its lock, when it may be created or replaced) is `cnnlab/runfolder.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,9 +21,12 @@ import torch
 from torch import nn
 
 import cnnlab
-from cnnlab import checkpoint, data, distributed, models, recipes, report
+from cnnlab import checkpoint, data, distributed, models, recipes, report, runfolder
 from cnnlab.errors import CnnlabError
 from cnnlab.recipes import RESUME_MAY_CHANGE, TrainConfig
+from cnnlab.runfolder import LOCK_NAME, RunLock
+
+__all__ = ["LOCK_NAME", "RunLock", "RunSetup", "default_out", "model_switches", "prepare"]
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -70,62 +72,25 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
     return merged
 
 
-# What `cnnlab train` itself puts in a run folder (temporary files are hidden, `.NAME.tmpPID`).
-_RUN_ENTRIES = frozenset(
-    {"config.json", "metrics.csv", "curves.png", "summary.txt", "checkpoints", "tensorboard"}
-)
-
-
-def _never_checkpointed(out: Path) -> bool:
-    """A folder holding only what a `cnnlab train` start writes before its first last.pt (a start that was
-    killed or failed, at the latest between best.pt and last.pt of epoch 1): starting the same run again
-    there loses nothing."""
-    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    if not names <= _RUN_ENTRIES - {"summary.txt"}:
-        return False
-    ckpts = out / "checkpoints"
-    return not ckpts.exists() or (
-        ckpts.is_dir() and all(p.name.startswith(".") or p.name == "best.pt" for p in ckpts.iterdir())
-    )
-
-
-def _check_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Refuse a run folder we may not use, touching nothing; True when its old contents must go."""
-    if resume or not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return False
-    if out.is_dir() and _never_checkpointed(out):
-        return True
-    if not overwrite:
-        raise CnnlabError(f"run folder {out} already exists; use --resume to continue it or another --out")
-    if not (out / "config.json").is_file():
-        raise CnnlabError(
-            f"--overwrite refuses to delete {out}: it holds no config.json, so it is not a cnnlab run folder"
-        )
-    return True
-
-
-def _prepare_dir(out: Path, resume: bool, replace: bool) -> None:
-    """Create the run folder (called once every setting has been checked, so a refused command leaves
-    none behind and --overwrite deletes nothing for a run that cannot start)."""
+def _check_same_data(out: Path, ckpt: dict[str, Any], train_ds: Any, val_ds: Any) -> None:
+    """Refuse to resume on data other than the run's: the checkpoint records the training set's identity
+    and config.json the validation set's, each with a content hash (`identity()`). --data-dir may change:
+    the same files moved elsewhere hash the same. Runs that recorded no hash are not checked."""
     try:
-        if replace:
-            # Renamed first, in one atomic step: a kill while deleting leaves the old folder whole or gone.
-            trash = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-            out.rename(trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = out / "checkpoints" / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise CnnlabError(
-            f"cannot write to the run folder {out} ({exc.strerror}); choose another --out"
-        ) from exc
-    # Temporary files of a process killed mid-write: the files they were replacing are intact.
-    for stale in [*out.glob(".*.tmp*"), *(out / "checkpoints").glob(".*.tmp*")]:
-        stale.unlink(missing_ok=True)
-    if resume:  # the run is no longer complete until it finishes again
-        (out / "summary.txt").unlink(missing_ok=True)
+        val_rec = json.loads((out / "config.json").read_text())["data"]["val"]
+    except (OSError, ValueError, KeyError, TypeError):
+        val_rec = None
+    for what, rec, ds in (("training", ckpt.get("dataset"), train_ds), ("validation", val_rec, val_ds)):
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+            continue
+        now = ds.identity()
+        if now["sha256"] != rec["sha256"] or now["count"] != rec.get("count"):
+            raise CnnlabError(
+                f"--resume: the {what} data of {ds.name!r} differs from the data the run in {out} used "
+                f"({rec.get('count')} images, content hash {rec['sha256'][:12]} recorded; now "
+                f"{now['count']} images, {now['sha256'][:12]}); point --data-dir at the run's data, "
+                "or start a new run with another --out"
+            )
 
 
 def _limit(ds: Any, n: int | None, seed: int, shuffle: bool) -> Any:
@@ -146,10 +111,13 @@ def model_switches(name: str) -> set[str]:
 class RunSetup:
     """A prepared run and its folder (only rank 0 writes)."""
 
-    def __init__(self, cfg: TrainConfig, given: set[str], ctx: distributed.Context) -> None:
+    def __init__(self, cfg: TrainConfig, given: set[str], ctx: distributed.Context, lock: RunLock) -> None:
         self.ctx = ctx
+        self.lock = lock
         recipes.check(cfg)  # the flags as given: refuse impossible values before reading anything
         out = default_out(cfg)
+        # A folder that another process is training into is refused first, before anything is read.
+        distributed.on_main(ctx, lambda: lock.acquire(out, create=False))
         self.resume_ckpt: dict[str, Any] | None = None
         if cfg.resume:
             path = out / "checkpoints" / "last.pt"
@@ -171,6 +139,8 @@ class RunSetup:
                 f"--resume: the checkpoint's {self.resume_ckpt['model_name']} has "
                 f"{self.resume_ckpt['num_classes']} classes, data set {cfg.dataset!r} has {self.num_classes}"
             )
+        if self.resume_ckpt is not None:
+            _check_same_data(out, self.resume_ckpt, self.train_ds, self.val_ds)
         if not cfg.resume:
             size = getattr(self.train_ds, "image_size", (0, 0))
             native = size[0] if size[0] == size[1] else 0
@@ -179,7 +149,8 @@ class RunSetup:
             cfg = recipes.resolve(cfg, native, models.info(cfg.model).input_size, model_switches(cfg.model))
         self.cfg = cfg
         self.dir = Path(str(cfg.out))
-        replace = bool(distributed.on_main(ctx, lambda: _check_dir(self.dir, cfg.resume, cfg.overwrite)))
+        # Refused early, touching nothing; open_folder() looks again under the folder's lock.
+        distributed.on_main(ctx, lambda: runfolder.check_dir(self.dir, cfg.resume, cfg.overwrite))
         self.model_options = recipes.model_options(cfg)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
         model = models.create(
@@ -258,7 +229,14 @@ class RunSetup:
         self.already_complete = self.position[0] >= cfg.epochs
         self.setup_seconds = time.perf_counter() - t0
         self.tb: Any = None
-        distributed.on_main(ctx, lambda: _prepare_dir(self.dir, cfg.resume, replace))
+
+    def open_folder(self) -> None:
+        """Lock and create (or reopen) the run folder, write config.json and metrics.csv: the first writes
+        of a run, made once every setting has been checked."""
+        cfg, ctx = self.cfg, self.ctx
+        distributed.on_main(
+            ctx, lambda: runfolder.prepare_dir(self.dir, cfg.resume, cfg.overwrite, self.lock)
+        )
         if ctx.is_main:
             self._write_config()
             report.write_metrics(self.dir / "metrics.csv", self.history)
@@ -374,5 +352,6 @@ def _tensorboard(folder: Path) -> Any:
     return SummaryWriter(str(folder / "tensorboard"))
 
 
-def prepare(cfg: TrainConfig, given: set[str], ctx: distributed.Context) -> RunSetup:
-    return RunSetup(cfg, given, ctx)
+def prepare(cfg: TrainConfig, given: set[str], ctx: distributed.Context, lock: RunLock) -> RunSetup:
+    """The run, checked and built, its folder not yet written (`RunSetup.open_folder`)."""
+    return RunSetup(cfg, given, ctx, lock)

@@ -5,7 +5,8 @@ The loop is written for speed and for exact resumption:
 - the data order and augmentation of step s of epoch e come from (seed, epoch, step) (`BatchLoader`), and
   the dropout generator is re-seeded from (seed, rank, epoch, step) before every step, so a run resumed
   from any checkpoint replays exactly the steps an uninterrupted run takes (bit-exact on the CPU);
-- Ctrl-C / SIGTERM finish the current step, save a checkpoint with the mid-epoch position and stop.
+- Ctrl-C / SIGTERM finish the current step, save a checkpoint with the mid-epoch position and stop;
+  before the first step (reading data, building the model) they stop at once, as nothing is to be saved.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, distributed, recipes, report
+from cnnlab import checkpoint, distributed, recipes, report, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.recipes import TrainConfig
-from cnnlab.runs import RunSetup, prepare
+from cnnlab.runs import RunLock, RunSetup, prepare
 
-__all__ = ["RunResult", "TrainConfig", "register_cli", "train"]
+__all__ = ["RunResult", "StoppedBeforeStart", "TrainConfig", "register_cli", "train"]
 
 
 @dataclass
@@ -43,11 +44,27 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class StoppedBeforeStart(KeyboardInterrupt):
+    """SIGINT or SIGTERM before the first training step: nothing to save. `cnnlab train` prints the message
+    and exits with 128 + the signal's number, as after a stop mid-run."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+class _Interrupt(BaseException):
+    # Not an Exception: the data readers' `except Exception` (a broken file) must not swallow it.
+    pass
+
+
 class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop polls after each step (handlers restored on exit)."""
+    """Turns SIGINT/SIGTERM into a flag the loop polls after each step (handlers restored on exit). While
+    `immediate` (the set-up, before the folder is written) a signal raises `_Interrupt` at once."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.immediate = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_StopRequest]:
@@ -57,6 +74,9 @@ class _StopRequest:
             if self.signal_name is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out now
             self.signal_name = signal.Signals(signum).name
+            if self.immediate:
+                self.immediate = False  # one _Interrupt only: a second signal must not hit its handler
+                raise _Interrupt
 
         try:
             for sig in (int(signal.SIGINT), int(signal.SIGTERM)):
@@ -90,7 +110,7 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractCont
 
 
 class _Loop:
-    def __init__(self, run: RunSetup) -> None:
+    def __init__(self, run: RunSetup, stop: _StopRequest) -> None:
         self.run, self.cfg, self.ctx = run, run.cfg, run.ctx
         cfg, ctx = self.cfg, self.ctx
         self.raw = run.model  # the plain module: its state_dict is what checkpoints hold
@@ -113,7 +133,7 @@ class _Loop:
         # else every 25 steps (a host sync on GPUs, a collective when distributed).
         self.check_every = 1 if (ctx.device.type == "cpu" and not ctx.distributed) else 25
         self.progress = report.Progress(cfg.progress if ctx.is_main else "none")
-        self.stop = _StopRequest()
+        self.stop = stop  # installed by train() before anything else
         self.steps_this_run = 0
 
     # -- one epoch ----------------------------------------------------------------------------------------
@@ -237,22 +257,21 @@ class _Loop:
         cfg, run = self.cfg, self.run
         assert cfg.epochs is not None
         epoch, start, partial = run.position
-        with self.stop.installed():
-            while epoch < cfg.epochs:
-                sums = self._train_epoch(epoch, start, partial)
-                if sums is None:
-                    return self.stop.signal_name or "stop_after"
-                row = self._end_epoch(epoch, sums)
-                improved = row["val_top1_err"] < run.best_err
-                if improved:
-                    run.best_err = row["val_top1_err"]
-                run.schedule.end_epoch(row["val_top1_err"])
-                # The checkpoint holds the history through this epoch; metrics.csv follows it.
-                run.history.append(row)
-                self._save(epoch + 1, 0, None, best=improved)
-                run.epoch_done(row)
-                self.progress.print(report.epoch_line(row, cfg.epochs))
-                epoch, start, partial = epoch + 1, 0, None
+        while epoch < cfg.epochs:
+            sums = self._train_epoch(epoch, start, partial)
+            if sums is None:
+                return self.stop.signal_name or "stop_after"
+            row = self._end_epoch(epoch, sums)
+            improved = row["val_top1_err"] < run.best_err
+            if improved:
+                run.best_err = row["val_top1_err"]
+            run.schedule.end_epoch(row["val_top1_err"])
+            # The checkpoint holds the history through this epoch; metrics.csv follows it.
+            run.history.append(row)
+            self._save(epoch + 1, 0, None, best=improved)
+            run.epoch_done(row)
+            self.progress.print(report.epoch_line(row, cfg.epochs))
+            epoch, start, partial = epoch + 1, 0, None
         return None
 
     def _end_epoch(self, epoch: int, sums: dict[str, Any]) -> dict[str, Any]:
@@ -305,31 +324,64 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> RunResult:
     if given is None:
         default = TrainConfig()
         given = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)}
-    ctx = distributed.setup(cfg.device)
-    try:
-        run = prepare(cfg, given, ctx)
-        loop = _Loop(run)
-        if run.already_complete:
-            stopped = None
-            run.say(f"{run.dir} is complete ({run.cfg.epochs} epochs); pass a larger --epochs to continue it")
-        else:
-            stopped = loop.run_all()
-        final = run.finish(stopped)
-        if stopped is not None and ctx.is_main:
-            epoch, step, _ = run.position_of_last()
-            how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
-            run.say(
-                f"stopped {how} in epoch {epoch + 1} after step {step}; checkpoint saved to "
-                f"{run.dir / 'checkpoints' / 'last.pt'}; continue with: cnnlab train --out {run.dir} --resume"
-            )
-        return RunResult(run.dir, list(run.history), final, loop.raw, run.cfg, stopped)
-    finally:
-        distributed.teardown(ctx)
+    stop, lock = _StopRequest(), RunLock()
+    again = "run the same command again"
+    if cfg.resume:
+        again = f"continue with: cnnlab train --out {runs.default_out(cfg)} --resume"
+    # Installed first: a signal while the data is read and the model built stops the process at once,
+    # with one line and no traceback; from the first write to the folder on, it waits for a step's end.
+    with stop.installed():
+        stop.immediate = True
+        ctx: distributed.Context | None = None
+        try:
+            try:
+                ctx = distributed.setup(cfg.device)
+                run = prepare(cfg, given, ctx, lock)
+                loop = _Loop(run, stop)
+                stop.immediate = False
+            except _Interrupt:
+                raise StoppedBeforeStart(
+                    str(stop.signal_name), _before_start(stop, "nothing was written", again)
+                ) from None
+            run.open_folder()
+            if stop.signal_name is not None and not run.already_complete:
+                raise StoppedBeforeStart(stop.signal_name, _before_start(stop, "nothing to save", again))
+            return _run(run, loop)
+        finally:
+            lock.release()
+            if ctx is not None:
+                distributed.teardown(ctx)
+
+
+def _before_start(stop: _StopRequest, what: str, again: str) -> str:
+    return f"stopped by {stop.signal_name} before the first training step; {what}; {again}"
+
+
+def _run(run: RunSetup, loop: _Loop) -> RunResult:
+    """The loop, then the folder's last files (train() holds the signal handler and the folder's lock)."""
+    if run.already_complete:
+        stopped = None
+        run.say(f"{run.dir} is complete ({run.cfg.epochs} epochs); pass a larger --epochs to continue it")
+    else:
+        stopped = loop.run_all()
+    final = run.finish(stopped)
+    if stopped is not None and run.ctx.is_main:
+        epoch, step, _ = run.position_of_last()
+        how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
+        run.say(
+            f"stopped {how} in epoch {epoch + 1} after step {step}; checkpoint saved to "
+            f"{run.dir / 'checkpoints' / 'last.pt'}; continue with: cnnlab train --out {run.dir} --resume"
+        )
+    return RunResult(run.dir, list(run.history), final, loop.raw, run.cfg, stopped)
 
 
 def _cmd_train(args: Any) -> int:
     cfg, given = recipes.from_args(args)
-    result = train(cfg, given)
+    try:
+        result = train(cfg, given)
+    except StoppedBeforeStart as exc:
+        print(f"cnnlab: {exc}", file=sys.stderr)
+        return 128 + int(getattr(signal, exc.signal_name))
     if result.stopped in ("SIGINT", "SIGTERM"):
         return 128 + int(getattr(signal, result.stopped))
     return 0

@@ -59,7 +59,12 @@ def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None
     centre `side` x `side` square (the paper's test geometry, section 2: rescale to 256, crop the centre).
     """
     try:
-        with Image.open(path) as f:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit and decodes anyway: here it is refused.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            f = Image.open(path)
+        with f:
+            check_pixels(f)
             if side is not None and f.format == "JPEG":
                 f.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
             im = to_mode(ImageOps.exif_transpose(f), channels)
@@ -75,26 +80,45 @@ def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def check_pixels(im: Image.Image) -> None:
+    """Refuse an image over Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, about 89 million
+    pixels). Pillow itself only warns up to twice the limit and then decodes, up to ~0.5 GB per image in
+    every loader worker; a file announcing that many pixels is treated as broken instead."""
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = im.size
+    if limit is not None and w * h > limit:
+        raise Image.DecompressionBombError(
+            f"{w} x {h} = {w * h} pixels is over the decompression-bomb limit of {int(limit)} pixels"
+        )
+
+
 def verify_image(path: str) -> str | None:
     """Why `path` is unreadable, or None. Fast for PNG (verify checks every chunk's CRC up to IEND) and
     for JPEG (verify + the end-of-image marker, decoding fully only when the marker is missing)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _verify(path)
+
+
+def _verify(path: str) -> str | None:
+    # Called from threads: warnings are silenced by the caller, once, in the main thread
+    # (catch_warnings in each thread would race on the process-wide filter list).
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                fmt = im.format
-                im.verify()
-            if fmt == "PNG":
-                return None
-            if fmt in ("JPEG", "MPO"):
-                with open(path, "rb") as f:
-                    f.seek(max(0, os.path.getsize(path) - 64))
-                    if b"\xff\xd9" in f.read():
-                        return None
-            with Image.open(path) as im:  # other formats, or a JPEG without its end marker
-                im.load()
+        with Image.open(path) as im:
+            fmt = im.format
+            check_pixels(im)
+            im.verify()
+        if fmt == "PNG":
+            return None
+        if fmt in ("JPEG", "MPO"):
+            with open(path, "rb") as f:
+                f.seek(max(0, os.path.getsize(path) - 64))
+                if b"\xff\xd9" in f.read():
+                    return None
+        with Image.open(path) as im:  # other formats, or a JPEG without its end marker
+            im.load()
     except Exception as exc:  # Pillow raises many types for broken files; each is a reason to report
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return None
@@ -172,8 +196,12 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
             files.extend((p, label) for p in images)
         self.skipped: list[str] = []
         self.skip_reasons: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-            reasons = list(pool.map(verify_image, [str(p) for p, _ in files], chunksize=64))
+        with (
+            warnings.catch_warnings(),
+            ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool,
+        ):
+            warnings.simplefilter("ignore")
+            reasons = list(pool.map(_verify, [str(p) for p, _ in files], chunksize=64))
         bad = [(str(p), r) for (p, _), r in zip(files, reasons, strict=True) if r is not None]
         if bad and not skip_bad_images:
             path, reason = bad[0]
