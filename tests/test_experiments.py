@@ -91,6 +91,11 @@ def test_paper_init_verdict_counts_seeds_that_train() -> None:
     # A control that did not train either means the budget cannot tell.
     assert paper_init.judge([False, False], 0.9, control=[True, True]).verdict == NOT_REPRODUCED
     assert paper_init.judge([False, False], 0.9, control=[True, False]).verdict == INCONCLUSIVE
+    # Both N(0, 0.01) variants flat while Kaiming trains: the budget is too short, not bias 1's fault.
+    both_flat = paper_init.judge([False, False], 0.9, control=[True, True], same_scale=[False, False])
+    assert both_flat.verdict == INCONCLUSIVE and "too short" in both_flat.reason
+    bias01_trains = paper_init.judge([False, False], 0.9, control=[True, True], same_scale=[True, False])
+    assert bias01_trains.verdict == NOT_REPRODUCED
 
 
 # -- measurements ---------------------------------------------------------------------------------------

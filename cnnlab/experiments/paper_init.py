@@ -36,9 +36,14 @@ def trains(run: Run, chance: float) -> bool:
     return min(run.curve("val_top1_err")) < TRAINS_BELOW * chance
 
 
-def judge(flags: Sequence[bool], chance: float, control: Sequence[bool] = ()) -> Verdict:
+def judge(
+    flags: Sequence[bool], chance: float, control: Sequence[bool] = (), same_scale: Sequence[bool] = ()
+) -> Verdict:
     """Reproduced if the paper's init trained in every seed, not reproduced if in none; inconclusive when
-    the `control` arm (Kaiming) did not train in every seed either: then the budget is too small to tell."""
+    the `control` arm (Kaiming) did not train in every seed either, or when the paper's init failed and
+    so did `same_scale` (the same N(0, 0.01) weights with Caffe's bias 0.1) in every seed: then the budget
+    is too short for weights that small to start learning, whatever the bias, and says nothing about
+    bias 1 in particular."""
     n, k = len(flags), sum(flags)
     bar = f"best validation error below {pct(TRAINS_BELOW * chance)} (chance: {pct(chance)})"
     if control and not all(control):
@@ -48,13 +53,21 @@ def judge(flags: Sequence[bool], chance: float, control: Sequence[bool] = ()) ->
             "budget is too small to tell whether the paper's init trains (it did in "
             f"{k} of {n})",
         )
+    if k == 0 and same_scale and not any(same_scale):
+        return Verdict(
+            INCONCLUSIVE,
+            f"neither the paper's init nor the same N(0, 0.01) weights with Caffe's bias 0.1 trained in any "
+            f"of {n} seeds ({bar}) while Kaiming's did: this budget is too short for weights that small to "
+            "start learning, so it cannot tell whether bias 1 is the problem (use --budget full)",
+        )
     if n and k == n:
         return Verdict(REPRODUCED, f"the paper's init trained in all {n} seeds ({bar})")
     if k == 0:
         return Verdict(
             NOT_REPRODUCED,
             f"the paper's init did not train in any of {n} seeds ({bar}), as "
-            "Caffe's reference model reported",
+            "Caffe's reference model reported"
+            + (" (its bias 0.1 variant did)" if same_scale else ""),
         )
     return Verdict(INCONCLUSIVE, f"the paper's init trained in {k} of {n} seeds ({bar})")
 
@@ -64,7 +77,7 @@ def run(exp: Experiment) -> ClaimResult:
     runs = exp.runner("standard").runs(arms, exp.seeds)
     chance = 1.0 - 1.0 / len(resolved(runs[KAIMING.name][0])["data"]["classes"])
     flags = {a.name: [trains(r, chance) for r in runs[a.name]] for a in arms}
-    verdict = judge(flags[PAPER.name], chance, flags[KAIMING.name])
+    verdict = judge(flags[PAPER.name], chance, flags[KAIMING.name], flags[BIAS01.name])
     err = {a.name: [r.last("val_top1_err") for r in runs[a.name]] for a in arms}
     against = [
         compare(

@@ -129,7 +129,8 @@ def write_index(results: Sequence[tuple[ClaimResult, Path]], folder: Path, budge
         "# The AlexNet paper's claims, reproduced at small scale",
         "",
         f"`cnnlab reproduce all --budget {budget}` (cnnlab {cnnlab.__version__}, "
-        f"{report.format_seconds(total)} in all). Each claim's report has the setting, every seed and "
+        f"this invocation took {report.format_seconds(total)}; finished runs found in the runs folder are "
+        "reused, not retrained). Each claim's report has the setting, every seed and "
         "the reason for its verdict. A difference smaller than the spread over seeds is inconclusive.",
         "",
         *_table(rows),
