@@ -66,8 +66,7 @@ def judge(
         return Verdict(
             NOT_REPRODUCED,
             f"the paper's init did not train in any of {n} seeds ({bar}), as "
-            "Caffe's reference model reported"
-            + (" (its bias 0.1 variant did)" if same_scale else ""),
+            "Caffe's reference model reported" + (" (its bias 0.1 variant did)" if same_scale else ""),
         )
     return Verdict(INCONCLUSIVE, f"the paper's init trained in {k} of {n} seeds ({bar})")
 
