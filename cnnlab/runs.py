@@ -24,9 +24,9 @@ import cnnlab
 from cnnlab import checkpoint, data, distributed, models, recipes, report, runfolder
 from cnnlab.errors import CnnlabError
 from cnnlab.recipes import RESUME_MAY_CHANGE, TrainConfig
-from cnnlab.runfolder import LOCK_NAME, RunLock
+from cnnlab.runfolder import RunLock
 
-__all__ = ["LOCK_NAME", "RunLock", "RunSetup", "default_out", "model_switches", "prepare"]
+__all__ = ["RunSetup", "default_out", "model_switches", "prepare"]
 
 
 def default_out(cfg: TrainConfig) -> Path:

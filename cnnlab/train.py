@@ -28,7 +28,8 @@ from cnnlab import checkpoint, distributed, recipes, report, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.recipes import TrainConfig
-from cnnlab.runs import RunLock, RunSetup, prepare
+from cnnlab.runfolder import RunLock
+from cnnlab.runs import RunSetup, prepare
 
 __all__ = ["RunResult", "StoppedBeforeStart", "TrainConfig", "register_cli", "train"]
 

@@ -24,7 +24,7 @@ from _reliability import (
 )
 from PIL import Image
 
-from cnnlab import checkpoint, data, runs
+from cnnlab import checkpoint, data, runfolder, runs
 from cnnlab.data import folder
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict
@@ -39,7 +39,7 @@ def snapshot(root: Path, lock: bool = True) -> dict[str, Any]:
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
         found[rel] = (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
-        if rel == runs.LOCK_NAME and not lock:
+        if rel == runfolder.LOCK_NAME and not lock:
             found[rel] = None
     return found
 
@@ -74,7 +74,7 @@ def lock_holder() -> Iterator[Any]:
             "time.sleep(120)\n"
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(run / runs.LOCK_NAME)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", code, str(run / runfolder.LOCK_NAME)], stdout=subprocess.PIPE, text=True
         )
         procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
@@ -122,7 +122,7 @@ def test_a_folder_in_use_is_refused_and_left_untouched(
     code, _, err = run_cli(tiny_argv(run, 2, "--resume"), capsys)
     assert code == 0, err
     assert checkpoint.load(run / "checkpoints" / "last.pt")["epoch"] == 2
-    assert (run / runs.LOCK_NAME).read_text().strip() == str(os.getpid())  # the last holder's pid
+    assert (run / runfolder.LOCK_NAME).read_text().strip() == str(os.getpid())  # the last holder's pid
 
 
 def test_the_lock_is_held_for_the_whole_run_and_released_after(
@@ -136,7 +136,7 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(
     real = train_mod._Loop.run_all
 
     def probing(self: Any) -> str | None:
-        fd = os.open(self.run.dir / runs.LOCK_NAME, os.O_RDWR)
+        fd = os.open(self.run.dir / runfolder.LOCK_NAME, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             seen.append(False)  # we could take it: nobody held it
@@ -150,7 +150,7 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(
     out = tmp_path / "run"
     assert _main(tiny_argv(out, 1)) == 0
     assert seen == [True]
-    fd = os.open(out / runs.LOCK_NAME, os.O_RDWR)
+    fd = os.open(out / runfolder.LOCK_NAME, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when train() returned
     os.close(fd)
 
