@@ -6,8 +6,10 @@ about a second, which a short training run should not pay up front.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -198,23 +200,39 @@ class Progress:
             fill = int(width * done / self.total)
             bar = "#" * fill + "." * (width - fill)
             text = f"\r{self.label} [{bar}] {done}/{self.total}  {stats}  eta {format_seconds(eta)}"
-            self.stream.write(text + " " * 4)
-            self.stream.flush()
+            self._write(text + " " * 4)
             self._next_draw = time.perf_counter() + self.bar_interval
         elif self.mode == "lines":
-            self.stream.write(f"{self.label} step {done}/{self.total}  {stats}\n")
-            self.stream.flush()
+            self._write(f"{self.label} step {done}/{self.total}  {stats}\n")
             self._next_line_step = done + self._line_every
 
     def end(self) -> None:
         if self.mode == "bar":
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+            self._write("\r\033[K")
 
     def print(self, text: str) -> None:
         if self.mode != "none":
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            self._write(text + "\n")
+
+    def _write(self, text: str) -> None:
+        if not write_or_go_quiet(self.stream, text):
+            self.mode = "none"
+
+
+def write_or_go_quiet(stream: TextIO, text: str) -> bool:
+    """Write and flush; False when the reader has gone (`cnnlab train ... | head`). Progress output must
+    never be what stops a run: the stream is pointed at /dev/null (so no later write or the interpreter's
+    last flush fails either) and the caller prints no more."""
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        return False
 
 
 def summary_text(lines: Mapping[str, Any]) -> str:

@@ -1,16 +1,28 @@
-"""The run folder: who may write it (`RunLock`) and when it may be created, reused or replaced.
+"""The run folder: who may write it (`RunLock`), how cnnlab knows it made it (`MARKER`), and when it may be
+created, reused or cleared.
+
+cnnlab deletes or replaces only what it can prove it wrote. A new run folder gets a marker file first,
+`RUN/.cnnlab-run.json`, holding the run's identity; a folder without it is the user's, and no flag makes
+cnnlab delete anything in it. Even in a marked folder, only the entries cnnlab writes (`_OWN_TOP`,
+`_OWN_CHECKPOINTS`, TensorBoard event files) are ever removed, and a folder holding anything else is refused
+whole: the user's files sit beside a run only if the user put them there.
 
 A run folder is written by one `cnnlab train` at a time. `check_dir` refuses a folder that may not be used,
-touching nothing; `prepare_dir` then, under the folder's lock, looks again and creates (or replaces) it.
+touching nothing; `prepare_dir` then, under the folder's lock, looks again and creates (or clears) it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -19,6 +31,25 @@ if sys.platform != "win32":
     import fcntl
 
 LOCK_NAME = ".lock"
+MARKER = ".cnnlab-run.json"
+MARKER_FORMAT = "cnnlab-run"
+
+# What `cnnlab train` itself writes in a run folder; temporary files are `.NAME.tmpPID` beside their target.
+_OWN_TOP = frozenset(
+    {
+        MARKER,
+        LOCK_NAME,
+        "config.json",
+        "metrics.csv",
+        "curves.png",
+        "summary.txt",
+        "report.html",
+        "checkpoints",
+        "tensorboard",
+    }
+)
+_OWN_CHECKPOINTS = frozenset({"last.pt", "best.pt"})
+_TENSORBOARD_PREFIX = "events.out.tfevents."
 
 
 class RunLock:
@@ -67,38 +98,151 @@ class RunLock:
             self.fd = self.folder = None
 
 
-# What `cnnlab train` itself puts in a run folder (temporary files are hidden, `.NAME.tmpPID`).
-_RUN_ENTRIES = frozenset(
-    {"config.json", "metrics.csv", "curves.png", "summary.txt", "checkpoints", "tensorboard"}
-)
+# -- the marker ----------------------------------------------------------------------------------------------
+
+
+def read_marker(out: Path) -> dict[str, object] | None:
+    """The folder's marker, or None when it has none (or an unreadable one: then it is not provably ours)."""
+    try:
+        doc = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != MARKER_FORMAT:
+        return None
+    if not isinstance(doc.get("run_id"), str):
+        return None
+    return doc
+
+
+def write_marker(out: Path, checkpointed: bool, new_run: bool = False) -> None:
+    """Write the marker atomically, keeping the run's identity unless `new_run`. `checkpointed` turns true
+    once the run's first last.pt exists: from then on the folder holds a run to resume, and a restart may
+    not clear it."""
+    from cnnlab.checkpoint import write_text  # the atomic writer (imported late: it imports torch)
+
+    old = None if new_run else read_marker(out)
+    doc = {
+        "format": MARKER_FORMAT,
+        "run_id": old["run_id"] if old else uuid.uuid4().hex,
+        "created": old.get("created") if old else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "checkpointed": checkpointed,
+        "note": "written by cnnlab train, which deletes or replaces only the files it wrote in this folder",
+    }
+    write_text(out / MARKER, json.dumps(doc, indent=2) + "\n")
+
+
+def mark_checkpointed(out: Path) -> None:
+    marker = read_marker(out)
+    if marker is None or marker.get("checkpointed") is not True:
+        write_marker(out, checkpointed=True)
+
+
+# -- what is ours --------------------------------------------------------------------------------------------
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".tmp" in name
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """Entries of `out` that cnnlab's runs never write (relative paths, sorted): the user's files."""
+    foreign: list[str] = []
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name not in _OWN_TOP and not _is_temporary(name):
+            foreign.append(name)
+        elif name == "checkpoints":
+            foreign += _foreign_in(entry, lambda n: n in _OWN_CHECKPOINTS)
+        elif name == "tensorboard":
+            foreign += _foreign_in(entry, lambda n: n.startswith(_TENSORBOARD_PREFIX))
+        elif entry.is_dir() or entry.is_symlink():
+            foreign.append(name)  # our files are plain files; a folder or link of that name is not ours
+    return foreign
+
+
+def _foreign_in(folder: Path, ours: Callable[[str], bool]) -> list[str]:
+    """Inside one of our subfolders: anything but our own plain files (a link or a subfolder is not)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return [folder.name]
+    return [
+        f"{folder.name}/{p.name}"
+        for p in sorted(folder.iterdir())
+        if p.is_symlink() or p.is_dir() or not (ours(p.name) or _is_temporary(p.name))
+    ]
+
+
+def _remove_own_files(out: Path) -> None:
+    """Delete what a run wrote, keeping the folder itself (a symlink stays a link), its lock and marker.
+    The order keeps every intermediate state safe: summary.txt first (the run is no longer complete), then
+    last.pt (no longer resumable), then the rest; a kill at any point leaves a marked folder that a
+    restart clears again."""
+    for rel in ("summary.txt", "checkpoints/last.pt", "checkpoints/best.pt"):
+        (out / rel).unlink(missing_ok=True)
+    for entry in out.iterdir():
+        if entry.name in (LOCK_NAME, MARKER):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def remove_legacy_trash(out: Path) -> None:
+    """Older cnnlab versions replaced a run by renaming it to `.NAME.replaced-PID` and deleting that; a kill
+    in between left it behind. Remove such leftovers when they hold nothing but a run's own files."""
+    with contextlib.suppress(OSError):
+        for trash in out.parent.glob(f".{out.name}.replaced-*"):
+            if trash.is_dir() and not trash.is_symlink() and not foreign_entries(trash):
+                shutil.rmtree(trash, ignore_errors=True)
+
+
+# -- may this folder be used? --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """What starting a run in a folder will do to it."""
+
+    clear: bool  # delete the run files already there (a restart, or --overwrite)
 
 
 def never_checkpointed(out: Path) -> bool:
-    """A folder holding only what a `cnnlab train` start writes before its first last.pt (a start that was
-    killed or failed, at the latest between best.pt and last.pt of epoch 1): starting the same run again
-    there loses nothing."""
-    names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    if not names <= _RUN_ENTRIES - {"summary.txt"}:
+    """A marked folder whose run never saved its first last.pt (a start that was killed or failed): starting
+    the same run again there loses nothing. A run that did checkpoint stays protected even after its last.pt
+    is deleted: the marker remembers."""
+    marker = read_marker(out)
+    if marker is None or marker.get("checkpointed") is not False:
         return False
-    ckpts = out / "checkpoints"
-    return not ckpts.exists() or (
-        ckpts.is_dir() and all(p.name.startswith(".") or p.name == "best.pt" for p in ckpts.iterdir())
-    )
+    return not (out / "checkpoints" / "last.pt").exists()
 
 
-def check_dir(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Refuse a run folder we may not use, touching nothing; True when its old contents must go."""
-    if resume or not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return False
-    if out.is_dir() and never_checkpointed(out):
-        return True
-    if not overwrite:
-        raise CnnlabError(f"run folder {out} already exists; use --resume to continue it or another --out")
-    if not (out / "config.json").is_file():
+def check_dir(out: Path, resume: bool, overwrite: bool) -> FolderPlan:
+    """Refuse a run folder we may not use, touching nothing; say whether its old run files must go."""
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file, not a folder; choose another --out")
+    if resume or not out.exists() or not any(out.iterdir()):
+        return FolderPlan(clear=False)
+    if read_marker(out) is None:
         raise CnnlabError(
-            f"--overwrite refuses to delete {out}: it holds no config.json, so it is not a cnnlab run folder"
+            f"run folder {out} already exists and was not made by cnnlab train (it has no {MARKER}); "
+            "cnnlab never deletes what it did not write: choose another --out"
+            + ("" if not (out / "checkpoints" / "last.pt").is_file() else ", or --resume to continue it")
         )
-    return True
+    foreign = foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CnnlabError(
+            f"run folder {out} holds files cnnlab did not write ({shown}); cnnlab never deletes them: "
+            "move them away or choose another --out"
+        )
+    if never_checkpointed(out):
+        return FolderPlan(clear=True)
+    if not overwrite:
+        raise CnnlabError(
+            f"run folder {out} already exists; use --resume to continue it, --overwrite to replace it, "
+            "or another --out"
+        )
+    return FolderPlan(clear=True)
 
 
 def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None:
@@ -106,23 +250,31 @@ def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None
     leaves none behind and --overwrite deletes nothing for a run that cannot start)."""
     # Under the lock, look again: another process may have made or finished a run here since the first look.
     lock.acquire(out, create=False)
-    replace = check_dir(out, resume, overwrite)
+    plan = check_dir(out, resume, overwrite)
     try:
-        if replace:
-            # Renamed first, in one atomic step: a kill while deleting leaves the old folder whole or gone.
-            trash = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-            out.rename(trash)
-            lock.release()  # its lock file went with the old folder; the new folder gets its own
-            shutil.rmtree(trash, ignore_errors=True)
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        was_empty = not out.exists() or not any(out.iterdir())
+        out.mkdir(parents=True, exist_ok=True)
         lock.acquire(out, create=True)
-        probe = out / "checkpoints" / ".write-test"
+        if was_empty and not resume:
+            # A new folder: the marker before anything else, so that whatever follows is provably ours.
+            others = [p.name for p in out.iterdir() if p.name != LOCK_NAME]
+            if others:  # someone else wrote here between our look and our lock
+                raise CnnlabError(f"run folder {out} changed while starting ({', '.join(others)}); try again")
+            write_marker(out, checkpointed=False, new_run=True)
+        elif plan.clear:
+            _remove_own_files(out)
+            write_marker(out, checkpointed=False, new_run=True)
+        elif read_marker(out) is None:  # a run written by a cnnlab from before the marker, resumed
+            write_marker(out, checkpointed=(out / "checkpoints" / "last.pt").is_file())
+        (out / "checkpoints").mkdir(exist_ok=True)
+        probe = out / "checkpoints" / ".write-test.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise CnnlabError(
             f"cannot write to the run folder {out} ({exc.strerror}); choose another --out"
         ) from exc
+    remove_legacy_trash(out)
     # Temporary files of a process killed mid-write: the files they were replacing are intact.
     for stale in [*out.glob(".*.tmp*"), *(out / "checkpoints").glob(".*.tmp*")]:
         stale.unlink(missing_ok=True)

@@ -46,7 +46,8 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
             f"not {cfg.model!r}; "
             "drop --model or use another --out"
         )
-    if "dataset" in given and cfg.dataset != saved.dataset:
+    moved = "dataset" in given and cfg.dataset != saved.dataset
+    if moved and not (cfg.dataset.startswith("folder:") and saved.dataset.startswith("folder:")):
         raise CnnlabError(
             f"--resume: the run in {out} trained {ckpt['model_name']} with {ckpt['num_classes']} classes on "
             f"{saved.dataset!r}, not {cfg.dataset!r}; drop --dataset or use another --out"
@@ -61,8 +62,16 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
             f"--resume keeps the run's settings, but {', '.join(changed)} differ; drop those flags, "
             "or start a new run with another --out"
         )
-    keep = (given & RESUME_MAY_CHANGE) | recipes.PER_INVOCATION
+    # An image folder that moved is the same data when its content hash says so (`_check_same_data`).
+    keep = (given & RESUME_MAY_CHANGE) | recipes.PER_INVOCATION | ({"dataset"} if moved else set())
     merged = dataclasses.replace(saved, **{n: getattr(cfg, n) for n in keep})
+    trained = int(ckpt["epoch"]) + (1 if int(ckpt["step"]) else 0)  # a started epoch counts
+    if merged.epochs is not None and merged.epochs < trained:
+        raise CnnlabError(
+            f"--epochs {merged.epochs} is fewer than the {trained} epochs this run has trained"
+            f"{' (the last one in part)' if int(ckpt['step']) else ''}; a run cannot be shortened: pass "
+            f"--epochs {trained} or more, or start a new run with another --out"
+        )
     merged.resume, merged.out = True, str(out)  # the folder may have moved since
     if merged.schedule == "onecycle" and merged.epochs != saved.epochs:
         raise CnnlabError(
@@ -72,7 +81,7 @@ def _merge_resume(cfg: TrainConfig, given: set[str], ckpt: dict[str, Any], out: 
     return merged
 
 
-def _check_same_data(out: Path, ckpt: dict[str, Any], train_ds: Any, val_ds: Any) -> None:
+def _check_same_data(out: Path, ckpt: dict[str, Any], train_ds: Any, val_ds: Any, moved: bool) -> None:
     """Refuse to resume on data other than the run's: the checkpoint records the training set's identity
     and config.json the validation set's, each with a content hash (`identity()`). --data-dir may change:
     the same files moved elsewhere hash the same. Runs that recorded no hash are not checked."""
@@ -82,6 +91,11 @@ def _check_same_data(out: Path, ckpt: dict[str, Any], train_ds: Any, val_ds: Any
         val_rec = None
     for what, rec, ds in (("training", ckpt.get("dataset"), train_ds), ("validation", val_rec, val_ds)):
         if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+            if moved:
+                raise CnnlabError(
+                    f"--resume with --dataset {ds.name!r}: the run in {out} recorded no content hash of its "
+                    f"{what} data, so cnnlab cannot tell the moved folder is the same; pass its old --dataset"
+                )
             continue
         now = ds.identity()
         if now["sha256"] != rec["sha256"] or now["count"] != rec.get("count"):
@@ -140,7 +154,8 @@ class RunSetup:
                 f"{self.resume_ckpt['num_classes']} classes, data set {cfg.dataset!r} has {self.num_classes}"
             )
         if self.resume_ckpt is not None:
-            _check_same_data(out, self.resume_ckpt, self.train_ds, self.val_ds)
+            moved = cfg.dataset != TrainConfig.from_dict(self.resume_ckpt["config"]).dataset
+            _check_same_data(out, self.resume_ckpt, self.train_ds, self.val_ds, moved)
         if not cfg.resume:
             size = getattr(self.train_ds, "image_size", (0, 0))
             native = size[0] if size[0] == size[1] else 0
@@ -244,7 +259,7 @@ class RunSetup:
 
     def say(self, text: str) -> None:
         if self.ctx.is_main and self.cfg.progress != "none":
-            print(text, flush=True)
+            report.write_or_go_quiet(sys.stdout, text + "\n")
 
     def checkpoint_base(self) -> dict[str, Any]:
         """The parts of every checkpoint that do not change during the run."""

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, distributed, recipes, report, runs
+from cnnlab import checkpoint, distributed, recipes, report, runfolder, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.recipes import TrainConfig
@@ -66,6 +66,20 @@ class _StopRequest:
     def __init__(self) -> None:
         self.signal_name: str | None = None
         self.immediate = False
+        self.saving = False  # a checkpoint is being written: even a second Ctrl-C waits for it
+        self.forced = False
+
+    @contextlib.contextmanager
+    def saving_checkpoint(self) -> Iterator[None]:
+        """Defer a second Ctrl-C until the checkpoint is written: raised inside torch's zip writer it would
+        surface as a long traceback (the files stay intact either way)."""
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
+        if self.forced:
+            raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[_StopRequest]:
@@ -73,6 +87,9 @@ class _StopRequest:
 
         def handler(signum: int, frame: Any) -> None:
             if self.signal_name is not None and signum == signal.SIGINT:
+                if self.saving:
+                    self.forced = True
+                    return
                 raise KeyboardInterrupt  # a second Ctrl-C: the user really wants out now
             self.signal_name = signal.Signals(signum).name
             if self.immediate:
@@ -228,7 +245,8 @@ class _Loop:
     # -- checkpoints --------------------------------------------------------------------------------------
     def _save(self, epoch: int, step: int, partial: dict[str, Any] | None, best: bool = False) -> None:
         # Rank 0 writes; a failed write (a full disk) stops every rank with the same message.
-        distributed.on_main(self.ctx, lambda: self._write(epoch, step, partial, best))
+        with self.stop.saving_checkpoint():
+            distributed.on_main(self.ctx, lambda: self._write(epoch, step, partial, best))
 
     def _write(self, epoch: int, step: int, partial: dict[str, Any] | None, best: bool) -> None:
         run = self.run
@@ -252,6 +270,7 @@ class _Loop:
             checkpoint.copy(best_path, last)
         else:
             checkpoint.save(ckpt, last)
+        runfolder.mark_checkpointed(run.dir)  # from now on a restart may not clear this folder
 
     # -- the whole run ------------------------------------------------------------------------------------
     def run_all(self) -> str | None:

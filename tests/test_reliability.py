@@ -34,7 +34,7 @@ from _reliability import (
     tiny_argv,
 )
 
-from cnnlab import checkpoint, report
+from cnnlab import checkpoint, report, runfolder
 from cnnlab.errors import CnnlabError
 
 EPOCHS = 12
@@ -362,6 +362,7 @@ def test_a_start_killed_before_its_first_checkpoint_is_started_again(
     file) is no run to resume: --resume says to rerun the command, and the same command then starts."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
+    runfolder.write_marker(run, checkpointed=False, new_run=True)  # a start writes its marker first
     (run / "config.json").write_text("{}")
     (run / "metrics.csv").write_text("epoch\n")
     (run / "checkpoints" / ".last.pt.tmp99999").write_bytes(b"PK half")

@@ -101,7 +101,7 @@ def test_existing_folder_unwritable_folder_and_other_model_are_refused(tmp_path:
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
+    with pytest.raises(CnnlabError, match="was not made by cnnlab train"):
         train(dataclasses.replace(cfg, out=str(other), overwrite=True))
     assert (other / "notes.txt").read_text() == "keep me"
 

@@ -100,3 +100,39 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
     after = checkpoint.load(out / "checkpoints" / "last.pt")
     assert resumed.stopped == "stop_after"
     assert (after["epoch"], after["step"]) == (ckpt["epoch"], ckpt["step"] + 2)
+
+
+def test_a_second_ctrl_c_while_saving_waits_for_the_checkpoint_and_says_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _reliability import run_cli, tiny_argv
+
+    real_save = torch.save
+
+    def impatient_user(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, and again, while the checkpoint is being written
+        os.kill(os.getpid(), signal.SIGINT)
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", impatient_user)
+    code, _, err = run_cli(tiny_argv(tmp_path / "run", 2), capsys)
+    assert code == 130 and err.splitlines() == ["cnnlab: interrupted"], err
+    saved = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")  # written whole
+    assert saved["epoch"] == 1
+
+
+def test_a_closed_stdout_never_stops_a_run(tmp_path: Path) -> None:
+    """`cnnlab train ... | head -1`: the reader goes away after one line; the run still finishes."""
+    from _reliability import subprocess_env, tiny_argv
+
+    argv = [sys.executable, "-m", "cnnlab", *tiny_argv(tmp_path / "run", 2)]
+    argv[argv.index("--progress") + 1] = "lines"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert err == ""
+    assert checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 2
+    assert (tmp_path / "run" / "summary.txt").is_file()

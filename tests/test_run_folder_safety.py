@@ -1,0 +1,185 @@
+"""Nothing a user owns is ever lost: `cnnlab train --out DIR` deletes or replaces only what it can prove it
+wrote (the marker file `.cnnlab-run.json` it creates first), and never a user's file beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _reliability import assert_one_line_error, run_cli, tiny_argv
+from PIL import Image
+
+from cnnlab import checkpoint, runfolder
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every entry under `root` (hidden ones too) with its bytes; folders and links as None."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def finished_run(path: Path, capsys: pytest.CaptureFixture[str], epochs: int = 1, *extra: str) -> Path:
+    code, _, err = run_cli(tiny_argv(path, epochs, *extra), capsys)
+    assert code == 0, err
+    return path
+
+
+USER_FOLDERS = {
+    "a git checkout": {".git/HEAD": "ref: refs/heads/main\n", ".env": "SECRET=1\n"},
+    "only the user's config.json": {"config.json": '{"mine": true}\n'},
+    "only TensorBoard logs": {"tensorboard/events.out.tfevents.1.host": "logs"},
+    "cnnlab-looking files": {
+        "config.json": "{}",
+        "metrics.csv": "epoch\n",
+        "curves.png": "png",
+        "checkpoints/best.pt": "weights",
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_FOLDERS))
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_cnnlab_did_not_make_is_never_touched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, overwrite: bool
+) -> None:
+    out = tmp_path / "mine"
+    for rel, text in USER_FOLDERS[case].items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text)
+    before = tree(out)
+    line = assert_one_line_error(
+        *run_cli(tiny_argv(out, 1, *(["--overwrite"] if overwrite else [])), capsys)[::2]
+    )
+    assert "was not made by cnnlab train" in line and str(out) in line
+    assert tree(out) == before
+
+
+def test_overwrite_refuses_a_run_folder_holding_a_users_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_run(tmp_path / "run", capsys)
+    (out / "notes.md").write_text("my notes about this run")
+    (out / "checkpoints" / "epoch3-keep.pt").write_bytes(b"mine")
+    before = tree(out)
+    line = assert_one_line_error(*run_cli(tiny_argv(out, 1, "--overwrite"), capsys)[::2])
+    assert "holds files cnnlab did not write (checkpoints/epoch3-keep.pt, notes.md)" in line
+    assert tree(out) == before
+
+
+def test_overwrite_replaces_a_run_in_place_keeping_the_folder_and_a_symlink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = finished_run(tmp_path / "real", capsys)
+    first_id = runfolder.read_marker(real)["run_id"]  # type: ignore[index]
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    code, _, err = run_cli(tiny_argv(link, 2, "--overwrite"), capsys)
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert checkpoint.load(real / "checkpoints" / "last.pt")["epoch"] == 2
+    marker = runfolder.read_marker(real)
+    assert marker is not None and marker["run_id"] != first_id and marker["checkpointed"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # no .real.replaced-PID left
+
+
+def test_a_finished_run_whose_last_checkpoint_was_deleted_keeps_its_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_run(tmp_path / "run", capsys)
+    (out / "checkpoints" / "last.pt").unlink()
+    before = tree(out)
+    line = assert_one_line_error(*run_cli(tiny_argv(out, 1), capsys)[::2])
+    assert "already exists" in line and "--overwrite" in line
+    assert tree(out) == before
+
+
+def test_a_killed_start_is_restarted_only_when_its_folder_is_marked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A start killed before its first checkpoint leaves config.json, metrics.csv and maybe best.pt under a
+    marker saying it never checkpointed: the same command starts again there. Without the marker the same
+    files could be anyone's, and are left alone."""
+    for marked in (True, False):
+        out = tmp_path / f"run-{marked}"
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+        (out / "checkpoints" / "best.pt").write_bytes(b"half a run")
+        if marked:
+            runfolder.write_marker(out, checkpointed=False, new_run=True)
+        before = tree(out)
+        code, _, err = run_cli(tiny_argv(out, 1), capsys)
+        if marked:
+            assert code == 0, err
+            assert checkpoint.load(out / "checkpoints" / "best.pt")["epoch"] == 1
+        else:
+            assert_one_line_error(code, err)
+            assert tree(out) == before
+
+
+def test_leftover_replaced_folders_are_cleaned_up_at_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_run(tmp_path / "run", capsys)
+    # What an older cnnlab left when killed while deleting a replaced run; and a user's look-alike folder.
+    trash = tmp_path / f".run.replaced-{os.getpid() + 1}"
+    shutil.copytree(out, trash)
+    look_alike = tmp_path / ".run.replaced-7"
+    (look_alike / "thesis").mkdir(parents=True)
+    code, _, err = run_cli(tiny_argv(out, 1, "--overwrite"), capsys)
+    assert code == 0, err
+    assert not trash.exists()
+    assert (look_alike / "thesis").is_dir()
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = finished_run(tmp_path / "run", capsys, 3, "--schedule", "plateau")
+    before = tree(out)
+    line = assert_one_line_error(*run_cli(tiny_argv(out, 2, "--resume"), capsys)[::2])
+    assert "--epochs 2 is fewer than the 3 epochs this run has trained" in line
+    assert {k: v for k, v in tree(out).items() if k != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+    assert json.loads((out / "config.json").read_text())["config"]["epochs"] == 3
+
+
+def _image_folder(root: Path, per_class: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, cls in enumerate(("cat", "dog")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 255, (8, 8), dtype=np.uint8) // 2 + 100 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_an_image_folder_run_resumes_from_the_folders_new_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _image_folder(tmp_path / "photos")
+    out = tmp_path / "run"
+
+    def argv(folder: Path, *extra: str) -> list[str]:
+        args = tiny_argv(out, 2, "--dataset", f"folder:{folder}", "--batch-size", "4", *extra)
+        return [a for a in args if a not in ("--limit-train", "128", "--limit-val", "64")]
+
+    code, _, err = run_cli([*argv(first), "--stop-after", "2"], capsys)
+    assert code == 0, err
+    moved = tmp_path / "archive" / "photos"
+    moved.parent.mkdir()
+    first.rename(moved)
+    other = _image_folder(tmp_path / "other", per_class=7)  # other files: a folder is known by its file list
+    line = assert_one_line_error(*run_cli(argv(other, "--resume"), capsys)[::2])
+    assert "differs from the data the run" in line
+    code, _, err = run_cli(argv(moved, "--resume"), capsys)
+    assert code == 0, err
+    assert checkpoint.load(out / "checkpoints" / "last.pt")["epoch"] == 2
+    assert json.loads((out / "config.json").read_text())["config"]["dataset"] == f"folder:{moved}"
