@@ -49,7 +49,7 @@ class Geometry:
 
 
 SMALL = Geometry(28, 2, None)
-LARGE = Geometry(227, 0, 259)  # what recipes.resolve picks for a 227 net on 28 px images
+LARGE = Geometry(227, 0, 259)  # what training.recipes.resolve picks for a 227 net on 28 px images
 
 
 class OursFeed:

@@ -4,7 +4,7 @@ Rows (images/s of the median step, ours against the peer in the same run, repeti
 - alexnet_torchvision against torchvision.models.alexnet, the same weights, batch and input, the same
   optimiser: the cost of cnnlab's model code (input checks, module layout) alone;
 - the same pair with cnnlab's speed settings (`TrainConfig.channels_last`, `.compile`, the trainer's
-  foreach SGD from `recipes.make_optimizer`) against the unchanged peer;
+  foreach SGD from `cnnlab.training.recipes.make_optimizer`) against the unchanged peer;
 - alexnet_small (the fast recipe's 28 px net, batch norm) with those settings against the same net run
   plainly (eager, NCHW): there is no torchvision peer for it;
 - alexnet (the paper's net) at 227 against torchvision's alexnet at 227: the nets differ (96-256-384-384-
@@ -28,7 +28,9 @@ import torchvision
 from torch import nn
 
 from bench import common
-from cnnlab import models, recipes
+from cnnlab import models
+from cnnlab.training import recipes
+from cnnlab.training.config import TrainConfig
 
 # One place for the optimiser of the eager rows: the paper's SGD, identical for both sides.
 SGD: dict[str, Any] = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
@@ -60,18 +62,15 @@ def plain_side(model: nn.Module) -> Side:
 
 
 def cnnlab_side(model: nn.Module, *, channels_last: bool, compile: bool) -> Side:
-    """The model as `cnnlab train` runs it with these settings (see cnnlab/train.py's _Loop)."""
+    """The model as `cnnlab train` runs it with these settings (see cnnlab/training/loop.py)."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    cfg = recipes.TrainConfig(
-        model="",
-        dataset="",
-        lr=SGD["lr"],
-        momentum=SGD["momentum"],
-        weight_decay=SGD["weight_decay"],
-        nesterov=False,
-    )
-    opt = recipes.make_optimizer(model, cfg, decay_norm_and_bias=True)
+    asked = TrainConfig(
+        model="bench", dataset="bench", recipe="paper", lr=SGD["lr"], momentum=SGD["momentum"],
+        weight_decay=SGD["weight_decay"], nesterov=False,
+    )  # fmt: skip
+    cfg = recipes.resolve(asked, data_side=0, model_input_size=227, model_switches=set(), device_type="cpu")
+    opt = recipes.make_optimizer(model, cfg)  # the paper recipe decays every weight
     net = torch.compile(model) if compile else model
     return Side(net, opt, channels_last)  # type: ignore[arg-type]
 

@@ -52,7 +52,7 @@ def _stop_when_done(run_dir: Path, target: float, budget_s: float | None, done: 
 
 
 def worker_ours(args: argparse.Namespace) -> dict:
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.training import TrainConfig, train
 
     extra: dict = {"epochs": 1, "limit_train": 512, "limit_val": 500} if args.quick else {}
     if args.epochs:
@@ -95,7 +95,7 @@ def worker_ours(args: argparse.Namespace) -> dict:
 
 
 def worker_peer(args: argparse.Namespace) -> dict:
-    from cnnlab.recipes import RECIPES
+    from cnnlab.training.recipes import RECIPES
 
     # As many passes over the data as cnnlab's fast recipe makes, so both schedules end together.
     recipe = plain.PlainRecipe(epochs=1 if args.quick else args.epochs or RECIPES["fast"].epochs)
@@ -136,7 +136,7 @@ LABELS = {
 
 
 FLOOR = (
-    "import json, torch, torchvision, cnnlab.train; from bench.common import peak_rss_mib; "
+    "import json, torch, torchvision, cnnlab.training.main; from bench.common import peak_rss_mib; "
     "print(json.dumps({'rss': peak_rss_mib()}))"
 )
 

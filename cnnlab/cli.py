@@ -22,7 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cnnlab.diagram",
     "cnnlab.compare",
     "cnnlab.pictures",
-    "cnnlab.train",
+    "cnnlab.training.main",
     "cnnlab.evaluate",
     "cnnlab.predict",
     "cnnlab.export",

@@ -13,3 +13,8 @@ class CnnlabError(Exception):
     def __str__(self) -> str:
         # One line, whatever the caller wrote.
         return " ".join(super().__str__().split())
+
+
+class NonFiniteLoss(CnnlabError):
+    """Training stopped because the loss became NaN or infinite (a diverged run: too high a learning rate,
+    or an initialisation that does not train). The claims record it as a result rather than a failure."""

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import distributed
 from cnnlab.checkpoint import write_text
+from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
+from cnnlab.training import distributed
 
 
 class Accumulator:
@@ -186,7 +187,7 @@ def evaluate_checkpoints(
 
     if not paths:
         raise CnnlabError("give at least one checkpoint")
-    dev = distributed.resolve_device(device)
+    dev = resolve_device(device)
     ckpts = [checkpoint.load(p) for p in paths]
     classes = list(ckpts[0]["classes"])
     for p, c in zip(paths[1:], ckpts[1:], strict=True):

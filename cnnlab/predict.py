@@ -7,7 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cnnlab import checkpoint, distributed
+from cnnlab import checkpoint
+from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
 
@@ -21,7 +22,7 @@ def predict(
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
     ckpt = checkpoint.load(ckpt_path)
-    dev = distributed.resolve_device(device)
+    dev = resolve_device(device)
     model = checkpoint.build_model(ckpt).to(dev)
     stats = data.DataStats.from_dict(ckpt["data_stats"])
     aug = data.AugmentConfig.from_dict(ckpt["augment"])

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from cnnlab import checkpoint, report
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 ARGS = {
     "model": "alexnet_small", "dataset": "digits", "recipe": "paper", "epochs": "3", "batch-size": "128",

@@ -15,7 +15,7 @@ import torch
 from _reliability import assert_same_run, non_timing_metrics
 
 from cnnlab import checkpoint
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 
 def config(out: Path, seed: int = 7) -> TrainConfig:

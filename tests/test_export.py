@@ -13,7 +13,7 @@ from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 from cnnlab import checkpoint, cli
 from cnnlab.errors import CnnlabError
 from cnnlab.export import export
-from cnnlab.train import train
+from cnnlab.training import train
 
 
 @pytest.fixture(scope="module")

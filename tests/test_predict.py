@@ -15,7 +15,7 @@ from cnnlab import cli, data
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_checkpoints
 from cnnlab.predict import predict
-from cnnlab.train import train
+from cnnlab.training import train
 
 
 @pytest.fixture(scope="module")

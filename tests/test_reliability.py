@@ -34,8 +34,9 @@ from _reliability import (
     tiny_argv,
 )
 
-from cnnlab import checkpoint, report, runfolder
+from cnnlab import checkpoint, report
 from cnnlab.errors import CnnlabError
+from cnnlab.training import runfolder
 
 EPOCHS = 12
 SEED = 20240607

@@ -24,10 +24,12 @@ from _reliability import (
 )
 from PIL import Image
 
-from cnnlab import checkpoint, data, runfolder, runs
+from cnnlab import checkpoint, data
 from cnnlab.data import folder
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict
+from cnnlab.training import records, runfolder
+from cnnlab.training import setup as setup_mod
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -130,13 +132,13 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(
 ) -> None:
     import fcntl
 
-    from cnnlab import train as train_mod
+    from cnnlab.training import loop as loop_mod
 
     seen: list[bool] = []
-    real = train_mod._Loop.run_all
+    real = loop_mod.Loop.run_epochs
 
     def probing(self: Any) -> str | None:
-        fd = os.open(self.run.dir / runfolder.LOCK_NAME, os.O_RDWR)
+        fd = os.open(self.run.folder.root / runfolder.LOCK_NAME, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             seen.append(False)  # we could take it: nobody held it
@@ -146,7 +148,7 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(
             os.close(fd)
         return real(self)
 
-    monkeypatch.setattr(train_mod._Loop, "run_all", probing)
+    monkeypatch.setattr(loop_mod.Loop, "run_epochs", probing)
     out = tmp_path / "run"
     assert _main(tiny_argv(out, 1)) == 0
     assert seen == [True]
@@ -206,13 +208,13 @@ def test_a_signal_before_the_first_step_of_a_resume_leaves_the_run_as_it_was(
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     before = snapshot(run, lock=False)
-    real_build = runs.models.create
+    real_build = setup_mod.models.create
 
     def build_then_signal(*args: Any, **kwargs: Any) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(runs.models, "create", build_then_signal)
+    monkeypatch.setattr(setup_mod.models, "create", build_then_signal)
     code, _, err = run_cli(tiny_argv(run, 2, "--resume"), capsys)
     assert code == 143, err
     assert err.splitlines() == [
@@ -229,13 +231,13 @@ def test_a_signal_before_the_first_step_of_a_resume_leaves_the_run_as_it_was(
 def test_a_signal_while_the_folder_is_written_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real_write = runs.RunSetup._write_config
+    real_write = records.write_config
 
-    def write_with_signal(self: Any) -> None:
+    def write_with_signal(*args: Any) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # mid-way through the folder's first writes
-        real_write(self)
+        real_write(*args)
 
-    monkeypatch.setattr(runs.RunSetup, "_write_config", write_with_signal)
+    monkeypatch.setattr(records, "write_config", write_with_signal)
     out = tmp_path / "run"
     code, _, err = run_cli(tiny_argv(out, 1), capsys)
     assert code == 143, err

@@ -13,7 +13,8 @@ import pytest
 from _reliability import assert_one_line_error, run_cli, tiny_argv
 from PIL import Image
 
-from cnnlab import checkpoint, runfolder
+from cnnlab import checkpoint
+from cnnlab.training import runfolder
 
 
 def tree(root: Path) -> dict[str, bytes | None]:

@@ -12,7 +12,7 @@ import torch
 
 from cnnlab import checkpoint, report
 from cnnlab.errors import CnnlabError
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 
 def tiny(out: Path, **kw: Any) -> TrainConfig:
@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
 
 
 def test_schedules() -> None:
-    from cnnlab.recipes import Schedule
+    from cnnlab.training.recipes import Schedule
 
     s = Schedule("plateau", 0.01, 100, 0.0, patience=2, max_drops=1)
     for err in (0.5, 0.4, 0.45, 0.41):  # two epochs without a new best: divide by 10

@@ -16,7 +16,7 @@ from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
 from cnnlab import checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.train import TrainConfig, train
+from cnnlab.training import TrainConfig, train
 
 
 def _ckpt(value: float) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from cnnlab.data.augment import (
     eval_views,
     lighting_offsets,
 )
-from cnnlab.data.dataset import ArrayDataset
+from cnnlab.data.dataset import ArrayDataset, limit
 from cnnlab.data.folder import FolderDataset, read_image
 from cnnlab.data.loader import BatchLoader, derive_seed, shard_indices
 from cnnlab.data.preprocess import preprocess_files
@@ -48,6 +48,7 @@ __all__ = [
     "derive_seed",
     "eval_views",
     "lighting_offsets",
+    "limit",
     "load",
     "load_from_args",
     "names",

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.choices import NORMALIZATIONS, PCA_SCALES, VIEW_COUNTS
 from cnnlab.data.stats import DataStats
 from cnnlab.errors import CnnlabError
 
-NORMALIZE = ("channel", "pixel", "none")
-PCA_SCALES = ("std", "eigenvalue")
-VIEWS = {"center": 1, "flip": 2, "tencrop": 10}
+NORMALIZE = NORMALIZATIONS
+VIEWS = VIEW_COUNTS
 
 
 @dataclass(frozen=True)

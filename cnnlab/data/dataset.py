@@ -124,3 +124,15 @@ def check_labels(labels: torch.Tensor, num_classes: int, where: str) -> None:
             f"{where}: labels range from {int(labels.min())} to {int(labels.max())}, "
             f"expected 0..{num_classes - 1}; the file is corrupt or belongs to another data set"
         )
+
+
+def limit(ds: Any, n: int | None, seed: int, shuffle: bool) -> Any:
+    """The first `n` images of `ds`, or with `shuffle` a random `n` drawn with `seed` (in expectation the
+    class balance of the whole); `ds` itself when `n` is None, 0 or at least its size."""
+    if not n or n >= len(ds):
+        return ds
+    if shuffle:
+        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    else:
+        idx = torch.arange(n)
+    return ds.subset(idx)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab import checkpoint, data, distributed, evaluate, report, runs
-from cnnlab.errors import CnnlabError
-from cnnlab.recipes import TrainConfig
-from cnnlab.train import train
+from cnnlab import checkpoint, data, evaluate, report
+from cnnlab.device import resolve_device
+from cnnlab.errors import CnnlabError, NonFiniteLoss
+from cnnlab.training import TrainConfig, train
+from cnnlab.training.recipes import from_saved
 
 # Settings that do not change what a run computes (and so are not part of its folder's digest).
 _NOT_IN_DIGEST = frozenset({"out", "progress", "overwrite", "resume", "seed", "workers", "stop_after"})
@@ -111,9 +112,7 @@ class Runner:
         t0 = time.perf_counter()
         try:
             result = train(cfg)
-        except CnnlabError as exc:
-            if "non-finite" not in str(exc):  # the trainer's message for a diverged loss
-                raise
+        except NonFiniteLoss as exc:  # a diverged run is a result (the init claim), not a failure
             checkpoint.write_text(folder / "failed.txt", str(exc) + "\n")
             return self._done(
                 Run(arm, seed, folder, _history(folder), failed=str(exc)), time.perf_counter() - t0
@@ -146,12 +145,12 @@ def evaluate_run(
     """`evaluate.evaluate` of a run's final weights on the images it validated on (split "val"), or on
     the very training subset it learnt from (split "train"), preprocessed as its run did, in eval mode."""
     ckpt = checkpoint.load(run.checkpoint_path)
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    dev = distributed.resolve_device(cfg.device)
+    cfg = from_saved(ckpt["config"], ckpt["model_options"])
+    dev = resolve_device(cfg.device)
     train_split = split == "train"
-    ds = data.load(cfg.dataset, split, cfg.data_dir)
-    # The same subset the run drew (runs._limit is the trainer's own choice of images).
-    ds = runs._limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
+    ds = data.load(cfg.dataset, split, cfg.data_dir or None)
+    # The same subset the run drew (data.limit is the trainer's own choice of images).
+    ds = data.limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
     loader = data.BatchLoader(
         ds,
         batch_size,

@@ -44,12 +44,52 @@ _OWN_TOP = frozenset(
         "curves.png",
         "summary.txt",
         "report.html",
+        "failed.txt",  # the claims' record of a run whose loss diverged (experiments/runner.py)
         "checkpoints",
         "tensorboard",
     }
 )
 _OWN_CHECKPOINTS = frozenset({"last.pt", "best.pt"})
 _TENSORBOARD_PREFIX = "events.out.tfevents."
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run's folder, named once."""
+
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "checkpoints" / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "checkpoints" / "best.pt"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "curves.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.txt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
 
 
 class RunLock:
@@ -213,7 +253,7 @@ def never_checkpointed(out: Path) -> bool:
     marker = read_marker(out)
     if marker is None or marker.get("checkpointed") is not False:
         return False
-    return not (out / "checkpoints" / "last.pt").exists()
+    return not RunFolder(out).last.exists()
 
 
 def check_dir(out: Path, resume: bool, overwrite: bool) -> FolderPlan:
@@ -226,7 +266,7 @@ def check_dir(out: Path, resume: bool, overwrite: bool) -> FolderPlan:
         raise CnnlabError(
             f"run folder {out} already exists and was not made by cnnlab train (it has no {MARKER}); "
             "cnnlab never deletes what it did not write: choose another --out"
-            + ("" if not (out / "checkpoints" / "last.pt").is_file() else ", or --resume to continue it")
+            + (", or --resume to continue it" if RunFolder(out).last.is_file() else "")
         )
     foreign = foreign_entries(out)
     if foreign:
@@ -265,9 +305,9 @@ def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None
             _remove_own_files(out)
             write_marker(out, checkpointed=False, new_run=True)
         elif read_marker(out) is None:  # a run written by a cnnlab from before the marker, resumed
-            write_marker(out, checkpointed=(out / "checkpoints" / "last.pt").is_file())
-        (out / "checkpoints").mkdir(exist_ok=True)
-        probe = out / "checkpoints" / ".write-test.tmp"
+            write_marker(out, checkpointed=RunFolder(out).last.is_file())
+        RunFolder(out).checkpoints.mkdir(exist_ok=True)
+        probe = RunFolder(out).checkpoints / ".write-test.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -276,7 +316,7 @@ def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None
         ) from exc
     remove_legacy_trash(out)
     # Temporary files of a process killed mid-write: the files they were replacing are intact.
-    for stale in [*out.glob(".*.tmp*"), *(out / "checkpoints").glob(".*.tmp*")]:
+    for stale in [*out.glob(".*.tmp*"), *RunFolder(out).checkpoints.glob(".*.tmp*")]:
         stale.unlink(missing_ok=True)
     if resume:  # the run is no longer complete until it finishes again
         (out / "summary.txt").unlink(missing_ok=True)

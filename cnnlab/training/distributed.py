@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 
 T = TypeVar("T")
@@ -35,18 +36,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise CnnlabError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu or auto")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name == "cpu":
-        return torch.device("cpu")
-    raise CnnlabError(f"unknown --device {name!r}; use auto, cpu or cuda")
 
 
 def setup(device: str) -> Context:

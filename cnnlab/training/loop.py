@@ -1,0 +1,334 @@
+"""The training loop of one run: epochs of steps, validation, checkpoints. `Loop` owns the run's position
+(epoch, step, the partial epoch's sums), its history (one row per epoch) and its best validation error.
+
+Written for speed and for exact resumption:
+- no per-step host syncs beyond what the progress display needs: sums stay on the device;
+- the data order and augmentation of step s of epoch e come from (seed, epoch, step) (`BatchLoader`), and
+  the dropout generator is re-seeded from (seed, rank, epoch, step) before every step, so a run resumed
+  from any checkpoint replays exactly the steps an uninterrupted run takes (bit-exact on the CPU);
+- a stop request (signals.py) finishes the current step and saves a checkpoint with the mid-epoch position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab import checkpoint, models, report
+from cnnlab.errors import NonFiniteLoss
+from cnnlab.evaluate import Accumulator, view_probs
+from cnnlab.training import distributed, records, runfolder
+from cnnlab.training.setup import Run
+from cnnlab.training.signals import StopRequest
+
+
+def step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
+    # A fixed mix (not Python's hash) so dropout masks are the same in every run and Python version.
+    s = seed & 0xFFFFFFFFFFFFFFFF
+    for v in (rank, epoch, step):
+        s = (s * 6364136223846793005 + v + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+    return s >> 1
+
+
+def amp_dtype(name: str) -> torch.dtype | None:
+    """The autocast type of a RunConfig's amp_dtype ("none", "bf16", "fp16")."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
+
+
+def autocast(name: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    dtype = amp_dtype(name)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Loop:
+    def __init__(self, run: Run, stop: StopRequest, lock: runfolder.RunLock) -> None:
+        self.run, self.cfg, self.ctx, self.stop, self.lock = run, run.cfg, run.ctx, stop, lock
+        cfg, ctx = self.cfg, self.ctx
+        self.raw = run.model  # the plain module: its state_dict is what checkpoints hold
+        self.net: nn.Module = torch.compile(self.raw) if cfg.compile else self.raw  # type: ignore[assignment]
+        self.train_net: nn.Module = self.net
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.train_net = DistributedDataParallel(self.net, device_ids=ids)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        # fp16 needs loss scaling; bf16 has fp32's range and does not.
+        use_scaler = cfg.amp_dtype == "fp16" and ctx.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        # How often ranks agree on stop requests and the loss check: every step alone on the CPU (free),
+        # else every 25 steps (a host sync on GPUs, a collective when distributed).
+        self.check_every = 1 if (ctx.device.type == "cpu" and not ctx.distributed) else 25
+        self.progress = report.Progress(cfg.progress if ctx.is_main else "none")
+        self.steps_this_invocation = 0
+        # The run's position and record: restored from the checkpoint when resuming.
+        self.history: list[dict[str, Any]] = []
+        self.best_err = math.inf
+        self.epoch, self.step = 0, 0
+        self.partial: dict[str, Any] | None = None  # the sums of an epoch stopped part-way
+        if run.resumed_from is not None:
+            self._restore(run.resumed_from)
+        self.epoch_log: records.EpochLog | None = None
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in saved["metrics"]]
+        self.best_err = float(saved["best_val_top1_err"])
+        self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
+        self.partial = dict(saved["partial"]) or None
+        if saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+
+    @property
+    def complete(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def say(self, text: str) -> None:
+        self.progress.print(text)
+
+    # -- the folder ---------------------------------------------------------------------------------------
+    def open_folder(self) -> None:
+        """Lock and create (or reopen) the run folder, write config.json and metrics.csv: the first writes
+        of a run, made once every setting has been checked."""
+        cfg, folder = self.cfg, self.run.folder
+        distributed.on_main(
+            self.ctx, lambda: runfolder.prepare_dir(folder.root, cfg.resume, cfg.overwrite, self.lock)
+        )
+        if self.ctx.is_main:
+            records.write_config(folder, cfg, self.facts(with_data_identity=True))
+            report.write_metrics(folder.metrics, self.history)
+            self.epoch_log = records.EpochLog(folder)
+
+    def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
+        """What the run is, besides its config: for config.json and the summary."""
+        run = self.run
+        facts: dict[str, Any] = {
+            "model": {
+                "name": self.cfg.model,
+                "options": dict(self.cfg.model_options),
+                "num_classes": len(run.classes),
+                "in_channels": run.in_channels,
+                "parameters": sum(p.numel() for p in self.raw.parameters()),
+            },
+            "augment": dataclasses.asdict(run.aug),
+            "distributed": {"world_size": self.ctx.world_size, "device": str(self.ctx.device)},
+        }
+        if with_data_identity:
+            facts["data"] = {
+                "train": run.train_ds.identity(),
+                "val": run.val_ds.identity(),
+                "classes": run.classes,
+            }
+        return facts
+
+    # -- the whole run ------------------------------------------------------------------------------------
+    def run_epochs(self) -> str | None:
+        """Train to the last epoch; returns why it stopped early ("SIGTERM", "stop_after"), or None."""
+        while not self.complete:
+            sums = self._train_epoch(self.epoch, self.step, self.partial)
+            if sums is None:
+                return self.stop.signal_name or "stop_after"
+            row = self._end_epoch(self.epoch, sums)
+            improved = row["val_top1_err"] < self.best_err
+            if improved:
+                self.best_err = row["val_top1_err"]
+            self.run.schedule.end_epoch(row["val_top1_err"])
+            # The checkpoint holds the history through this epoch; metrics.csv follows it.
+            self.history.append(row)
+            self.epoch, self.step, self.partial = self.epoch + 1, 0, None
+            self._save(best=improved)
+            if self.epoch_log is not None:
+                self.epoch_log.write(self.history)
+            self.progress.print(report.epoch_line(row, self.cfg.epochs))
+        return None
+
+    # -- one epoch ----------------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int, start: int, partial: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Train from `start`; returns the epoch's sums, or None after a stop request (checkpoint saved)."""
+        cfg, ctx, run = self.cfg, self.ctx, self.run
+        dev = ctx.device
+        steps = len(run.train_loader)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        count, seconds = 0, 0.0
+        if partial:
+            loss_sum += partial["loss_sum"].to(dev)
+            correct += partial["correct"].to(dev)
+            count, seconds = int(partial["count"]), float(partial["seconds"])
+        bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
+        self.train_net.train()
+        self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
+        t0 = time.perf_counter()
+        step = start - 1
+        for step, (x, y) in enumerate(run.train_loader.epoch(epoch, start), start=start):
+            gstep = epoch * steps + step
+            lr = run.schedule.lr(gstep)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(step_seed(cfg.seed, ctx.rank, epoch, step))
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(cfg.amp_dtype, dev):
+                logits, aux = models.split_outputs(self.train_net(x))
+                loss = self.criterion(logits, y)
+                for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
+                    loss = loss + models.AUX_WEIGHT * self.criterion(a, y)
+            run.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(run.optimizer)
+            self.scaler.update()
+            n = y.shape[0]
+            loss_d = loss.detach()
+            loss_sum += loss_d.double() * n
+            correct += (logits.detach().argmax(1) == y).sum()
+            count += n
+            self.steps_this_invocation += 1
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), gstep, bad_step)
+            if self.progress.due(step):
+                self.progress.update(
+                    step + 1, count * ctx.world_size, loss_sum.item() / count, correct.item() / count
+                )
+            if ((step + 1) % self.check_every == 0 or step + 1 == steps) and self._must_stop(
+                int(bad_step.item()), epoch, steps
+            ):
+                seconds += time.perf_counter() - t0
+                self.step = step + 1
+                self.partial = {
+                    "loss_sum": loss_sum.cpu(), "correct": correct.cpu(), "count": count, "seconds": seconds,
+                }  # fmt: skip
+                self._save(best=False)
+                self.progress.end()
+                return None
+        self.progress.end()
+        if step + 1 != steps:  # the loader ended early: a programming error, not a user one
+            raise RuntimeError(f"train loader yielded {step + 1} of {steps} steps")
+        seconds += time.perf_counter() - t0
+        return {"loss_sum": loss_sum, "correct": correct, "count": count, "seconds": seconds}
+
+    def _must_stop(self, bad_gstep: int, epoch: int, steps: int) -> bool:
+        """Raise on a non-finite loss (no checkpoint written); True when a stop was requested."""
+        if distributed.any_rank(bad_gstep >= 0, self.ctx.device):
+            at = (
+                f"step {bad_gstep % steps + 1} of epoch {bad_gstep // steps + 1}"
+                if bad_gstep >= 0
+                else f"epoch {epoch + 1} (another rank)"
+            )
+            last = self.run.folder.last
+            kept = f"the last good checkpoint {last} is kept" if last.is_file() else "no checkpoint yet"
+            raise NonFiniteLoss(
+                f"the training loss became non-finite at {at}; stopped, {kept} "
+                "(lower --lr, or try --init kaiming / --batch-norm)"
+            )
+        stop_after = self.cfg.stop_after
+        want = self.stop.signal_name is not None or (0 < stop_after <= self.steps_this_invocation)
+        return distributed.any_rank(want, self.ctx.device) if self.ctx.distributed else want
+
+    def _end_epoch(self, epoch: int, sums: dict[str, Any]) -> dict[str, Any]:
+        dev = self.ctx.device
+        totals = torch.stack(
+            [
+                sums["loss_sum"].to(dev),
+                sums["correct"].to(dev).double(),
+                torch.tensor(float(sums["count"]), dtype=torch.float64, device=dev),
+            ]
+        )
+        distributed.all_reduce_sum(totals)
+        loss_sum, correct, count = totals.tolist()
+        val = self.validate()
+        steps = len(self.run.train_loader)
+        return {
+            "epoch": epoch + 1,
+            "lr": self.run.schedule.lr((epoch + 1) * steps - 1),
+            "train_loss": loss_sum / count,
+            "train_top1_err": 1.0 - correct / count,
+            "val_loss": val["loss"],
+            "val_top1_err": val["top1_err"],
+            "val_top5_err": val["top5_err"],
+            "epoch_seconds": sums["seconds"],
+            "images_per_s": count / sums["seconds"] if sums["seconds"] > 0 else 0.0,
+        }
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        self.net.eval()
+        acc = Accumulator(len(self.run.classes), self.ctx.device)
+        for x, y in self.run.val_loader.epoch(0):
+            # The paper's multi-view test (section 4.1): the softmax averaged over the views.
+            acc.update(view_probs(self.net, x, amp_dtype(self.cfg.amp_dtype), self.cfg.channels_last), y)
+        self.net.train()
+        return acc.result(reduce=True)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    def _save(self, best: bool) -> None:
+        # Rank 0 writes; a failed write (a full disk) stops every rank with the same message.
+        with self.stop.saving_checkpoint():
+            distributed.on_main(self.ctx, lambda: self._write(best))
+
+    def _write(self, best: bool) -> None:
+        run, folder = self.run, self.run.folder
+        ckpt = {
+            "format": checkpoint.FORMAT,
+            "format_version": checkpoint.FORMAT_VERSION,
+            "model_name": self.cfg.model,
+            "model_options": dict(self.cfg.model_options),
+            "num_classes": len(run.classes),
+            "in_channels": run.in_channels,
+            "classes": run.classes,
+            "config": self.cfg.to_dict(),
+            "data_stats": run.stats.to_dict(),
+            "augment": dataclasses.asdict(run.aug),
+            "dataset": run.train_ds.identity(),
+            "cnnlab_version": cnnlab.__version__,
+            "torch_version": str(torch.__version__),  # TorchVersion would not load with weights_only
+            "model": self.raw.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": self.partial or {},
+            "metrics": list(self.history),
+            "best_val_top1_err": self.best_err,
+        }
+        if best:
+            # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind, and the
+            # resumed run redoes that epoch and rewrites both (last.pt first would leave best.pt stale).
+            checkpoint.save(ckpt, folder.best)
+            checkpoint.copy(folder.best, folder.last)
+        else:
+            checkpoint.save(ckpt, folder.last)
+        runfolder.mark_checkpointed(folder.root)  # from now on a restart may not clear this folder
+
+    # -- the end ------------------------------------------------------------------------------------------
+    def finish(self, stopped: str | None) -> dict[str, Any]:
+        """curves.png, then summary.txt last (only for a complete run); the final numbers."""
+        final = records.final_numbers(self.history)
+        if not self.ctx.is_main:
+            return final
+        if self.epoch_log is not None:
+            self.epoch_log.close()
+        folder = self.run.folder
+        if self.history:
+            report.plot_curves(self.history, folder.curves, f"{self.cfg.model} on {self.cfg.dataset}")
+        if stopped is None and self.history:
+            facts = {
+                "num_classes": len(self.run.classes),
+                "in_channels": self.run.in_channels,
+                "train_images": len(self.run.train_ds),
+                "val_images": len(self.run.val_ds),
+                "processes": f"{self.ctx.world_size} on {self.ctx.device}",
+            }
+            self.say(records.write_summary(folder, self.cfg, facts, final))
+        elif stopped is not None:
+            how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
+            self.say(
+                f"stopped {how} in epoch {self.epoch + 1} after step {self.step}; checkpoint saved to "
+                f"{folder.last}; continue with: cnnlab train --out {folder.root} --resume"
+            )
+        return final
