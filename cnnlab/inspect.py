@@ -223,8 +223,8 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
 def default_input_size(name: str) -> tuple[int, int, int]:
     from cnnlab import models
 
-    side = models.info(name).input_size
-    return (3, side, side)
+    info = models.info(name)
+    return (info.in_channels, info.input_size, info.input_size)
 
 
 def build(name: str, num_classes: int = 1000, in_channels: int = 3, meta: bool = True) -> nn.Module:
