@@ -79,7 +79,7 @@ def test_missing_file_import_failure_and_missing_module(tmp_path: Path) -> None:
     bad.write_text("import torch\n\nraise RuntimeError('oops')\n")
     with pytest.raises(CnnlabError, match=r"importing .*bad.py failed: RuntimeError: oops \(bad.py line 3\)"):
         load_user_model(f"{bad}:Net")
-    with pytest.raises(CnnlabError, match="no module 'not_a_package_xyz.models'"):
+    with pytest.raises(CnnlabError, match=r"no module 'not_a_package_xyz\.models'"):
         load_user_model("not_a_package_xyz.models:Net")
 
 
@@ -94,8 +94,9 @@ def test_spec_forms_and_kwargs() -> None:
 def test_summary_and_compare_take_a_user_network(net_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(["summary", f"{net_file}:Tiny", "--input-size", "3x16x16"], capsys)
     assert code == 0 and "your network" in out and "total params: 314" in out
-    code, out, _ = run_cli(["compare", "lenet5", f"{net_file}:Tiny", "--input-size", "3x32x32", "--steps", "1",
-                            "--warmup", "0", "--batch-size", "4", "--num-classes", "10"], capsys)  # fmt: skip
+    argv = ["compare", "lenet5", f"{net_file}:Tiny", "--input-size", "3x32x32", "--steps", "1",
+            "--warmup", "0", "--batch-size", "4", "--num-classes", "10"]  # fmt: skip
+    code, out, _ = run_cli(argv, capsys)
     assert code == 0, out
     assert f"{net_file}:Tiny vs lenet5" in out
     line = assert_one_line_error(*run_cli(["summary", f"{net_file}:Nope"], capsys)[::2])
