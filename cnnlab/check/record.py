@@ -102,9 +102,9 @@ def _classify(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[str, 
         op = "max" if isinstance(m, nn.MaxPool2d) else "avg"
         if op == "avg" and any(True for _ in m.parameters(recurse=False)):
             op = "trainable"  # LeNet-5's subsampling: average x coefficient + bias
-        k = pair(m.kernel_size)  # type: ignore[arg-type]
-        s = pair(m.stride if m.stride is not None else m.kernel_size)  # type: ignore[arg-type]
-        return "pool", {"op": op, "kernel": k, "stride": s, "padding": pair(m.padding)}  # type: ignore[arg-type]
+        k = pair(m.kernel_size)
+        s = pair(m.stride if m.stride is not None else m.kernel_size)
+        return "pool", {"op": op, "kernel": k, "stride": s, "padding": pair(m.padding)}
     if is_lrn(m):
         size = int(m.size)  # type: ignore[arg-type]
         alpha = float(m.alpha)  # type: ignore[arg-type]

@@ -85,6 +85,8 @@ class PartialConv2d(nn.Conv2d):
     into a dense [out, in, kH, kW] kernel whose other slices are zero, so it is one ordinary convolution.
     """
 
+    index: torch.Tensor
+
     def __init__(self, table: tuple[tuple[int, ...], ...], in_channels: int, kernel_size: int) -> None:
         super().__init__(in_channels, len(table), kernel_size)
         self.table = table
@@ -134,6 +136,8 @@ class RBFOutput(nn.Module):
     code wins; the scale keeps softmax on a sane range), so cross-entropy training works unchanged. The
     codes are a buffer: no trainable parameters, as in the paper.
     """
+
+    codes: torch.Tensor
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
@@ -219,11 +223,13 @@ class LeNet5(L.Net):
                     for o, inputs in enumerate(m.table):
                         bound = 2.4 / (len(inputs) * 25)
                         nn.init.uniform_(m.weight[m.slices(o)], -bound, bound)
-                        nn.init.uniform_(m.bias[o : o + 1], -bound, bound)
+                        if m.bias is not None:
+                            nn.init.uniform_(m.bias[o : o + 1], -bound, bound)
                 elif isinstance(m, (nn.Conv2d, nn.Linear)):
                     bound = 2.4 / (m.weight[0].numel())
                     nn.init.uniform_(m.weight, -bound, bound)
-                    nn.init.uniform_(m.bias, -bound, bound)
+                    if m.bias is not None:
+                        nn.init.uniform_(m.bias, -bound, bound)
                 elif isinstance(m, Subsampling):
                     # Fan-in 4: the paper's coefficient on the sum is U(-0.6, 0.6), i.e. 4x that on the mean.
                     nn.init.uniform_(m.weight, -2.4, 2.4)
@@ -233,7 +239,7 @@ class LeNet5(L.Net):
         return L.modules_named(self.features, L.SIZE_CHANGING)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.output(self.embed(x))
+        return self.classifier[-1](self.embed(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -243,7 +249,7 @@ class LeNet5(L.Net):
         return self.classifier[:-1](torch.flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.features.c1)
+        return L.convs(self.features[0])
 
 
 @register(
