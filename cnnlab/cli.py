@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cnnlab.inspect",
     "cnnlab.diagram",
     "cnnlab.compare",
+    "cnnlab.check",
     "cnnlab.pictures",
     "cnnlab.training.main",
     "cnnlab.evaluate",

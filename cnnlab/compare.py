@@ -25,6 +25,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import (
     build,
+    check_name,
     default_input_size,
     fmt_bytes,
     fmt_count,
@@ -134,6 +135,10 @@ def speed(
 
     device = model_device(model)
     x = torch.randn(batch_size, *input_size, device=device)
+    # Labels in the range the model really outputs: a user's network has its own class count.
+    model.eval()
+    with torch.no_grad():
+        num_classes = int(models.split_outputs(model(x[:1]))[0].shape[1])
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
@@ -172,10 +177,8 @@ def compare(
     progress: Callable[[str], None] | None = None,
 ) -> list[CompareRow]:
     """One row per named model; each model at `input_size` or, when None, at its own default input."""
-    from cnnlab import models
-
     for name in names:
-        models.info(name)  # every name checked before minutes of timing start
+        check_name(name)  # every name checked before minutes of timing start
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows = []
     for name in names:
@@ -325,7 +328,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def register_cli(sub: Any) -> None:
     p = sub.add_parser("compare", help="params, FLOPs, training memory and measured speed, side by side")
-    p.add_argument("names", nargs="+", metavar="NAME", help="models to compare (the first is the reference)")
+    p.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="models to compare (the first is the reference): zoo names or your own path/to/file.py:Class "
+        "(importing it runs its code)",
+    )
     p.add_argument("--input-size", help="CxHxW for every model (default: each model's own)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch for memory and speed (32)")
     p.add_argument("--num-classes", type=int, default=1000)

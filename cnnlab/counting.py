@@ -72,6 +72,9 @@ RULES: tuple[tuple[type[nn.Module] | tuple[type[nn.Module], ...], _Rule], ...] =
 
 def layer_flops(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """FLOPs of one call of leaf module `m` for one image; 0 for dropout, flatten, identity."""
+    if isinstance(m, nn.Conv2d) and m.weight.dim() != 4:
+        # A conv holding only some of its input slices (LeNet-5's C3): a multiply-add per weight per pixel.
+        return 2 * m.weight.numel() * out.shape[-2] * out.shape[-1]
     if is_lrn(m):
         return _lrn(m, inp, out) * out[0].numel()
     for cls, rule in RULES:

@@ -18,7 +18,14 @@ from torch import nn
 
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import default_input_size, model_device, parse_input_size, run_named
+from cnnlab.inspect import (
+    MODEL_HELP,
+    check_name,
+    default_input_size,
+    model_device,
+    parse_input_size,
+    run_named,
+)
 
 FORMATS = ("svg", "png")
 
@@ -124,6 +131,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _cmd_diagram(args: argparse.Namespace) -> int:
+    check_name(args.name)
     size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
 
     def draw(model: nn.Module) -> Path:
@@ -141,7 +149,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 def register_cli(sub: Any) -> None:
     p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
-    p.add_argument("name", help="model name (see `cnnlab models`)")
+    p.add_argument("name", help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
     p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
     p.add_argument("--num-classes", type=int, default=1000)

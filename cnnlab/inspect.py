@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -220,20 +221,56 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     return (parts[0], parts[1], parts[2])
 
 
+# A user's network carries no default input size: ImageNet's, unless --input-size says otherwise.
+USER_INPUT_SIZE = (3, 224, 224)
+
+
+def check_name(name: str) -> None:
+    """A zoo name, or a user's `file.py:Name` / `pkg.mod:attr` whose file exists; else CnnlabError."""
+    from cnnlab import models
+    from cnnlab.models.user import is_user_spec, split_spec
+
+    if not is_user_spec(name):
+        models.info(name)
+        return
+    where, _ = split_spec(name)
+    if where.endswith(".py") and not Path(where).is_file():
+        raise CnnlabError(f"{where}: no such Python file (write path/to/file.py:ClassName)")
+
+
+def describe(name: str) -> str:
+    """'name: description (paper)' for the first line of a command's output."""
+    from cnnlab import models
+    from cnnlab.models.user import is_user_spec
+
+    if is_user_spec(name):
+        return f"{name}: your network (loading it ran your code)"
+    info = models.info(name)
+    return f"{info.name}: {info.description} ({info.paper})"
+
+
 def default_input_size(name: str) -> tuple[int, int, int]:
     from cnnlab import models
+    from cnnlab.models.user import is_user_spec
 
-    side = models.info(name).input_size
-    return (3, side, side)
+    if is_user_spec(name):
+        return USER_INPUT_SIZE
+    info = models.info(name)
+    return (info.in_channels, info.input_size, info.input_size)
 
 
 def build(name: str, num_classes: int = 1000, in_channels: int = 3, meta: bool = True) -> nn.Module:
     """`models.create` on the meta device (no memory, no random init: instant even for VGG-19).
 
     A model that cannot be built there (one that places its towers on devices) is built on the CPU.
+    A user's network (`file.py:Name`, `pkg.mod:attr`) is built by its own code, on the CPU, as written:
+    `num_classes` and `in_channels` are the constructor's business there.
     """
     from cnnlab import models
+    from cnnlab.models.user import is_user_spec, load_user_model
 
+    if is_user_spec(name):
+        return load_user_model(name)
     if meta:
         try:
             with torch.device("meta"):
@@ -348,19 +385,23 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from cnnlab import models
-
-    info = models.info(args.name)  # unknown names fail here with the list of valid ones
+    check_name(args.name)  # unknown names fail here with the list of valid ones
     size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
     if args.batch_size < 1 or args.num_classes < 1:
         raise CnnlabError("--batch-size and --num-classes must be at least 1")
     result = trace_named(args.name, size, args.num_classes, args.batch_size)
-    print(f"{info.name}: {info.description} ({info.paper}); input {'x'.join(map(str, size))}")
+    print(f"{describe(args.name)}; input {'x'.join(map(str, size))}")
     if result.rows:
         print(format_table(result.rows, args.batch_size))
     if result.error is not None:
         raise result.error
     return 0
+
+
+MODEL_HELP = (
+    "model name (see `cnnlab models`), or your own network as path/to/file.py:Class or package.module:attr "
+    "(importing it runs that file's code; it is built with no arguments, at 3x224x224 unless --input-size)"
+)
 
 
 def register_cli(sub: Any) -> None:
@@ -369,7 +410,7 @@ def register_cli(sub: Any) -> None:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("summary", help="layer table: output shapes, params, FLOPs, memory, size formulas")
-    p.add_argument("name", help="model name (see `cnnlab models`)")
+    p.add_argument("name", help=MODEL_HELP)
     p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=1, help="batch for the activation memory column")

@@ -1,10 +1,20 @@
 """Class probabilities for image files, preprocessed exactly as the checkpoint's run preprocessed its test
-images (the run's own statistics and input size, stored in the checkpoint)."""
+images (the run's own statistics and input size, stored in the checkpoint).
+
+Inputs are files, folders (every image below them, sorted) or glob patterns (`'photos/**/*.jpg'`), read in
+batches; `--csv` writes one row per image (path, then class and probability for each of the top k), and
+never over an existing file unless `--force`.
+"""
 
 from __future__ import annotations
 
+import csv
+import glob
+import io
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from cnnlab import checkpoint
@@ -12,15 +22,52 @@ from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
 
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+def expand_inputs(items: Sequence[str]) -> list[str]:
+    """Files as given, folders as every image file below them, globs as their matching files; in order,
+    each file once."""
+    from cnnlab.data.folder import IMAGE_EXTENSIONS
+
+    def is_image(p: Path) -> bool:
+        return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+    found: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(str(p) for p in path.rglob("*") if is_image(p))
+            if not files:
+                raise CnnlabError(
+                    f"folder {item} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS)[:6])}, ...)"
+                )
+            found += files
+        elif glob.has_magic(item) and not path.exists():
+            files = sorted(p for p in glob.glob(item, recursive=True) if is_image(Path(p)))
+            if not files:
+                raise CnnlabError(f"no image file matches {item!r}")
+            found += files
+        else:
+            found.append(item)  # a missing file is reported by preprocessing, with its name
+    return list(dict.fromkeys(found))
+
 
 def predict(
-    ckpt_path: str, images: Sequence[str], top: int = 5, device: str = "auto", batch_size: int = 64
+    ckpt_path: str,
+    images: Sequence[str],
+    top: int = 5,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """For each image: {"path", "top": [{"class", "index", "prob"}, ...]} with the `top` most probable."""
     from cnnlab import data
 
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
+    if batch_size < 1:
+        raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt = checkpoint.load(ckpt_path)
     dev = resolve_device(device)
     model = checkpoint.build_model(ckpt).to(dev)
@@ -43,32 +90,82 @@ def predict(
                     ],
                 }
             )
+        if progress is not None:
+            progress(len(out), len(images))
     return out
 
 
+def to_csv(results: list[dict[str, Any]]) -> str:
+    """path, class_1, prob_1, ..., class_k, prob_k: one row per image."""
+    k = max((len(r["top"]) for r in results), default=0)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", *(f"{col}_{i}" for i in range(1, k + 1) for col in ("class", "prob"))])
+    for r in results:
+        writer.writerow([r["path"], *(v for t in r["top"] for v in (t["class"], f"{t['prob']:.6f}"))])
+    return buf.getvalue()
+
+
+class _Bar:
+    """Progress on stderr: a bar redrawn in place on a terminal, a line per tenth otherwise."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            filled = 30 * done // total
+            end = "\n" if done == total else ""
+            self.stream.write(f"\rpredict [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images{end}")
+        elif 10 * done // total > self.shown:
+            self.shown = 10 * done // total
+            self.stream.write(f"predict: {done}/{total} images\n")
+        self.stream.flush()
+
+
 def _cmd_predict(args: Any) -> int:
-    results = predict(args.checkpoint, args.images, top=args.top, device=args.device)
+    csv_path = Path(args.csv) if args.csv else None
+    if csv_path is not None and csv_path.exists() and not args.force:
+        raise CnnlabError(f"{csv_path} exists: choose another --csv or add --force to replace it")
+    images = expand_inputs(args.images)
+    bar = None if args.no_progress or len(images) <= args.batch_size else _Bar()
+    results = predict(
+        args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar
+    )
+    if csv_path is not None:
+        checkpoint.write_text(csv_path, to_csv(results))  # atomic: an interrupted run leaves no half file
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
-    for r in results:
-        best = r["top"][0]
-        print(f"{r['path']}: {best['class']} ({100 * best['prob']:.1f}%)")
-        for t in r["top"][1:]:
-            print(f"    {t['class']:<24} {100 * t['prob']:5.1f}%")
+    elif csv_path is not None:
+        print(f"wrote {len(results)} rows to {csv_path}")
+    else:
+        for r in results:
+            best = r["top"][0]
+            print(f"{r['path']}: {best['class']} ({100 * best['prob']:.1f}%)")
+            for t in r["top"][1:]:
+                print(f"    {t['class']:<24} {100 * t['prob']:5.1f}%")
     return 0
 
 
 def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "predict",
-        help="classify image files with a trained checkpoint",
-        description="Print the most probable classes of image files, preprocessed as "
-        "the checkpoint's run preprocessed its test images.",
+        help="classify image files, folders or globs with a trained checkpoint",
+        description="Print the most probable classes of images, preprocessed as the checkpoint's run "
+        "preprocessed its test images. Give files, folders (every image below them) or quoted glob "
+        "patterns ('photos/**/*.jpg').",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
     p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--csv", metavar="FILE", help="write one row per image: path, top classes and probabilities"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --csv file")
+    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=_cmd_predict)

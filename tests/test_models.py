@@ -51,6 +51,7 @@ def test_registry_lists_every_family_and_info() -> None:
         *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
         "googlenet",
         "googlenet_torchvision",
+        "lenet5",
     }
     assert set(names) == expected
     info = models.info("alexnet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 from cnnlab import cli, data
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_checkpoints
-from cnnlab.predict import predict
+from cnnlab.predict import expand_inputs, predict
 from cnnlab.training import train
 
 
@@ -65,3 +66,45 @@ def test_predict_command(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(CnnlabError):
         predict(str(ckpt), [str(tmp_path / "broken.png")])
     assert torch.get_num_threads() >= 1
+
+
+def test_expand_folders_and_globs(tmp_path: Path) -> None:
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name in ("a/2.png", "a/1.jpg", "a/deep/3.png", "a/.hidden.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    folder = [str(tmp_path / "a" / n) for n in ("1.jpg", "2.png", "deep/3.png")]
+    assert expand_inputs([str(tmp_path / "a")]) == folder
+    assert expand_inputs([str(tmp_path / "a" / "**" / "*.png")]) == [folder[1], folder[2]]
+    # Each file once, in the order given: a file named again by a folder is not repeated.
+    assert expand_inputs([folder[2], str(tmp_path / "a")]) == [folder[2], folder[0], folder[1]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CnnlabError, match="holds no image files"):
+        expand_inputs([str(tmp_path / "empty")])
+    with pytest.raises(CnnlabError, match="no image file matches"):
+        expand_inputs([str(tmp_path / "*.gif")])
+
+
+def test_predict_a_folder_into_a_csv(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    (folder / "sub").mkdir(parents=True)
+    paths = _write_pngs(folder, 3) + _write_pngs(folder / "sub", 2)
+    out = tmp_path / "out.csv"
+    argv = ["predict", str(ckpt), str(folder), "--csv", str(out), "--top", "2", "--batch-size", "2"]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"wrote 5 rows to {out}" in captured.out
+    assert "predict: 5/5 images" in captured.err  # progress goes to stderr, stdout stays clean
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["path", "class_1", "prob_1", "class_2", "prob_2"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(paths)
+    expected = {r["path"]: r for r in predict(str(ckpt), paths, top=2)}
+    for row in rows[1:]:
+        assert row[1] == expected[row[0]]["top"][0]["class"]
+        assert float(row[2]) == pytest.approx(expected[row[0]]["top"][0]["prob"], abs=1e-6)
+    # An existing file is never overwritten without --force, and is left as it was.
+    before = out.read_text()
+    assert cli.main(["predict", str(ckpt), str(folder / "*.png"), "--csv", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err and out.read_text() == before
+    assert cli.main(["predict", str(ckpt), str(folder / "*.png"), "--csv", str(out), "--force"]) == 0
+    assert len(list(csv.reader(out.open()))) == 1 + 3

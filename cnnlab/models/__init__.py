@@ -1,6 +1,6 @@
 """The model zoo: `create(name, num_classes, in_channels, **switches)`, `names()`, `info(name)`.
 
-Importing the family modules registers their builders (AlexNets, then VGGs, then GoogLeNets).
+Importing the family modules registers their builders (AlexNets, then VGGs, GoogLeNets and LeNet-5).
 """
 
 from cnnlab.models.registry import (
@@ -19,6 +19,7 @@ from cnnlab.models import alexnet_torchvision  # noqa: F401
 from cnnlab.models import alexnet_parallel  # noqa: F401
 from cnnlab.models import vgg  # noqa: F401
 from cnnlab.models import googlenet  # noqa: F401
+from cnnlab.models import lenet  # noqa: F401
 # isort: on
 
 __all__ = ["AUX_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]

@@ -46,6 +46,7 @@ class ModelInfo:
     paper: str
     description: str
     switches: dict[str, Any] = field(default_factory=dict)  # switch -> default value
+    in_channels: int = 3  # the channels of the default input (1 for LeNet-5's grey digits)
 
 
 Builder = Callable[..., Net]
@@ -60,7 +61,13 @@ _GROUPS: dict[str, dict[str, Any]] = {}  # model -> {builder argument: its defau
 
 
 def register(
-    *, family: str, input_size: int, paper: str, description: str, name: str | None = None
+    *,
+    family: str,
+    input_size: int,
+    paper: str,
+    description: str,
+    name: str | None = None,
+    in_channels: int = 3,
 ) -> Callable[[F], F]:
     """Register a builder under `name` (default: its function name)."""
 
@@ -79,7 +86,7 @@ def register(
             else:
                 switches[p.name] = p.default
         _BUILDERS[key] = builder
-        _INFO[key] = ModelInfo(key, family, input_size, paper, description, switches)
+        _INFO[key] = ModelInfo(key, family, input_size, paper, description, switches, in_channels)
         _GROUPS[key] = groups
         return builder
 
@@ -87,7 +94,7 @@ def register(
 
 
 def names() -> list[str]:
-    """Every registered model name, in registration order (AlexNets, VGGs, GoogLeNets)."""
+    """Every registered model name, in registration order (AlexNets, VGGs, GoogLeNets, LeNet-5)."""
     return list(_BUILDERS)
 
 

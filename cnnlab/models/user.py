@@ -1,0 +1,160 @@
+"""Networks the user wrote: `path/to/file.py:Name` or `package.module:attr`, built with keyword arguments.
+
+Loading a user's file imports it, which runs its code: that is the point (it is their network, in their
+own file, named on their own command line). Nothing here ever loads a checkpoint or any other data file
+that could carry code; weights go through `cnnlab.models.pretrained`, which reads tensors only.
+
+Every failure is one `CnnlabError` line: a missing file, an import that raised, a missing attribute (with
+the names the file does define), a constructor that raised, or something that is not an `nn.Module`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+# One import per file per process: `compare` builds a model twice (count, then timing), and a file's
+# module-level code should run once.
+_MODULES: dict[Path, ModuleType] = {}
+
+
+def is_user_spec(name: str) -> bool:
+    """True for `file.py:Name` and `pkg.mod:attr`; registered model names never contain a colon."""
+    return ":" in name and not name.startswith(":") and not name.endswith(":")
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr or not attr.replace(".", "_").isidentifier():
+        raise CnnlabError(
+            f"{spec!r} is not a network: write path/to/file.py:ClassName or package.module:attr"
+        )
+    return where, attr
+
+
+def parse_kwargs(items: Iterable[str]) -> dict[str, Any]:
+    """`key=value` strings as constructor keywords; values are Python literals (10, 0.5, True, 'x',
+    (3, 3)) when they parse as one, else the plain string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise CnnlabError(f"--kwargs {item!r}: write key=value, e.g. num_classes=10")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def _import_file(path: Path) -> ModuleType:
+    path = path.resolve()
+    if path in _MODULES:
+        return _MODULES[path]
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    name = f"cnnlab_user_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CnnlabError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    # The file's own folder first on sys.path while it runs, so `import helpers` beside it works.
+    sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise CnnlabError(f"importing {path} failed: {_where(exc, path)}") from exc
+    finally:
+        if sys.path and sys.path[0] == str(path.parent):
+            sys.path.pop(0)
+    _MODULES[path] = module
+    return module
+
+
+def _where(exc: BaseException, path: Path | None = None) -> str:
+    """'TypeError: message (file.py line 12)' for the deepest frame in the user's file."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    line = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        line = f" ({Path(exc.filename or '?').name} line {exc.lineno})"
+    for frame in reversed(frames):
+        if path is None or Path(frame.filename).resolve() == path:
+            line = f" ({Path(frame.filename).name} line {frame.lineno})"
+            break
+    return f"{type(exc).__name__}: {text}{line}"
+
+
+def _module_for(where: str) -> tuple[ModuleType, Path | None]:
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise CnnlabError(f"{where}: no such Python file (write path/to/file.py:ClassName)")
+        return _import_file(path), path.resolve()
+    try:
+        return importlib.import_module(where), None
+    except ModuleNotFoundError as exc:
+        raise CnnlabError(
+            f"no module {where!r} ({exc}); give a file path (net.py:AlexNet) or install the package"
+        ) from None
+    except Exception as exc:
+        raise CnnlabError(f"importing {where} failed: {_where(exc)}") from exc
+
+
+def _candidates(module: ModuleType) -> list[str]:
+    """Names a user probably meant: nn.Module classes and functions defined in the module itself."""
+    found = []
+    for key, value in vars(module).items():
+        if key.startswith("_") or getattr(value, "__module__", None) != module.__name__:
+            continue
+        if (inspect.isclass(value) and issubclass(value, nn.Module)) or inspect.isfunction(value):
+            found.append(key)
+    return found
+
+
+def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
+    """Import the file or module of `spec` and build its class or function with `kwargs`.
+
+    `spec` is `path/to/file.py:Name` or `package.module:attr` (dots in Name reach nested attributes).
+    A class or function is called with `kwargs`; an `nn.Module` instance is returned as it is. The model is
+    on the CPU in training mode, as the constructor left it; `model.source` records `spec`.
+    """
+    where, attr = split_spec(spec)
+    module, path = _module_for(where)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            known = ", ".join(_candidates(module)) or "no nn.Module classes or functions"
+            raise CnnlabError(f"{where} has no {attr!r}: it defines {known}")
+        obj = getattr(obj, part)
+    if isinstance(obj, nn.Module):
+        if kwargs:
+            raise CnnlabError(f"{spec} is already a built network: it takes no --kwargs")
+        model = obj
+    elif callable(obj):
+        try:
+            model = obj(**kwargs)
+        except Exception as exc:
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            raise CnnlabError(f"building {attr}({given}) failed: {_where(exc, path)}") from exc
+    else:
+        raise CnnlabError(f"{spec} is a {type(obj).__name__}, not a network class or function")
+    if not isinstance(model, nn.Module):
+        raise CnnlabError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    model.source = spec  # type: ignore[assignment]
+    return model
