@@ -1,6 +1,6 @@
 """Timing, machine and report helpers shared by every benchmark in bench/.
 
-Every figure here is a ratio against a peer measured in the same process run (STYLE.md: never an
+Every figure here is a ratio against a peer measured in the same process run (never an
 absolute time alone). Repetitions of peer and ours are interleaved (A B A B ...) and summarised by their
 median, so a burst of load from another process hits both sides instead of one.
 """

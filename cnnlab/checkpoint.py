@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -212,9 +213,26 @@ def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:
         ) from exc
 
 
-def describe(ckpt: dict[str, Any]) -> str:
-    """One line naming a checkpoint's model, classes and progress, for messages."""
-    return (
-        f"{ckpt['model_name']} with {ckpt['num_classes']} classes "
-        f"(epoch {ckpt.get('epoch', '?')}, step {ckpt.get('step', '?')})"
+@dataclass
+class Trained:
+    """A checkpoint's network ready to use, with the preprocessing its run used on test images."""
+
+    model: nn.Module  # in eval mode, on the device asked for
+    stats: Any  # data.DataStats: the run's normalisation
+    aug: Any  # data.AugmentConfig: its input size, resizing and crops
+    classes: list[str]
+    ckpt: dict[str, Any]
+
+
+def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> Trained:
+    """Rebuild what evaluation, prediction and the pictures need from a loaded checkpoint (a part it lacks
+    is a one-line CnnlabError naming the part, from `load`'s dict)."""
+    from cnnlab import data
+
+    return Trained(
+        model=build_model(ckpt).to(device),
+        stats=data.DataStats.from_dict(ckpt["data_stats"]),
+        aug=data.AugmentConfig.from_dict(ckpt["augment"]),
+        classes=list(ckpt["classes"]),
+        ckpt=ckpt,
     )

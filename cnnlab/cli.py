@@ -18,7 +18,7 @@ from cnnlab.errors import CnnlabError
 
 # Modules that contribute sub-commands, in the order `cnnlab --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "cnnlab.inspect",
+    "cnnlab.summary",
     "cnnlab.diagram",
     "cnnlab.compare",
     "cnnlab.check",

@@ -1,4 +1,4 @@
-"""Models side by side: parameters, FLOPs, training memory and measured speed (SPEC sections 2 and 5).
+"""Models side by side: parameters, FLOPs, training memory and measured speed.
 
 The counts come from the meta device (no arithmetic, so VGG-19 costs nothing): FLOPs from the layer table,
 and the training memory as autograd sees it: a training-mode forward with `saved_tensors_hooks` records
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import (
+from cnnlab.summary import (
     build,
     check_name,
     default_input_size,
@@ -151,7 +151,7 @@ def speed(
         logits, aux = models.split_outputs(model(x))
         loss = loss_fn(logits, y)
         for a in aux:  # GoogLeNet's auxiliary heads, weighted as in its training (section 5)
-            loss = loss + models.AUX_WEIGHT * loss_fn(a, y)
+            loss = loss + models.AUX_LOSS_WEIGHT * loss_fn(a, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

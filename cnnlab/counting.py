@@ -118,7 +118,7 @@ def layer_formula(m: nn.Module, inp: torch.Tensor) -> tuple[str, float] | None:
 
 
 def misfit_note(m: nn.Conv2d, size: int, exact: float) -> str | None:
-    """Why an input side does not tile an unpadded first conv, and what would (224 vs 227, SPEC 1)."""
+    """Why an input side does not tile an unpadded first conv, and what would (224 vs 227: docs/models.md)."""
     k, s, p = pair(m.kernel_size), pair(m.stride), pair(m.padding)
     if p[0] != 0 or exact == math.floor(exact):
         return None

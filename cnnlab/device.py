@@ -1,6 +1,9 @@
-"""Which torch device a command runs on (`--device auto|cpu|cuda`)."""
+"""Which torch device a command runs on (`--device auto|cpu|cuda`), and mixed precision on it."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 import torch
 
@@ -18,3 +21,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise CnnlabError(f"unknown --device {name!r}; use auto, cpu or cuda")
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(name: str) -> torch.dtype | None:
+    """The autocast type of a run's amp_dtype setting ("none", "bf16" or "fp16")."""
+    return AMP_DTYPES.get(name)
+
+
+def autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision in `dtype` on the device, or nothing when `dtype` is None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The architecture as a picture, like Keras' `plot_model` (SPEC section 5).
+"""The architecture as a picture, like Keras' `plot_model`.
 
 torchview records the forward pass (on the meta device: shapes only, no arithmetic) and builds a graphviz
 graph; we relabel its boxes with the layer names users know (conv1, features.0, inception3a.branch2) and
@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import (
+from cnnlab.summary import (
     MODEL_HELP,
     check_name,
     default_input_size,

@@ -9,7 +9,6 @@ set combine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.checkpoint import write_text
-from cnnlab.device import resolve_device
+from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
 
@@ -105,10 +104,7 @@ def view_probs(
     flat = x.flatten(0, 1)
     if channels_last:
         flat = flat.contiguous(memory_format=torch.channels_last)
-    ctx = (
-        torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    )
-    with ctx:
+    with autocast(amp_dtype, x.device.type):
         logits = model(flat)
     return torch.softmax(logits.float(), dim=1).view(v, b, -1).mean(0)
 
@@ -207,13 +203,11 @@ def evaluate_checkpoints(
         ds = ds.subset(torch.arange(limit)) if hasattr(ds, "subset") else ds
     singles = []
     for c in ckpts:
-        model = checkpoint.build_model(c).to(dev)
-        stats = data.DataStats.from_dict(c["data_stats"])
-        aug = data.AugmentConfig.from_dict(c["augment"])
+        net = checkpoint.restore(c, dev)
         loader = data.BatchLoader(
-            ds, batch_size, train=False, aug=aug, stats=stats, seed=0, device=dev, views=views
+            ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=0, device=dev, views=views
         )
-        singles.append(evaluate(model, loader, dev))
+        singles.append(evaluate(net.model, loader, dev))
     result = dict(singles[0]) if len(singles) == 1 else ensemble(singles)
     result.update(dataset=name, split=split, views=views, checkpoints=list(paths), classes=classes)
     if len(singles) > 1:

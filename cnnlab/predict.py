@@ -70,16 +70,14 @@ def predict(
         raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt = checkpoint.load(ckpt_path)
     dev = resolve_device(device)
-    model = checkpoint.build_model(ckpt).to(dev)
-    stats = data.DataStats.from_dict(ckpt["data_stats"])
-    aug = data.AugmentConfig.from_dict(ckpt["augment"])
-    classes = list(ckpt["classes"])
+    net = checkpoint.restore(ckpt, dev)
+    classes = net.classes
     k = min(top, len(classes))
     out: list[dict[str, Any]] = []
     for i in range(0, len(images), batch_size):
         chunk = list(images[i : i + batch_size])
-        x = data.preprocess_files(chunk, aug, stats).to(dev)
-        probs = view_probs(model, x[None])
+        x = data.preprocess_files(chunk, net.aug, net.stats).to(dev)
+        probs = view_probs(net.model, x[None])
         p, idx = probs.topk(k, dim=1)
         for path, pr, ix in zip(chunk, p.tolist(), idx.tolist(), strict=True):
             out.append(

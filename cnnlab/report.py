@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from cnnlab.checkpoint import write_bytes, write_text
 
-# metrics.csv columns, in order (the issue's list); the training loop fills one row per epoch.
+# metrics.csv columns, in order (docs/training.md describes them); the training loop fills one row per epoch.
 METRIC_COLUMNS = (
     "epoch",
     "lr",
@@ -76,7 +76,7 @@ def _save_figure(fig: Any, path: Path) -> None:
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
-    """Loss, top-1/top-5 error and learning rate against epoch (SPEC section 5)."""
+    """Loss, top-1/top-5 error and learning rate against epoch (the paper reports top-1 and top-5 error)."""
     plt = _pyplot()
     epochs = [int(r["epoch"]) for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))

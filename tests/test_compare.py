@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.cli import main
 from cnnlab.compare import compare, count, format_rows, saved_bytes
-from cnnlab.inspect import build, layer_table
+from cnnlab.summary import build, layer_table
 
 B, H = 3, 8  # batch and input side of the hand-counted net
 

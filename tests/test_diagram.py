@@ -13,7 +13,7 @@ from PIL import Image
 from cnnlab import diagram
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import build, layer_table
+from cnnlab.summary import build, layer_table
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
 

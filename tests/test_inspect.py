@@ -13,7 +13,7 @@ from cnnlab import models
 from cnnlab.cli import main
 from cnnlab.counting import size_formula
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import build, format_table, layer_table, parse_input_size, totals
+from cnnlab.summary import build, format_table, layer_table, parse_input_size, totals
 
 
 def on_meta(fn, *args, **kwargs) -> nn.Module:
@@ -167,7 +167,7 @@ def test_models_command(capsys: pytest.CaptureFixture[str]) -> None:
     for name in models.names():
         assert name in out
         assert f"{sum(p.numel() for p in build(name).parameters()):,}" in out
-    assert "60,965,224" in out and "62,378,344" in out  # SPEC section 1: grouped and ungrouped AlexNet
+    assert "60,965,224" in out and "62,378,344" in out  # grouped and ungrouped AlexNet
 
 
 def test_summary_of_a_grey_small_net(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import CnnlabError, models
-from cnnlab.inspect import layer_table, totals
 from cnnlab.models.lenet import C3_TABLE, PartialConv2d, ScaledTanh
+from cnnlab.summary import layer_table, totals
 
 # Sec. II.B, layer by layer, for 32x32 grey digits and 10 classes (linear output: 84 * 10 + 10).
 PAPER_COUNTS = {

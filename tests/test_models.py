@@ -59,7 +59,7 @@ def test_registry_lists_every_family_and_info() -> None:
     assert "Krizhevsky" in info.paper
     assert models.info("alexnet_small").input_size == 28
     assert models.info("googlenet").switches["dropout"] == 0.4
-    assert models.AUX_WEIGHT == 0.3
+    assert models.AUX_LOSS_WEIGHT == 0.3
 
 
 def test_unknown_name_and_switch_list_valid_ones() -> None:
@@ -154,7 +154,7 @@ def run_forward_backward(model: nn.Module, x: torch.Tensor, classes: int) -> Non
     target = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     loss = F.cross_entropy(logits, target)
     for head in aux:
-        loss = loss + models.AUX_WEIGHT * F.cross_entropy(head, target)
+        loss = loss + models.AUX_LOSS_WEIGHT * F.cross_entropy(head, target)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)

@@ -117,7 +117,7 @@ def check(
 ) -> Report:
     """Compare `model` with zoo model `against`; the deviations, each with the paper's section and why."""
     from cnnlab import models
-    from cnnlab.inspect import default_input_size
+    from cnnlab.summary import default_input_size
 
     info = models.info(against)
     size = input_size or default_input_size(against)
@@ -145,7 +145,7 @@ def check(
 
 
 def format_report(report: Report) -> str:
-    from cnnlab.inspect import render
+    from cnnlab.summary import render
 
     size = "x".join(map(str, report.input_size))
     head = (
@@ -162,8 +162,8 @@ def format_report(report: Report) -> str:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from cnnlab import models
-    from cnnlab.inspect import parse_input_size
     from cnnlab.models.user import parse_kwargs
+    from cnnlab.summary import parse_input_size
 
     models.info(args.against)  # an unknown reference fails before the user's code runs
     kwargs = parse_kwargs(args.kwargs or [])

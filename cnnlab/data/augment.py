@@ -10,6 +10,7 @@ flips and lighting on every device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -50,20 +51,10 @@ class AugmentConfig:
     pca_scale: str = "std"
 
     def __post_init__(self) -> None:
-        if self.input_size < 1:
-            raise CnnlabError(f"input size must be positive, got {self.input_size}")
-        if self.resize is not None and self.resize < 1:
-            raise CnnlabError(f"resize side must be positive, got {self.resize}")
-        if self.pad < 0:
-            raise CnnlabError(f"crop padding must be >= 0, got {self.pad}")
-        if self.pca_std < 0:
-            raise CnnlabError(f"PCA lighting std must be >= 0, got {self.pca_std}")
-        if self.normalize not in NORMALIZE:
-            raise CnnlabError(
-                f"unknown normalisation {self.normalize!r}; choose one of {', '.join(NORMALIZE)}"
-            )
-        if self.pca_scale not in PCA_SCALES:
-            raise CnnlabError(f"unknown PCA scale {self.pca_scale!r}; choose one of {', '.join(PCA_SCALES)}")
+        check_ranges(
+            input_size=self.input_size, resize=self.resize, pad=self.pad, pca_std=self.pca_std,
+            normalize=self.normalize, pca_scale=self.pca_scale,
+        )  # fmt: skip
 
     @classmethod
     def paper(cls, input_size: int = 227) -> AugmentConfig:
@@ -83,6 +74,31 @@ class AugmentConfig:
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_ranges(
+    *,
+    input_size: int | None = None,
+    resize: int | None = None,
+    pad: int | None = None,
+    pca_std: float | None = None,
+    normalize: str | None = None,
+    pca_scale: str | None = None,
+) -> None:
+    """The one home of the augmentation settings' ranges, for AugmentConfig and for `cnnlab train`'s flags
+    as given (None: not given, not checked). Messages name the flag a user would change."""
+    if input_size is not None and input_size < 1:
+        raise CnnlabError(f"--input-size must be positive, got {input_size}")
+    if resize is not None and resize < 1:
+        raise CnnlabError(f"--resize must be positive, got {resize}")
+    if pad is not None and pad < 0:
+        raise CnnlabError(f"--pad (the crop padding) must be 0 or more, got {pad}")
+    if pca_std is not None and not (pca_std >= 0 and math.isfinite(pca_std)):
+        raise CnnlabError(f"--pca-std (the PCA lighting std) must be a number >= 0, got {pca_std}")
+    if normalize is not None and normalize not in NORMALIZE:
+        raise CnnlabError(f"unknown normalisation {normalize!r}; choose one of {', '.join(NORMALIZE)}")
+    if pca_scale is not None and pca_scale not in PCA_SCALES:
+        raise CnnlabError(f"unknown PCA scale {pca_scale!r}; choose one of {', '.join(PCA_SCALES)}")
 
 
 def center_offset(size: int, crop: int) -> int:

@@ -1,4 +1,4 @@
-"""The AlexNet paper's claims and numbers, in one table (SPEC sections 3 and 4; the wording is ours).
+"""The AlexNet paper's claims and numbers, in one table (sections 3 to 6 of the paper; the wording is ours).
 
 Every report and the index quote these entries; no claim module writes a paper number of its own.
 """

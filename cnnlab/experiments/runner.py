@@ -24,6 +24,7 @@ from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError, NonFiniteLoss
 from cnnlab.training import TrainConfig, train
 from cnnlab.training.recipes import from_saved
+from cnnlab.training.runfolder import RunFolder
 
 # Settings that do not change what a run computes (and so are not part of its folder's digest).
 _NOT_IN_DIGEST = frozenset({"out", "progress", "overwrite", "resume", "seed", "workers", "stop_after"})
@@ -58,7 +59,7 @@ class Run:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.dir / "checkpoints" / "last.pt"
+        return RunFolder(self.dir).last
 
     @property
     def seconds(self) -> float:
@@ -107,7 +108,7 @@ class Runner:
         if not self.fresh and (folder / "failed.txt").is_file():
             failed = (folder / "failed.txt").read_text().strip()
             return self._done(Run(arm, seed, folder, _history(folder), failed=failed, reused=True))
-        resume = not self.fresh and (folder / "checkpoints" / "last.pt").is_file()
+        resume = not self.fresh and RunFolder(folder).last.is_file()
         cfg = dataclasses.replace(cfg, resume=resume, overwrite=not resume)
         t0 = time.perf_counter()
         try:
@@ -151,14 +152,8 @@ def evaluate_run(
     ds = data.load(cfg.dataset, split, cfg.data_dir or None)
     # The same subset the run drew (data.limit is the trainer's own choice of images).
     ds = data.limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
+    net = checkpoint.restore(ckpt, dev)
     loader = data.BatchLoader(
-        ds,
-        batch_size,
-        train=False,
-        aug=data.AugmentConfig.from_dict(ckpt["augment"]),
-        stats=data.DataStats.from_dict(ckpt["data_stats"]),
-        seed=cfg.seed,
-        device=dev,
-        views=views,
+        ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=cfg.seed, device=dev, views=views
     )
-    return evaluate.evaluate(checkpoint.build_model(ckpt).to(dev), loader, dev)
+    return evaluate.evaluate(net.model, loader, dev)

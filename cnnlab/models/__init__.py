@@ -4,7 +4,6 @@ Importing the family modules registers their builders (AlexNets, then VGGs, Goog
 """
 
 from cnnlab.models.registry import (
-    AUX_WEIGHT,
     AuxOutputs,
     ModelInfo,
     create,
@@ -20,6 +19,8 @@ from cnnlab.models import alexnet_parallel  # noqa: F401
 from cnnlab.models import vgg  # noqa: F401
 from cnnlab.models import googlenet  # noqa: F401
 from cnnlab.models import lenet  # noqa: F401
-# isort: on
 
-__all__ = ["AUX_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]
+# isort: on
+from cnnlab.models.googlenet import AUX_LOSS_WEIGHT
+
+__all__ = ["AUX_LOSS_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]

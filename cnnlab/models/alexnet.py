@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 
 import torch
 from torch import nn
@@ -121,7 +120,7 @@ def conv_layers(
         stages: list[tuple[str, nn.Module]] = []
         if spec.norm and lrn and not batch_norm:
             # Sec. 3.3's constants; each tower normalises its own maps.
-            stages.append((f"norm{i}", L.LocalResponseNorm(spec.out, 5, 1e-4, 0.75, 2.0, groups=lrn_groups)))
+            stages.append((f"norm{i}", L.LocalResponseNorm.of(spec.out, L.ALEXNET_LRN, groups=lrn_groups)))
         if spec.pool:
             stages.append((f"pool{i}", L.max_pool(switches.overlap_pool, pool_padding)))
         feats.update(reversed(stages) if spec.pool_first else stages)
@@ -247,18 +246,37 @@ def paper_net(
     )
 
 
-# name: (description, the builder with its geometry bound, default input size)
-_PAPER_NETS = {
-    "alexnet": ("paper's net, every conv reads all maps", partial(paper_net, WIDTHS, 4096, 1), 227),
-    "alexnet_grouped": ("two towers as published: groups=2", partial(paper_net, WIDTHS, 4096, 2), 227),
-    "alexnet_half": (
-        "one tower: 48-128-192-192-128, fc 2048",
-        partial(paper_net, HALF_WIDTHS, 2048, 1, input_size=224),
-        224,
-    ),
-}
-for _name, (_description, _build, _size) in _PAPER_NETS.items():
-    register(family="alexnet", input_size=_size, paper=PAPER, description=_description, name=_name)(_build)
+@register(family="alexnet", input_size=227, paper=PAPER, description="paper's net, every conv reads all maps")
+def alexnet(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: AlexNetSwitches = SWITCHES,
+    input_size: int = 227,
+) -> AlexNet:
+    return paper_net(WIDTHS, 4096, 1, num_classes, in_channels, switches=switches, input_size=input_size)
+
+
+@register(family="alexnet", input_size=227, paper=PAPER, description="two towers as published: groups=2")
+def alexnet_grouped(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: AlexNetSwitches = SWITCHES,
+    input_size: int = 227,
+) -> AlexNet:
+    return paper_net(WIDTHS, 4096, 2, num_classes, in_channels, switches=switches, input_size=input_size)
+
+
+@register(family="alexnet", input_size=224, paper=PAPER, description="one tower: 48-128-192-192-128, fc 2048")
+def alexnet_half(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: AlexNetSwitches = SWITCHES,
+    input_size: int = 224,
+) -> AlexNet:
+    return paper_net(HALF_WIDTHS, 2048, 1, num_classes, in_channels, switches=switches, input_size=input_size)
 
 
 def small_table(width: float) -> tuple[ConvSpec, ...]:

@@ -25,6 +25,13 @@ from cnnlab.models.registry import AuxOutputs, register
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 INITS = ("kaiming", "default")
 
+# Sec. 5: "during training, their loss gets added to the total loss of the network with a discount weight
+# (the losses of the auxiliary classifiers were weighted by 0.3)".
+AUX_LOSS_WEIGHT = 0.3
+# The paper gives no LRN constants; Caffe's bvlc_googlenet uses local_size 5, alpha 1e-4 divided by n
+# (Caffe's convention, so 2e-5 in the paper's), beta 0.75 and k 1.
+GOOGLENET_LRN = L.LRNParams(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0)
+
 # Table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj) per module.
 MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
     "3a": (64, 96, 128, 16, 32, 32),
@@ -157,8 +164,7 @@ class GoogLeNet(L.Net):
             return block(cin, cout, activation, **kwargs)
 
         def lrn_layer(channels: int) -> nn.Module:
-            # Caffe's bvlc_googlenet: local_size 5, alpha 1e-4 (Caffe divides it by n), beta 0.75, k 1.
-            return L.LocalResponseNorm(channels, size=5, alpha=1e-4 / 5, beta=0.75, k=1.0)
+            return L.LocalResponseNorm.of(channels, GOOGLENET_LRN)
 
         use_lrn = paper and lrn
         # Stem (Table 1): conv 7x7/2, max pool 3x3/2, LRN, conv 1x1 + 3x3, LRN, max pool 3x3/2.
@@ -217,19 +223,32 @@ class GoogLeNet(L.Net):
             scale = x.new_tensor([s / 0.5 for s in (0.229, 0.224, 0.225)]).view(1, 3, 1, 1)
             shift = x.new_tensor([(m - 0.5) / 0.5 for m in (0.485, 0.456, 0.406)]).view(1, 3, 1, 1)
             x = x * scale + shift
-        x = self.maxpool1(self.conv1(x))
-        x = self.maxpool2(self.norm2(self.conv3(self.conv2(self.norm1(x)))))
-        x = self.maxpool3(self.inception3b(self.inception3a(x)))
-        x = self.inception4a(x)
-        aux: list[Tensor] = []
         use_aux = self.training and self.aux1 is not None and self.aux2 is not None
+        aux: list[Tensor] = []
+        # Shapes at 224 px (Table 1).
+        x = self.conv1(x)  # 64 x 112 x 112
+        x = self.maxpool1(x)  # 64 x 56 x 56
+        x = self.norm1(x)
+        x = self.conv2(x)  # 64 x 56 x 56
+        x = self.conv3(x)  # 192 x 56 x 56
+        x = self.norm2(x)
+        x = self.maxpool2(x)  # 192 x 28 x 28
+        x = self.inception3a(x)  # 256 x 28 x 28
+        x = self.inception3b(x)  # 480 x 28 x 28
+        x = self.maxpool3(x)  # 480 x 14 x 14
+        x = self.inception4a(x)  # 512 x 14 x 14
         if use_aux and self.aux1 is not None:
-            aux.append(self.aux1(x))
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
+            aux.append(self.aux1(x))  # classes
+        x = self.inception4b(x)  # 512 x 14 x 14
+        x = self.inception4c(x)  # 512 x 14 x 14
+        x = self.inception4d(x)  # 528 x 14 x 14
         if use_aux and self.aux2 is not None:
-            aux.append(self.aux2(x))
-        x = self.maxpool4(self.inception4e(x))
-        x = self.inception5b(self.inception5a(x))
+            aux.append(self.aux2(x))  # classes
+        x = self.inception4e(x)  # 832 x 14 x 14
+        x = self.maxpool4(x)  # 832 x 7 x 7
+        x = self.inception5a(x)  # 832 x 7 x 7
+        x = self.inception5b(x)  # 1024 x 7 x 7
+        x = self.avgpool(x)  # 1024 x 1 x 1
         return self.dropout(torch.flatten(self.avgpool(x), 1)), tuple(aux)
 
     def forward(self, x: Tensor) -> Tensor | AuxOutputs:

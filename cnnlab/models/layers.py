@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -78,6 +79,20 @@ def scaled(width: float, channels: int) -> int:
     return max(1, round(channels * width))
 
 
+@dataclass(frozen=True)
+class LRNParams:
+    """Local response normalisation's constants, alpha in the paper's convention (not divided by n)."""
+
+    size: int  # n, the number of adjacent maps summed over
+    alpha: float
+    beta: float
+    k: float
+
+
+# AlexNet section 3.3: "k = 2, n = 5, alpha = 10^-4, and beta = 0.75", chosen on a validation set.
+ALEXNET_LRN = LRNParams(size=5, alpha=1e-4, beta=0.75, k=2.0)
+
+
 class LocalResponseNorm(nn.Module):
     """Local response normalisation across channels, AlexNet Sec. 3.3, with the paper's alpha convention.
 
@@ -96,10 +111,10 @@ class LocalResponseNorm(nn.Module):
     def __init__(
         self,
         channels: int,
-        size: int = 5,
-        alpha: float = 1e-4,
-        beta: float = 0.75,
-        k: float = 2.0,
+        size: int = ALEXNET_LRN.size,
+        alpha: float = ALEXNET_LRN.alpha,
+        beta: float = ALEXNET_LRN.beta,
+        k: float = ALEXNET_LRN.k,
         groups: int = 1,
     ) -> None:
         super().__init__()
@@ -123,9 +138,13 @@ class LocalResponseNorm(nn.Module):
         # Not persistent: the band is derived, so state dicts stay key-for-key those of torchvision/Caffe.
         self.register_buffer("band", band, persistent=False)
 
+    @classmethod
+    def of(cls, channels: int, params: LRNParams, groups: int = 1) -> LocalResponseNorm:
+        return cls(channels, params.size, params.alpha, params.beta, params.k, groups)
+
     def _window_sum(self, sq: torch.Tensor) -> torch.Tensor:
         if self.band is not None:
-            return F.conv2d(sq, self.band)
+            return F.conv2d(sq, self.band.to(sq.dtype))
         sums = []
         for part in sq.chunk(self.groups, dim=1):
             c = part.shape[1]
@@ -138,12 +157,14 @@ class LocalResponseNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        # Sums of squares overflow float16: normalise in float32 even under autocast.
+        # Sums of squares overflow float16: normalise in float32 (or the input's own float64) even under
+        # autocast, and hand back the input's type.
+        work = torch.float64 if dtype == torch.float64 else torch.float32
         with torch.autocast(x.device.type, enabled=False) if _autocasting(x) else _nothing():
-            x32 = x.float()
-            denom = self._window_sum(x32 * x32).mul(self.alpha).add_(self.k)
+            xw = x.to(work)
+            denom = self._window_sum(xw * xw).mul(self.alpha).add_(self.k)
             # d ** -beta as exp(-beta * log d): the same value (d >= k > 0), 4x faster than pow on CPU.
-            return (x32 * denom.log().mul_(-self.beta).exp_()).to(dtype)
+            return (xw * denom.log().mul_(-self.beta).exp_()).to(dtype)
 
     def extra_repr(self) -> str:
         groups = f", groups={self.groups}" if self.groups > 1 else ""

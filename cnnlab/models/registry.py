@@ -20,9 +20,6 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import Net
 
-# GoogLeNet Sec. 5: "during training, their loss gets added to the total loss ... with a discount weight".
-AUX_WEIGHT = 0.3
-
 
 class AuxOutputs(NamedTuple):
     """A GoogLeNet's training-mode output: main logits and the auxiliary heads' logits."""

@@ -6,6 +6,8 @@ Table 1, one list per column: numbers are 3x3 conv widths (stride 1, padding 1),
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, flatten, nn
 
 from cnnlab.models import layers as L
@@ -13,34 +15,14 @@ from cnnlab.models.registry import register
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
 
+# fmt: off
 CONFIGS: dict[str, list[int | str]] = {
-    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ],
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-11
+    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-13
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # VGG-16
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # noqa: E501 (VGG-19: one line, as Table 1 reads)
 }
+# fmt: on
 # VGG Sec. 3.1 draws weights with "zero mean and 10^-2 variance", i.e. std 0.1 (many ports read std 0.01).
 PAPER_STD = 0.1
 INITS = ("paper", "kaiming", "default")
@@ -123,39 +105,60 @@ class VGG(L.Net):
         return L.convs(self.features[0])
 
 
-def _builder(config: str, depth: int, batch_norm: bool) -> None:
-    """Register vgg{depth}[_bn] for one column of Table 1."""
-
-    def build(
-        num_classes: int = 1000,
-        in_channels: int = 3,
-        *,
-        activation: str = "relu",
-        lrn: bool = False,
-        dropout: float = 0.5,
-        init: str = "kaiming",
-    ) -> VGG:
-        return VGG(
-            config,
-            num_classes=num_classes,
-            in_channels=in_channels,
-            batch_norm=batch_norm,
-            activation=activation,
-            lrn=lrn,
-            dropout=dropout,
-            init=init,
-        )
-
-    bn = " with batch norm" if batch_norm else ""
-    register(
-        family="vgg",
-        input_size=224,
-        paper=PAPER + (" (+ Ioffe & Szegedy 2015 batch norm)" if batch_norm else ""),
-        description=f"configuration {config}: {depth} weight layers{bn}",
-        name=f"vgg{depth}{'_bn' if batch_norm else ''}",
-    )(build)
+@dataclass(frozen=True)
+class VGGSwitches:
+    activation: str = "relu"  # Sec. 2.1: "All hidden layers are equipped with the rectification"
+    lrn: bool = False  # Sec. 2.1: LRN (in configuration A-LRN only) "does not improve the performance"
+    dropout: float = 0.5  # Sec. 3.1: dropout ratio 0.5 for the first two fully connected layers
+    init: str = "kaiming"
 
 
-for _bn in (False, True):
-    for _config, _depth in (("A", 11), ("B", 13), ("D", 16), ("E", 19)):
-        _builder(_config, _depth, _bn)
+SWITCHES = VGGSwitches()
+BN = " (+ Ioffe & Szegedy 2015 batch norm)"
+
+
+def _vgg(config: str, num_classes: int, in_channels: int, switches: VGGSwitches, batch_norm: bool) -> VGG:
+    return VGG(
+        config, num_classes=num_classes, in_channels=in_channels, batch_norm=batch_norm,
+        activation=switches.activation, lrn=switches.lrn, dropout=switches.dropout, init=switches.init,
+    )  # fmt: skip
+
+
+@register(family="vgg", input_size=224, paper=PAPER, description="configuration A: 11 weight layers")
+def vgg11(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("A", num_classes, in_channels, switches, batch_norm=False)
+
+
+@register(family="vgg", input_size=224, paper=PAPER, description="configuration B: 13 weight layers")
+def vgg13(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("B", num_classes, in_channels, switches, batch_norm=False)
+
+
+@register(family="vgg", input_size=224, paper=PAPER, description="configuration D: 16 weight layers")
+def vgg16(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("D", num_classes, in_channels, switches, batch_norm=False)
+
+
+@register(family="vgg", input_size=224, paper=PAPER, description="configuration E: 19 weight layers")
+def vgg19(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("E", num_classes, in_channels, switches, batch_norm=False)
+
+
+@register(family="vgg", input_size=224, paper=PAPER + BN, description="configuration A with batch norm")
+def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("A", num_classes, in_channels, switches, batch_norm=True)
+
+
+@register(family="vgg", input_size=224, paper=PAPER + BN, description="configuration B with batch norm")
+def vgg13_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("B", num_classes, in_channels, switches, batch_norm=True)
+
+
+@register(family="vgg", input_size=224, paper=PAPER + BN, description="configuration D with batch norm")
+def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("D", num_classes, in_channels, switches, batch_norm=True)
+
+
+@register(family="vgg", input_size=224, paper=PAPER + BN, description="configuration E with batch norm")
+def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
+    return _vgg("E", num_classes, in_channels, switches, batch_norm=True)

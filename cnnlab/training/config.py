@@ -183,12 +183,17 @@ def check(cfg: TrainConfig) -> None:
 
     None means "the recipe's value" and passes (the recipes' own values are right by construction).
     """
-    positive = ("epochs", "batch_size", "input_size", "limit_train", "limit_val", "stop_after", "resize")
-    for name in (*positive, "patience"):
+    from cnnlab.data.augment import check_ranges  # imported here: argument parsing needs no torch
+
+    check_ranges(
+        input_size=cfg.input_size, resize=cfg.resize, pad=cfg.pad, pca_std=cfg.pca_std,
+        normalize=cfg.normalize, pca_scale=cfg.pca_scale,
+    )  # fmt: skip
+    for name in ("epochs", "batch_size", "limit_train", "limit_val", "stop_after", "patience"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise CnnlabError(f"{flag(name)} must be positive, got {value}")
-    for name in ("pad", "max_drops", "workers"):
+    for name in ("max_drops", "workers"):
         value = getattr(cfg, name)
         if value is not None and value < 0:
             raise CnnlabError(f"{flag(name)} must be 0 or more, got {value}")
@@ -204,10 +209,8 @@ def check(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and not 0 <= value < 1:
             raise CnnlabError(f"{flag(name)} is {what} in [0, 1), got {value}")
-    for name in ("weight_decay", "pca_std"):
-        value = getattr(cfg, name)
-        if value is not None and not (value >= 0 and math.isfinite(value)):
-            raise CnnlabError(f"{flag(name)} must be a number >= 0, got {value}")
+    if cfg.weight_decay is not None and not (cfg.weight_decay >= 0 and math.isfinite(cfg.weight_decay)):
+        raise CnnlabError(f"--weight-decay must be a number >= 0, got {cfg.weight_decay}")
     if cfg.nesterov and cfg.momentum == 0:
         raise CnnlabError("--nesterov needs a momentum above 0; pass --momentum or --no-nesterov")
     if not -(2**63) <= cfg.seed < 2**64:

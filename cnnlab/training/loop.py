@@ -11,7 +11,6 @@ Written for speed and for exact resumption:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
@@ -22,6 +21,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab import checkpoint, models, report
+from cnnlab.device import amp_dtype, autocast
 from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.training import distributed, records, runfolder
@@ -35,16 +35,6 @@ def step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
     for v in (rank, epoch, step):
         s = (s * 6364136223846793005 + v + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
     return s >> 1
-
-
-def amp_dtype(name: str) -> torch.dtype | None:
-    """The autocast type of a RunConfig's amp_dtype ("none", "bf16", "fp16")."""
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
-
-
-def autocast(name: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    dtype = amp_dtype(name)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class Loop:
@@ -174,11 +164,11 @@ class Loop:
             torch.manual_seed(step_seed(cfg.seed, ctx.rank, epoch, step))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(cfg.amp_dtype, dev):
+            with autocast(amp_dtype(cfg.amp_dtype), dev.type):
                 logits, aux = models.split_outputs(self.train_net(x))
                 loss = self.criterion(logits, y)
                 for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
-                    loss = loss + models.AUX_WEIGHT * self.criterion(a, y)
+                    loss = loss + models.AUX_LOSS_WEIGHT * self.criterion(a, y)
             run.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(run.optimizer)

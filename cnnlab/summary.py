@@ -2,7 +2,7 @@
 
 `layer_table` runs one forward pass with hooks on every leaf module and records, in execution order, each
 layer's output shape, parameters, FLOPs and output bytes, plus the worked output-size formula
-floor((in + 2*pad - kernel) / stride) + 1 for convolutions and pools (SPEC section 5). Big nets are built
+floor((in + 2*pad - kernel) / stride) + 1 for convolutions and pools. Big nets are built
 on PyTorch's meta device, so the pass computes shapes only and takes milliseconds even for VGG-19. The FLOP
 convention (a multiply-add counts 2) is in `cnnlab.counting`. Functional ops inside a block's forward
 (GoogLeNet's concatenation, the two-tower exchange) cost 0 FLOPs, but the block gets its own row when it
