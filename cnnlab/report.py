@@ -87,6 +87,10 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "
 
 def curves_png(history: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
     """`plot_curves`' picture as PNG bytes (the HTML report embeds it)."""
+    return figure_png(curves_figure(history, title))
+
+
+def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -121,7 +125,7 @@ def curves_png(history: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
             a.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    return figure_png(fig)
+    return fig
 
 
 def plot_confusion(

@@ -204,3 +204,28 @@ def test_filter_picture_draws_each_tower_pixel_for_pixel(tmp_path: Path) -> None
     rule = paper._MARGIN + panel.shape[1] + paper._TOWER_GAP // 2
     assert picture[top + 5, rule - 1 : rule + 2].max(axis=1).min() < 100  # the dark rule between towers
     assert picture[: paper._MARGIN + paper._TITLE_H].min() < 100  # the title is written above
+
+
+def test_curves_labels_do_not_overlap() -> None:
+    """Each panel's y-label clears its own tick labels and the panel to its left (the log lr axis' labels
+    used to run into the y-label), and the figure title clears the panel titles."""
+    from cnnlab import report
+
+    history = [
+        dict(epoch=e, lr=0.01 / 10 ** (e // 3), train_loss=2.0 / e, val_loss=2.2 / e, train_top1_err=0.5 / e,
+             val_top1_err=0.6 / e, val_top5_err=0.1 / e)
+        for e in range(1, 10)
+    ]  # fmt: skip
+    fig = report.curves_figure(history, "a title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    for i, ax in enumerate(axes):
+        label = ax.yaxis.label.get_window_extent(renderer)
+        for tick in ax.get_yticklabels():
+            if tick.get_text():
+                assert not label.overlaps(tick.get_window_extent(renderer)), (i, tick.get_text())
+        if i:
+            assert label.x0 > axes[i - 1].get_window_extent(renderer).x1
+        assert not fig._suptitle.get_window_extent(renderer).overlaps(ax.title.get_window_extent(renderer))
+    report._pyplot().close(fig)
