@@ -69,17 +69,37 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def figure_png(fig: Any, dpi: int = 110, tight: bool = True) -> bytes:
+    """A matplotlib figure as PNG bytes (then closed), cropped to what it draws unless not `tight` (a
+    figure laid out in whole pixels keeps its size, so its images are not resampled)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    write_bytes(path, figure_png(fig))
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
     """Loss, top-1/top-5 error and learning rate against epoch (the paper reports top-1 and top-5 error)."""
+    write_bytes(path, curves_png(history, title))
+
+
+def curves_png(history: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
+    """`plot_curves`' picture as PNG bytes (the HTML report embeds it)."""
+    return figure_png(curves_figure(history, title))
+
+
+def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [int(r["epoch"]) for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    # Constrained layout leaves each panel room for its own tick and axis labels: with fixed spacing a
+    # log axis' labels (1e-03) ran into the y-label, and the figure title into the panel titles.
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     ax = axes[0]
     ax.plot(epochs, [float(r["train_loss"]) for r in history], "o-", label="train")
     ax.plot(epochs, [float(r["val_loss"]) for r in history], "o-", label="val")
@@ -101,23 +121,32 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "
         ax.set_yscale("log")
     for a in axes:
         a.grid(alpha=0.3)
+        if len(set(epochs)) <= 12:  # epochs are whole numbers: tick each one, or whole numbers only
+            a.set_xticks(sorted(set(epochs)))
+        else:
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
-    _save_figure(fig, path)
-    plt.close(fig)
+    return fig
 
 
 def plot_confusion(
     matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = ""
 ) -> None:
     """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
+    write_bytes(path, confusion_png(matrix, classes, title))
+
+
+def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> bytes:
+    """`plot_confusion`'s picture as PNG bytes."""
     plt = _pyplot()
     k = len(classes)
     rows = [[float(v) for v in row] for row in matrix]
     norm = [[v / max(sum(row), 1.0) for v in row] for row in rows]
     side = min(2.0 + 0.55 * k, 24.0)
     fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    shown = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class's images")
     if k <= 30:
         ax.set_xticks(range(k), labels=list(classes), rotation=60, ha="right")
         ax.set_yticks(range(k), labels=list(classes))
@@ -127,8 +156,7 @@ def plot_confusion(
                     color = "white" if norm[i][j] > 0.5 else "black"
                     ax.text(j, i, f"{int(rows[i][j])}", ha="center", va="center", fontsize=7, color=color)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    _save_figure(fig, path)
-    plt.close(fig)
+    return figure_png(fig)
 
 
 def format_seconds(seconds: float) -> str:

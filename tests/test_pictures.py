@@ -24,8 +24,8 @@ from cnnlab.pictures import (
     find_neighbors,
     kernel_image,
     nearest,
-    neighbor_grid,
 )
+from cnnlab.pictures.paper import neighbor_captions
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -122,18 +122,6 @@ def test_nearest_rejects_k_beyond_the_bank() -> None:
         nearest(torch.zeros(2, 3), torch.zeros(4, 3), 5)
 
 
-def test_neighbor_grid_layout() -> None:
-    q = [torch.full((1, 4, 4), 10, dtype=torch.uint8)]
-    ns = [[torch.full((1, 4, 4), 200, dtype=torch.uint8), torch.zeros((1, 4, 4), dtype=torch.uint8)]]
-    grid = neighbor_grid(q, ns, side=8)  # upsampled 2x
-    gap = 4 * SEP
-    assert grid.shape == (SEP + 8 + SEP, SEP + 3 * (8 + SEP) + gap, 3)
-    assert np.allclose(grid[SEP : SEP + 8, SEP : SEP + 8], 10 / 255)
-    x1 = SEP + (8 + SEP) + gap
-    assert np.allclose(grid[SEP : SEP + 8, x1 : x1 + 8], 200 / 255)
-    assert np.allclose(grid[SEP : SEP + 8, x1 + 8 + SEP : x1 + 16 + SEP], 0.0)
-
-
 @pytest.fixture
 def tiny_fashion(tmp_path: Path) -> tuple[Path, torch.Tensor, list[int]]:
     """40 random training images; the 6 test images are copies of training images 3, 9, 17, 20, 31, 38."""
@@ -186,5 +174,58 @@ def test_neighbors_find_the_duplicated_training_images(tiny_fashion, tmp_path: P
     out = tmp_path / "nn.png"
     args = ["neighbors", str(ckpt_path), "--dataset", "fashion-mnist", "--data-dir", str(folder)]
     assert main([*args, "--queries", "4", "--k", "3", "--bank-size", "30", "-o", str(out)]) == 0
-    side = 28 * 3  # 28 px images blown up 3x to reach 64 px
-    assert png_size(out) == (SEP + 4 * (side + SEP) + 4 * SEP, SEP + 4 * (side + SEP))
+    width, height = png_size(out)
+    assert width > 4 * 28 * 3 and height > 4 * 28 * 3  # four columns, four rows of 84-px images, labelled
+    # Each row is captioned: the query's class, then each neighbour's class and distance, nearest first.
+    captions = neighbor_captions(train, test, found)
+    assert (
+        captions[0][0]
+        == f"query: test #{int(found.query_idx[0])}\n{train.classes[int(test.labels[found.query_idx[0]])]}"
+    )
+    assert captions[0][1].endswith(f"d = {float(found.dist[0, 0]):.3g}") and len(captions[0]) == 4
+
+
+def test_filter_picture_draws_each_tower_pixel_for_pixel(tmp_path: Path) -> None:
+    """The written Figure 3 holds each tower's grid unresampled below its title, with a dark rule between."""
+    from cnnlab.pictures import paper
+
+    model = models.create("alexnet_grouped", num_classes=10)
+    out = paper.write_filters(model, tmp_path / "f.png")
+    picture = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    convs = model.first_conv()
+    scale = paper.filter_scale(convs)
+    top = paper._MARGIN + paper._TITLE_H + paper._LABEL_H
+    x = paper._MARGIN
+    for conv in convs:
+        panel = (filter_grid([conv], None, scale) * 255).round().astype(int)
+        h, w = panel.shape[:2]
+        assert np.abs(picture[top : top + h, x : x + w] - panel).max() <= 1
+        x += w + paper._TOWER_GAP
+    rule = paper._MARGIN + panel.shape[1] + paper._TOWER_GAP // 2
+    assert picture[top + 5, rule - 1 : rule + 2].max(axis=1).min() < 100  # the dark rule between towers
+    assert picture[: paper._MARGIN + paper._TITLE_H].min() < 100  # the title is written above
+
+
+def test_curves_labels_do_not_overlap() -> None:
+    """Each panel's y-label clears its own tick labels and the panel to its left (the log lr axis' labels
+    used to run into the y-label), and the figure title clears the panel titles."""
+    from cnnlab import report
+
+    history = [
+        dict(epoch=e, lr=0.01 / 10 ** (e // 3), train_loss=2.0 / e, val_loss=2.2 / e, train_top1_err=0.5 / e,
+             val_top1_err=0.6 / e, val_top5_err=0.1 / e)
+        for e in range(1, 10)
+    ]  # fmt: skip
+    fig = report.curves_figure(history, "a title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    for i, ax in enumerate(axes):
+        label = ax.yaxis.label.get_window_extent(renderer)
+        for tick in ax.get_yticklabels():
+            if tick.get_text():
+                assert not label.overlaps(tick.get_window_extent(renderer)), (i, tick.get_text())
+        if i:
+            assert label.x0 > axes[i - 1].get_window_extent(renderer).x1
+        assert not fig._suptitle.get_window_extent(renderer).overlaps(ax.title.get_window_extent(renderer))
+    report._pyplot().close(fig)

@@ -2,10 +2,12 @@
 
 - Figure 3: the first convolution's kernels as an image grid. Each kernel is min-max normalised on its
   own (all its channels together, so the colour balance survives), RGB kernels shown in colour and
-  single-channel ones in grey, cells split by 1-px lines. The two-tower nets draw one panel per tower,
-  which is where the paper saw tower 1 learn colour-agnostic and tower 2 colour-specific kernels.
+  single-channel ones in grey, cells split by 1-px lines. The two-tower nets draw one labelled panel per
+  tower with a dark rule between them, which is where the paper saw tower 1 learn colour-agnostic and
+  tower 2 colour-specific kernels. The kernels are drawn 1:1 in pixels (no resampling) under a title.
 - Figure 4: test images and the training images nearest to them in the last hidden layer's feature
   space (Euclidean distance on `model.embed`), computed in chunks so the bank can be the whole training set.
+  The query column is framed; every image is labelled with its class, every neighbour with its distance.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
 SEP = 1  # separator width between cells and around each panel, in pixels
 PANEL_GAP = 8  # extra separator between the towers' panels
@@ -74,28 +77,55 @@ def filter_grid(
     return grid
 
 
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """An (H, W, 3) float image in [0, 1] as an 8-bit PNG."""
-    from PIL import Image
-
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise CnnlabError(f"cannot write {path.name}: the picture is a PNG, name the file *.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
-    return path
-
-
-def write_filters(model: nn.Module, path: str | Path, cols: int | None = None) -> Path:
-    """The model's first conv layer(s) as the paper's Figure 3, kernels upsampled to fill MIN_WIDTH pixels."""
-    convs = model.first_conv()  # type: ignore[operator]
+def filter_scale(convs: Sequence[nn.Conv2d], cols: int | None = None) -> int:
+    """The whole upsampling factor that makes the grid of all panels at least MIN_WIDTH pixels wide."""
     base = filter_grid(convs, cols).shape[1]  # width at scale 1; each step of scale adds one kernel width
     kernels_across = (base - (len(convs) - 1) * PANEL_GAP - len(convs) * SEP) // (
         convs[0].weight.shape[3] + SEP
     )
     extra = kernels_across * int(convs[0].weight.shape[3])
-    scale = 1 + max(0, math.ceil((MIN_WIDTH - base) / extra))
-    return save_png(filter_grid(convs, cols, scale), path)
+    return 1 + max(0, math.ceil((MIN_WIDTH - base) / extra))
+
+
+# Layout of the written filter picture, in pixels.
+_MARGIN, _TITLE_H, _LABEL_H, _TOWER_GAP = 12, 46, 24, 28
+
+
+def write_filters(model: nn.Module, path: str | Path, cols: int | None = None) -> Path:
+    """The model's first conv layer(s) as the paper's Figure 3 (`filters_figure`), as a PNG file."""
+    path = check_png(path)
+    return save_figure(filters_figure(model, cols), path, pixel_exact=True)
+
+
+def filters_figure(model: nn.Module, cols: int | None = None) -> Any:
+    """Figure 3 laid out in pixels: a title, one labelled panel per tower with a dark rule between
+    towers, kernels upsampled to fill MIN_WIDTH pixels and drawn 1:1 (save it with pixel_exact=True)."""
+    convs = model.first_conv()  # type: ignore[operator]
+    scale = filter_scale(convs, cols)
+    panels = [filter_grid([c], cols, scale) for c in convs]
+    width = 2 * _MARGIN + sum(p.shape[1] for p in panels) + _TOWER_GAP * (len(panels) - 1)
+    height = 2 * _MARGIN + _TITLE_H + _LABEL_H + max(p.shape[0] for p in panels)
+    layout = PixelLayout(width, height)
+    w = convs[0].weight
+    count = sum(int(c.weight.shape[0]) for c in convs)
+    name = getattr(model, "arch", type(model).__name__)
+    title = (
+        f"{name}: first-layer kernels (AlexNet paper, Figure 3)\n"
+        f"{count} kernels of {w.shape[2]}x{w.shape[3]}x{w.shape[1]}, each scaled to its own min-max"
+    )
+    layout.text(width / 2, _MARGIN, title, px=15, ha="center", linespacing=1.3)
+    x = _MARGIN
+    top = _MARGIN + _TITLE_H + _LABEL_H
+    for p, (conv, panel) in enumerate(zip(convs, panels, strict=True)):
+        n = int(conv.weight.shape[0])
+        label = f"tower {p + 1} (GPU {p + 1}): {n} kernels" if len(convs) > 1 else f"{n} kernels"
+        layout.text(x + panel.shape[1] / 2, top - _LABEL_H + 2, label, px=13, ha="center")
+        layout.image(panel, x, top)
+        x += panel.shape[1]
+        if p < len(panels) - 1:
+            layout.vline(x + _TOWER_GAP / 2, top - _LABEL_H, top + panel.shape[0], color="0.2", lw=2)
+            x += _TOWER_GAP
+    return layout.fig
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -150,24 +180,6 @@ def _as_rgb(img: torch.Tensor, side: int) -> np.ndarray:
         small = pil.size[0] < side  # upsample small images blockily, as pixels; shrink big ones smoothly
         pil = pil.resize((side, side), Image.Resampling.NEAREST if small else Image.Resampling.BILINEAR)
     return np.asarray(pil, dtype=np.float32) / 255.0
-
-
-def neighbor_grid(
-    queries: Sequence[torch.Tensor], neighbors: Sequence[Sequence[torch.Tensor]], side: int
-) -> np.ndarray:
-    """One row per query: the query, a gap, then its neighbours nearest first; (H, W, 3) in [0, 1]."""
-    k = max(len(n) for n in neighbors)
-    gap = 4 * SEP  # sets the query column apart, as in the paper's figure
-    height = SEP + len(queries) * (side + SEP)
-    width = SEP + (k + 1) * (side + SEP) + gap
-    grid = np.full((height, width, 3), SEP_VALUE, dtype=np.float32)
-    for r, (q, ns) in enumerate(zip(queries, neighbors, strict=True)):
-        y = SEP + r * (side + SEP)
-        grid[y : y + side, SEP : SEP + side] = _as_rgb(q, side)
-        for j, img in enumerate(ns):
-            x = SEP + (j + 1) * (side + SEP) + gap
-            grid[y : y + side, x : x + side] = _as_rgb(img, side)
-    return grid
 
 
 @dataclass
@@ -229,11 +241,63 @@ def raw_image(ds: Any, index: int, side: int) -> torch.Tensor:
     return ds.images[index] if hasattr(ds, "images") else ds.read(index, side)
 
 
-def write_neighbors(train_ds: Any, test_ds: Any, found: Neighbors, path: str | Path, side: int) -> Path:
-    """The paper's Figure 4: each query test image, then its nearest training images."""
-    queries = [raw_image(test_ds, int(i), side) for i in found.query_idx]
-    neighbors = [[raw_image(train_ds, int(j), side) for j in row] for row in found.idx]
-    return save_png(neighbor_grid(queries, neighbors, side), path)
+def picture_side(ds: Any, aug: Any) -> int:
+    """The side neighbour images are drawn at: small images blown up by a whole factor (crisp pixels)."""
+    native = int(getattr(ds, "image_size", (0, 0))[0]) or int(aug.resize or aug.input_size)
+    return native * max(1, math.ceil(64 / native))
+
+
+def label_of(ds: Any, index: int) -> str:
+    return str(ds.classes[int(ds.labels[index])])
+
+
+def neighbor_captions(train_ds: Any, test_ds: Any, found: Neighbors) -> list[list[str]]:
+    """Per query row: the query's class, then each neighbour's class and distance."""
+    rows = []
+    for q, dists, idx in zip(found.query_idx.tolist(), found.dist.tolist(), found.idx.tolist(), strict=True):
+        row = [f"query: test #{q}\n{label_of(test_ds, q)}"]
+        row += [f"{label_of(train_ds, j)}\nd = {d:.3g}" for j, d in zip(idx, dists, strict=True)]
+        rows.append(row)
+    return rows
+
+
+def write_neighbors(
+    train_ds: Any, test_ds: Any, found: Neighbors, path: str | Path, side: int, title: str = ""
+) -> Path:
+    """The paper's Figure 4 (`neighbors_figure`) as a PNG file."""
+    path = check_png(path)
+    return save_figure(neighbors_figure(train_ds, test_ds, found, side, title), path)
+
+
+def neighbors_figure(train_ds: Any, test_ds: Any, found: Neighbors, side: int, title: str = "") -> Any:
+    """Each query test image (first column, framed), then its nearest training images, nearest first,
+    each labelled with its class and its feature-space distance."""
+    plt = pyplot()
+    captions = neighbor_captions(train_ds, test_ds, found)
+    q, k = found.idx.shape
+    fig, axes = plt.subplots(q, k + 1, figsize=(1.3 * (k + 1) + 0.4, 1.55 * q + 0.7), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for r in range(q):
+        images = [raw_image(test_ds, int(found.query_idx[r]), side)]
+        images += [raw_image(train_ds, int(j), side) for j in found.idx[r]]
+        query_label = int(test_ds.labels[int(found.query_idx[r])])
+        # A neighbour of another class than its query is captioned in red.
+        colours = ["tab:orange"] + [
+            "black" if int(train_ds.labels[int(j)]) == query_label else "tab:red" for j in found.idx[r]
+        ]
+        for c, (img, caption) in enumerate(zip(images, captions[r], strict=True)):
+            ax = axes[r, c]
+            ax.imshow(_as_rgb(img, side), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(caption, fontsize=7, pad=2, color=colours[c])
+            if c == 0:  # the query column stands out: a thick coloured frame
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:orange")
+                    spine.set_linewidth(3)
+    fig.suptitle(title or "test images (framed) and their nearest training images in feature space, nearest "
+                 "first (Figure 4)", fontsize=11)  # fmt: skip
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -262,21 +326,20 @@ def _cmd_filters(args: argparse.Namespace) -> int:
 def _cmd_neighbors(args: argparse.Namespace) -> int:
     from cnnlab import checkpoint, data
 
-    ckpt = checkpoint.load(args.checkpoint)
-    model = checkpoint.build_model(ckpt)
-    if "augment" not in ckpt or "data_stats" not in ckpt:
-        raise CnnlabError(f"{args.checkpoint} lacks the preprocessing settings; write it with `cnnlab train`")
-    aug = data.AugmentConfig.from_dict(ckpt["augment"])
-    stats = data.DataStats.from_dict(ckpt["data_stats"])
+    net = checkpoint.restore(checkpoint.load(args.checkpoint))
+    model, aug, stats, ckpt = net.model, net.aug, net.stats, net.ckpt
     train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     found = find_neighbors(
         model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
         batch_size=args.batch_size, device=device, seed=args.seed,
     )  # fmt: skip
-    native = int(getattr(test_ds, "image_size", (0, 0))[0]) or int(aug.resize or aug.input_size)
-    side = native * max(1, math.ceil(64 / native))  # small images blown up by a whole factor, crisp pixels
-    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side)}")
+    side = picture_side(test_ds, aug)
+    title = (
+        f"{ckpt['model_name']}: {test_ds.name} test images (framed), their {args.k} nearest training images\n"
+        "nearest first (Euclidean distance of the last hidden layer's features; AlexNet paper, Figure 4)"
+    )
+    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side, title)}")
     for q, d, j in zip(found.query_idx.tolist(), found.dist.tolist(), found.idx.tolist(), strict=True):
         pairs = ", ".join(f"{i} ({x:.3g})" for i, x in zip(j, d, strict=True))
         print(f"test {q}: nearest train images {pairs}")

@@ -1,0 +1,402 @@
+"""`cnnlab report RUN_DIR`: one self-contained HTML page that shows a whole run.
+
+The page holds the run's settings, its curves, its final and best numbers (and which split of which data
+set they were measured on), then a fresh evaluation of its checkpoint on the same validation images: the
+confusion matrix and per-class table, the most confident mistakes, the first-layer kernels, nearest
+neighbours in feature space and Grad-CAM maps of a few validation images. Every picture is a PNG inside the
+page (base64 data URIs), the style sheet is inline and there is no script: the file opens anywhere, offline,
+and can be mailed or archived alone.
+
+`write_report(run_dir, out)` is what `cnnlab train` calls at the end of a run. The evaluation costs one more
+pass over the validation set (what one epoch's validation costs), the neighbours one pass over at most
+`bank_size` training images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import html
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CnnlabError
+
+CHECKPOINTS = ("best", "last")
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; margin: 0 auto;
+       max-width: 1180px; padding: 1.2em 1.6em 3em; color: #1c1c1c; background: #fff; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
+p.sub { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #d4d4d4; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; margin: 0.6em 0; border: 1px solid #e2e2e2; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5em 0.9em; margin: 0.8em 0; }
+.missing { color: #8a5a00; font-style: italic; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+nav a { margin-right: 1em; }
+"""
+
+
+@dataclass
+class Page:
+    """The page being built: sections of HTML, in order."""
+
+    title: str
+    sections: list[tuple[str, str, str]] = field(default_factory=list)  # (anchor, heading, body)
+
+    def add(self, anchor: str, heading: str, body: str) -> None:
+        self.sections.append((anchor, heading, body))
+
+    def html(self, subtitle: str) -> str:
+        nav = " ".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in self.sections)
+        body = "\n".join(
+            f'<section id="{a}">\n<h2>{html.escape(h)}</h2>\n{b}\n</section>' for a, h, b in self.sections
+        )
+        return (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{html.escape(self.title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+            f'<h1>{html.escape(self.title)}</h1>\n<p class="sub">{subtitle}</p>\n<nav>{nav}</nav>\n'
+            f"{body}\n</body>\n</html>\n"
+        )
+
+
+def img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    lines = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="num">{html.escape(str(v))}</td>'
+            if i in numeric
+            else f"<td>{html.escape(str(v))}</td>"
+            for i, v in enumerate(row)
+        )
+        lines.append(f"<tr>{cells}</tr>")
+    return f"<table>\n<tr>{head}</tr>\n" + "\n".join(lines) + "\n</table>"
+
+
+def missing(text: str) -> str:
+    return f'<p class="missing">{html.escape(text)}</p>'
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the run folder says
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """config.json and the metrics.csv rows (as numbers) of a run folder."""
+    from cnnlab import report
+
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CnnlabError(
+            f"{run_dir} is not a run folder (no config.json); give the --out of a `cnnlab train`"
+        )
+    try:
+        doc = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CnnlabError(f"cannot read {cfg_path} ({exc}); is the run folder damaged?") from None
+    history: list[dict[str, float]] = []
+    if (run_dir / "metrics.csv").is_file():
+        for row in report.read_metrics(run_dir / "metrics.csv"):
+            try:
+                history.append({k: float(v) for k, v in row.items()})
+            except (TypeError, ValueError):
+                continue  # a torn or foreign row: the rest still tells the story
+    return doc, history
+
+
+def split_note(doc: Mapping[str, Any]) -> tuple[str, str]:
+    """(short label, sentence) saying which split the "val" numbers come from, from config.json."""
+    cfg = doc.get("config", {})
+    rec = doc.get("data", {}).get("val") or {}
+    name = rec.get("name") or cfg.get("dataset", "?")
+    split = rec.get("split", "val")
+    count = rec.get("count")
+    size = f"{count:,} images" if isinstance(count, int) else "size not recorded"
+    limit = cfg.get("limit_val")
+    part = f", the first {limit:,} of them" if isinstance(limit, int) and limit > 0 else ""
+    label = f"{name} {split} split"
+    sentence = f'The run\'s "val" numbers are measured on the {label} ({size}{part}).'
+    if split == "test":
+        sentence += (
+            " This data set has no separate validation split, so the held-out test set served as the "
+            'validation set: the best epoch was chosen on it, and its "best" number is optimistic.'
+        )
+    return label, sentence
+
+
+def numbers_section(doc: Mapping[str, Any], history: Sequence[Mapping[str, float]]) -> str:
+    label, sentence = split_note(doc)
+    if not history:
+        return missing("No epoch has finished yet (metrics.csv has no rows).")
+    last = history[-1]
+    best = min(history, key=lambda r: r["val_top1_err"])
+    batches = "training batches (augmented)"
+    rows = [
+        ["val top-1 error", pct(last["val_top1_err"]), pct(best["val_top1_err"]), label],
+        ["val top-5 error", pct(last["val_top5_err"]), pct(best["val_top5_err"]), label],
+        ["val accuracy", pct(1 - last["val_top1_err"]), pct(1 - best["val_top1_err"]), label],
+        ["val loss", f"{last['val_loss']:.4f}", f"{best['val_loss']:.4f}", label],
+        ["train loss", f"{last['train_loss']:.4f}", f"{best['train_loss']:.4f}", batches],
+        ["train top-1 error", pct(last["train_top1_err"]), pct(best["train_top1_err"]), batches],
+    ]  # fmt: skip
+    epochs = doc.get("config", {}).get("epochs")
+    head = ["", f"final (epoch {int(last['epoch'])}" + (f" of {epochs})" if epochs else ")"),
+            f"best val top-1 (epoch {int(best['epoch'])})", "measured on"]  # fmt: skip
+    seconds = sum(r.get("epoch_seconds", 0.0) for r in history)
+    return (
+        f'<p class="note">{html.escape(sentence)}</p>\n'
+        + table(head, rows, numeric=(1, 2))
+        + f"<p>{len(history)} epoch{'s' if len(history) != 1 else ''}, {seconds:.1f} s of training.</p>"
+    )
+
+
+def config_section(doc: Mapping[str, Any]) -> str:
+    cfg = doc.get("config", {})
+    model = doc.get("model", {})
+    rows = [["model", f"{model.get('name', cfg.get('model'))} ({model.get('parameters', '?'):,} parameters)"
+             if isinstance(model.get("parameters"), int) else str(cfg.get("model"))]]  # fmt: skip
+    rows += [
+        [k, json.dumps(v) if not isinstance(v, str) else v]
+        for k, v in cfg.items()
+        if v is not None and k != "model"
+    ]
+    full = html.escape(json.dumps(doc, indent=2, default=str))
+    return (
+        table(["setting", "value"], rows)
+        + f"\n<details><summary>config.json</summary><pre>{full}</pre></details>"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the checkpoint does
+
+
+def per_class_rows(result: Mapping[str, Any], classes: Sequence[str]) -> list[list[str]]:
+    """class, images, accuracy, the class it is most often mistaken for (and how often)."""
+    rows = []
+    for i, (name, row) in enumerate(zip(classes, result["confusion"], strict=True)):
+        n = sum(row)
+        acc = row[i] / n if n else float("nan")
+        others = [(c, j) for j, c in enumerate(row) if j != i]
+        count, j = max(others, default=(0, i))
+        confused = f"{classes[j]} ({count}, {pct(count / n) if n else 'n/a'})" if count else "-"
+        rows.append([name, str(n), pct(acc), confused])
+    return rows
+
+
+def _pick_per_class(labels: torch.Tensor, count: int) -> list[int]:
+    """The first image of each class, classes in order, up to `count` images (then any to fill up)."""
+    chosen: list[int] = []
+    for c in labels.unique().tolist():
+        if len(chosen) == count:
+            break
+        chosen.append(int((labels == c).nonzero()[0, 0]))
+    rest = [i for i in range(len(labels)) if i not in set(chosen)]
+    return sorted(chosen + rest[: count - len(chosen)])
+
+
+def model_sections(
+    page: Page,
+    run_dir: Path,
+    doc: Mapping[str, Any],
+    *,
+    which: str,
+    device: str,
+    mistakes: int,
+    queries: int,
+    bank_size: int | None,
+    gradcams: int,
+    say: Callable[[str], None],
+) -> None:
+    """The sections that need the checkpoint (and the data for all but the kernels)."""
+    from cnnlab import data, report
+    from cnnlab.pictures import common, gradcam, paper
+    from cnnlab.pictures import mistakes as mistakes_mod
+
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if not path.is_file():
+        other = run_dir / "checkpoints" / ("last.pt" if which == "best" else "best.pt")
+        if not other.is_file():
+            page.add(
+                "model", "The trained network", missing("No checkpoint in checkpoints/: nothing to show.")
+            )
+            return
+        path = other
+    subject = common.load_subject(path, device)
+    epoch = subject.ckpt.get("epoch", "?")
+    where = f"checkpoints/{path.name} (epoch {epoch})"
+    page.add("filters", "First-layer kernels",
+             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3.</p>"
+             + img(report.figure_png(paper.filters_figure(subject.model), common.PIXEL_DPI, tight=False),
+                   "first-layer kernels"))  # fmt: skip
+    cfg = doc.get("config", {})
+    label, _ = split_note(doc)
+    try:
+        val_ds = data.load(cfg["dataset"], "val", cfg.get("data_dir") or None)
+        val_ds = data.limit(val_ds, cfg.get("limit_val"), 0, shuffle=False)  # the run's rule: the first N
+    except (CnnlabError, KeyError) as exc:
+        page.add("evaluation", "Evaluation", missing(f"The validation data could not be loaded ({exc})."))
+        return
+    views = str(cfg.get("val_views") or "center")
+    say(f"report: evaluating {path.name} on {len(val_ds)} {label} images")
+    result = mistakes_mod.evaluate_on(subject, val_ds, views)
+    classes = subject.classes
+    intro = (
+        f"<p>{html.escape(where)} evaluated again on the {html.escape(label)} ({result['count']:,} images, "
+        f"{html.escape(views)} view{'s' if views != 'center' else ''}): top-1 error "
+        f"{pct(result['top1_err'])}, top-5 error {pct(result['top5_err'])}, loss {result['loss']:.4f}.</p>"
+    )
+    conf = report.confusion_png(result["confusion"], classes, f"{label}: true class down, predicted across")
+    page.add("confusion", "Confusion matrix and per-class accuracy",
+             intro + img(conf, "confusion matrix")
+             + table(["class", "images", "accuracy", "most often mistaken for"],
+                     per_class_rows(result, classes), numeric=(1, 2)))  # fmt: skip
+    if mistakes > 0:
+        fig, found = mistakes_mod.mistakes_figure(subject, val_ds, result, mistakes, label)
+        page.add("mistakes", "Most confident mistakes",
+                 f"<p>The {len(found)} wrong predictions the net was surest of: what it said, with its "
+                 "probability, and the true class, with the probability it gave that.</p>"
+                 + img(report.figure_png(fig), "most confident mistakes"))  # fmt: skip
+    if queries > 0:
+        try:
+            train_ds = data.load(cfg["dataset"], "train", cfg.get("data_dir") or None)
+        except CnnlabError as exc:
+            page.add(
+                "neighbors", "Nearest neighbours", missing(f"The training data could not be loaded ({exc}).")
+            )
+        else:
+            bank = min(bank_size or len(train_ds), len(train_ds))
+            say(f"report: nearest neighbours among {bank} training images")
+            found_nn = paper.find_neighbors(
+                subject.model, train_ds, val_ds, subject.aug, subject.stats, queries=queries, k=6,
+                bank_size=bank, device=subject.device,
+            )  # fmt: skip
+            side = paper.picture_side(val_ds, subject.aug)
+            title = f"{label} images (framed) and their nearest training images, nearest first"
+            fig = paper.neighbors_figure(train_ds, val_ds, found_nn, side, title)
+            page.add("neighbors", "Nearest neighbours in feature space",
+                     f"<p>Euclidean distance between last-hidden-layer feature vectors (the AlexNet paper's "
+                     f"Figure 4), searched among {bank:,} of the {len(train_ds):,} training images.</p>"
+                     + img(report.figure_png(fig), "nearest neighbours"))  # fmt: skip
+    if gradcams > 0:
+        picked = _pick_per_class(result["labels"], min(gradcams, len(val_ds)))
+        raw = torch.stack([paper.raw_image(val_ds, i, subject.base_side()) for i in picked])
+        x, pictures = subject.from_uint8(raw)
+        cam = gradcam.gradcam(subject.model, x)
+        labels = [
+            f"true {classes[int(result['labels'][i])]}\nsaid {classes[p]} {common.percent(q)}"
+            for i, p, q in zip(picked, cam.predicted, cam.probs, strict=True)
+        ]
+        fig = gradcam.grid_figure(pictures, cam.heat(x.shape[-1]).numpy(), labels,
+                                  f"Grad-CAM at {cam.layer} for the predicted class")  # fmt: skip
+        page.add("gradcam", "Where the net looks (Grad-CAM)",
+                 f"<p>Grad-CAM (Selvaraju et al. 2017) at {html.escape(cam.layer)}, the last convolutional "
+                 "stage, for the class the net predicts, on the first validation image of each class.</p>"
+                 + img(report.figure_png(fig), "Grad-CAM maps"))  # fmt: skip
+
+
+def write_report(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    checkpoint: str = "best",
+    device: str = "auto",
+    mistakes: int = 24,
+    queries: int = 6,
+    bank_size: int | None = 10_000,
+    gradcams: int = 8,
+    say: Callable[[str], None] | None = None,
+) -> Path:
+    """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
+
+    checkpoint: which of checkpoints/best.pt and last.pt to look inside (the other if it is missing).
+    mistakes, queries, gradcams: how many mistakes, neighbour rows and Grad-CAM images (0 leaves one out);
+    bank_size: how many training images the neighbour search scans (None: all).
+    """
+    from cnnlab import report
+    from cnnlab.checkpoint import write_text
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report.html"
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CnnlabError(f"cannot write {out.name}: the report is an HTML page, name the file *.html")
+    if checkpoint not in CHECKPOINTS:
+        raise CnnlabError(f"--checkpoint {checkpoint!r}: use best or last")
+    say = say or (lambda _text: None)
+    doc, history = read_run(run_dir)
+    cfg = doc.get("config", {})
+    model_name = doc.get("model", {}).get("name") or cfg.get("model", "?")
+    page = Page(f"{model_name} on {cfg.get('dataset', '?')}")
+    page.add("numbers", "Results", numbers_section(doc, history))
+    if history:
+        curves = report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
+        page.add("curves", "Training curves", img(curves, "training curves"))
+    page.add("config", "Settings", config_section(doc))
+    model_sections(
+        page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
+        bank_size=bank_size, gradcams=gradcams, say=say,
+    )  # fmt: skip
+    complete = (run_dir / "summary.txt").is_file()
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    subtitle = html.escape(
+        f"run folder {run_dir.resolve()} · {'complete' if complete else 'not finished (no summary.txt)'} · "
+        f"page written {when} by cnnlab report"
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnlabError(f"cannot write {out} ({exc.strerror}); choose another -o") from exc
+    write_text(out, page.html(subtitle))
+    return out
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    path = write_report(
+        args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
+        queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
+    )  # fmt: skip
+    print(f"wrote {path}")
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page for a training run",
+        description="Write an HTML page (pictures embedded, no network needed) with a run's settings, "
+        "curves, numbers, confusion matrix, mistakes, kernels, neighbours and Grad-CAM maps.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `cnnlab train` (its --out)")
+    p.add_argument("-o", "--output", metavar="FILE.html", help="page to write (default RUN_DIR/report.html)")
+    p.add_argument(
+        "--checkpoint", default="best", choices=CHECKPOINTS, help="which checkpoint to look inside"
+    )
+    p.add_argument("--mistakes", type=int, default=24, metavar="N", help="mistakes to show (24; 0: none)")
+    p.add_argument("--queries", type=int, default=6, metavar="N", help="neighbour rows (6; 0: none)")
+    p.add_argument("--bank-size", type=int, default=10_000, metavar="N",
+                   help="training images the neighbour search scans (10000; 0: all)")  # fmt: skip
+    p.add_argument("--gradcams", type=int, default=8, metavar="N", help="Grad-CAM images (8; 0: none)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,137 @@
+"""`cnnlab report`: one self-contained HTML page for a run, checked as text and in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_train import tiny  # tests/ is on sys.path (no __init__.py)
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.pictures.runpage import split_note, write_report
+from cnnlab.training import train
+
+CHROMIUM = "/usr/bin/chromium"
+SECTIONS = ("numbers", "curves", "config", "filters", "confusion", "mistakes", "neighbors", "gradcam")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runpage")
+    train(tiny(root / "run", epochs=2, dropout=0.0))
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def page(run: Path) -> Path:
+    out = run / "report.html"
+    assert main(["report", str(run), "--device", "cpu", "--mistakes", "6", "--queries", "3",
+                 "--bank-size", "300", "--gradcams", "4"]) == 0  # fmt: skip
+    return out
+
+
+def images_of(text: str) -> list[bytes]:
+    srcs = re.findall(r'<img alt="[^"]*" src="([^"]*)"', text)
+    assert len(srcs) == text.count("<img")
+    out = []
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        out.append(base64.b64decode(src.split(",", 1)[1], validate=True))
+    return out
+
+
+def test_page_holds_every_section_with_embedded_pictures(page: Path, run: Path) -> None:
+    text = page.read_text()
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text, anchor
+    pictures = images_of(text)
+    assert len(pictures) == 6  # curves, kernels, confusion, mistakes, neighbours, Grad-CAM
+    for raw in pictures:
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        w, h = Image.open(io.BytesIO(raw)).size
+        assert w > 200 and h > 100
+    # Self-contained: nothing is fetched from anywhere (no links out, no scripts, no external sheets).
+    assert not re.search(r'(src|href)="(?!data:|#)', text)
+    assert "<script" not in text and "<link" not in text
+    # The numbers are the run's, with the split they come from.
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    last = dict(zip(rows[0], rows[-1], strict=True))
+    assert f"{100 * float(last['val_top1_err']):.2f}%" in text
+    assert "measured on the digits test split (359 images)" in text
+    assert "no separate validation split" in text
+    assert "per-class" in text.lower() and "most often mistaken for" in text
+
+
+def test_page_evaluation_matches_the_runs_best_epoch(page: Path, run: Path) -> None:
+    """The fresh evaluation of best.pt gives the best epoch's val error from metrics.csv."""
+    text = page.read_text()
+    errs = [float(line.split(",")[5]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    found = re.search(r"evaluated again on the .*?top-1 error ([0-9.]+)%", text)
+    assert found is not None
+    assert float(found.group(1)) == pytest.approx(100 * min(errs), abs=0.006)
+
+
+def test_split_note_reads_the_config() -> None:
+    doc = {
+        "config": {"dataset": "x", "limit_val": 50},
+        "data": {"val": {"name": "x", "split": "val", "count": 50}},
+    }
+    label, sentence = split_note(doc)
+    assert label == "x val split" and "the first 50 of them" in sentence
+    assert "no separate validation split" not in sentence
+
+
+def test_report_errors_and_a_run_without_checkpoints(run: Path, tmp_path: Path) -> None:
+    with pytest.raises(CnnlabError, match="not a run folder"):
+        write_report(tmp_path, tmp_path / "r.html")
+    with pytest.raises(CnnlabError, match=r"\.html"):
+        write_report(run, tmp_path / "r.png")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "config.json", bare / "config.json")
+    shutil.copy(run / "metrics.csv", bare / "metrics.csv")
+    out = write_report(bare, device="cpu")
+    text = out.read_text()
+    assert out == bare / "report.html" and "No checkpoint" in text and "not finished" in text
+    assert len(images_of(text)) == 1  # the curves
+    json.loads((bare / "config.json").read_text())  # untouched
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           "--disable-extensions", "--virtual-time-budget=10000", *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
+)
+def test_page_renders_in_a_browser(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    done = chromium(f"--screenshot={shot}", "--window-size=1280,2400", page.resolve().as_uri())
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (2400, 1280)
+    assert pixels.std() > 20 and (pixels < 100).mean() > 0.01  # text and pictures, not a blank page
+    # Every picture decodes in the browser: a copy of the page records, once loaded, how many <img>
+    # elements it has and how many finished with a real size, in the DOM that --dump-dom prints.
+    probe = tmp_path / "probe.html"
+    script = (
+        "<script>window.addEventListener('load', () => { const all = Array.from(document.images); "
+        "document.body.setAttribute('data-images', all.length + '/' + "
+        "all.filter(i => i.complete && i.naturalWidth > 0).length); });</script></body>"
+    )
+    probe.write_text(page.read_text().replace("</body>", script))
+    dom = chromium("--dump-dom", probe.resolve().as_uri()).stdout
+    found = re.search(r'data-images="(\d+)/(\d+)"', dom)
+    assert found is not None, dom[-500:]
+    assert found.group(1) == found.group(2) == "6"
