@@ -371,3 +371,21 @@ def test_parallel_devices_are_checked() -> None:
     if torch.cuda.device_count() < 8:
         with pytest.raises(CnnlabError, match="not available"):
             meta("alexnet_parallel", devices=("cpu", "cuda:7"))
+
+
+@pytest.mark.parametrize("channels", [16, 96])  # the band-matrix path and the shifted-slices path
+def test_lrn_follows_float64_inputs(channels: int) -> None:
+    a = torch.rand(2, channels, 5, 5, dtype=torch.float64) * 40
+    ours = L.LocalResponseNorm(channels)(a)
+    assert ours.dtype == torch.float64
+    # In double precision it agrees with PyTorch's (alpha / n convention) far below float32's resolution.
+    expected = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)(a)
+    assert torch.allclose(ours, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "alexnet_half", "alexnet_small", "alexnet_grouped"])
+def test_models_with_lrn_run_in_float64(name: str) -> None:
+    model = models.create(name, num_classes=3).double().eval()
+    side = models.info(name).input_size
+    out = model(torch.rand(1, 3, side, side, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.shape == (1, 3)
