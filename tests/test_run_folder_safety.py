@@ -184,3 +184,19 @@ def test_an_image_folder_run_resumes_from_the_folders_new_place(
     assert code == 0, err
     assert checkpoint.load(out / "checkpoints" / "last.pt")["epoch"] == 2
     assert json.loads((out / "config.json").read_text())["config"]["dataset"] == f"folder:{moved}"
+
+
+def test_train_takes_the_same_data_flags_as_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bad-image error advises --skip-bad-images; `cnnlab train` must accept it (and skip the file)."""
+    photos = _image_folder(tmp_path / "photos")
+    (photos / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "run"
+    argv = tiny_argv(out, 1, "--dataset", f"folder:{photos}", "--batch-size", "4")
+    argv = [a for a in argv if a not in ("--limit-train", "128", "--limit-val", "64")]
+    line = assert_one_line_error(*run_cli(argv, capsys)[::2])
+    assert "--skip-bad-images" in line
+    code, _, err = run_cli([*argv, "--skip-bad-images"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["data"]["train"]["count"] == 12
