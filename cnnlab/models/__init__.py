@@ -7,7 +7,9 @@ from cnnlab.models.registry import (
     AUX_WEIGHT,
     AuxOutputs,
     ModelInfo,
+    check_switch_names,
     create,
+    create_from,
     info,
     names,
     split_outputs,
@@ -21,4 +23,14 @@ from cnnlab.models import vgg  # noqa: F401
 from cnnlab.models import googlenet  # noqa: F401
 # isort: on
 
-__all__ = ["AUX_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]
+__all__ = [
+    "AUX_WEIGHT",
+    "AuxOutputs",
+    "ModelInfo",
+    "check_switch_names",
+    "create",
+    "create_from",
+    "info",
+    "names",
+    "split_outputs",
+]
