@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import argtypes, outfiles
 from cnnlab.errors import CnnlabError
 
 SEP = 1  # separator width between cells and around each panel, in pixels
@@ -58,7 +60,10 @@ def filter_grid(
         raise ValueError("filter_grid needs at least one convolution")
     kh, kw = int(weights[0].shape[2]), int(weights[0].shape[3])
     count = max(int(w.shape[0]) for w in weights)
-    cols = cols or math.ceil(math.sqrt(count))
+    if cols is not None and cols < 1:
+        raise CnnlabError(f"--cols {cols} must be at least 1")
+    # More columns than kernels would only add empty cells (and --cols 1e9 a gigapixel of them).
+    cols = min(cols, count) if cols else math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
     ch, cw = kh * scale, kw * scale
     panel_w = SEP + cols * (cw + SEP)
@@ -78,12 +83,18 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     """An (H, W, 3) float image in [0, 1] as an 8-bit PNG."""
     from PIL import Image
 
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise CnnlabError(f"cannot write {path.name}: the picture is a PNG, name the file *.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(path)
-    return path
+    path = check_png(path)
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return outfiles.write_file(path, buf.getvalue(), "-o")
+
+
+def check_png(path: str | Path) -> Path:
+    """The -o of a picture command, checked before any work: a writable-looking *.png path."""
+    p = outfiles.check_target(path, "-o")
+    if p.suffix.lower() != ".png":
+        raise CnnlabError(f"cannot write {p.name}: the picture is a PNG, name the file *.png")
+    return p
 
 
 def write_filters(model: nn.Module, path: str | Path, cols: int | None = None) -> Path:
@@ -253,6 +264,7 @@ def _load(source: str, init: bool, in_channels: int) -> tuple[nn.Module, dict[st
 
 
 def _cmd_filters(args: argparse.Namespace) -> int:
+    check_png(args.output)
     torch.manual_seed(args.seed)
     model, _ = _load(args.source, args.init, args.in_channels)
     print(f"wrote {write_filters(model, args.output, args.cols)}")
@@ -262,6 +274,7 @@ def _cmd_filters(args: argparse.Namespace) -> int:
 def _cmd_neighbors(args: argparse.Namespace) -> int:
     from cnnlab import checkpoint, data
 
+    check_png(args.output)
     ckpt = checkpoint.load(args.checkpoint)
     model = checkpoint.build_model(ckpt)
     if "augment" not in ckpt or "data_stats" not in ckpt:
@@ -269,7 +282,9 @@ def _cmd_neighbors(args: argparse.Namespace) -> int:
     aug = data.AugmentConfig.from_dict(ckpt["augment"])
     stats = data.DataStats.from_dict(ckpt["data_stats"])
     train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from cnnlab.distributed import resolve_device
+
+    device = resolve_device(args.device or "auto")
     found = find_neighbors(
         model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
         batch_size=args.batch_size, device=device, seed=args.seed,
@@ -290,9 +305,15 @@ def register_cli(sub: Any) -> None:
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--init", action="store_true", help="SOURCE is a model name: draw its untrained kernels")
-    p.add_argument("--in-channels", type=int, default=3, help="with --init: 1 for grey inputs (3)")
-    p.add_argument("--cols", type=int, help="kernels per row in each panel (default: a square-ish grid)")
-    p.add_argument("--seed", type=int, default=0, help="with --init: the random initialisation's seed")
+    p.add_argument(
+        "--in-channels", type=argtypes.positive, default=3, help="with --init: 1 for grey inputs (3)"
+    )
+    p.add_argument(
+        "--cols", type=argtypes.positive, help="kernels per row in each panel (default: a square-ish grid)"
+    )
+    p.add_argument(
+        "--seed", type=argtypes.seed, default=0, help="with --init: the random initialisation's seed"
+    )
     p.set_defaults(func=_cmd_filters)
 
     p = sub.add_parser(
@@ -301,10 +322,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     data.add_data_args(p, default=None)
-    p.add_argument("--queries", type=int, default=8, help="test images to look up (8)")
-    p.add_argument("--k", type=int, default=6, help="neighbours per query (6, as in the paper)")
-    p.add_argument("--bank-size", type=int, help="search a random part of the training set (default: all)")
-    p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch (256)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0, help="which test images are drawn")
+    p.add_argument("--queries", type=argtypes.positive, default=8, help="test images to look up (8)")
+    p.add_argument("--k", type=argtypes.positive, default=6, help="neighbours per query (6, as in the paper)")
+    p.add_argument(
+        "--bank-size", type=argtypes.positive, help="search a random part of the training set (default: all)"
+    )
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="feature extraction batch (256)")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="cpu or cuda (default: cuda when available)"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
     p.set_defaults(func=_cmd_neighbors)

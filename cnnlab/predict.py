@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cnnlab import checkpoint, distributed
+from cnnlab import argtypes, checkpoint, distributed
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
 
@@ -67,7 +67,7 @@ def register_cli(subparsers: Any) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
+    p.add_argument("--top", type=argtypes.positive, default=5, help="how many classes to show (default 5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=_cmd_predict)

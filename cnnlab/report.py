@@ -67,10 +67,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def _save_figure(fig: Any, path: Path, hint: str | None = None) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
+    if hint is None:
+        write_bytes(path, buf.getvalue())
+    else:
+        write_bytes(path, buf.getvalue(), hint)
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
@@ -106,7 +109,11 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "
 
 
 def plot_confusion(
-    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = ""
+    matrix: Sequence[Sequence[int]],
+    classes: Sequence[str],
+    path: Path,
+    title: str = "",
+    hint: str | None = None,
 ) -> None:
     """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
     plt = _pyplot()
@@ -125,8 +132,10 @@ def plot_confusion(
                     color = "white" if norm[i][j] > 0.5 else "black"
                     ax.text(j, i, f"{int(rows[i][j])}", ha="center", va="center", fontsize=7, color=color)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    _save_figure(fig, path)
-    plt.close(fig)
+    try:
+        _save_figure(fig, path, hint)  # `hint` ends the one-line error of a failed write
+    finally:
+        plt.close(fig)
 
 
 def format_seconds(seconds: float) -> str:

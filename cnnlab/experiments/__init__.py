@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import models
+from cnnlab import argtypes, models
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
@@ -172,7 +172,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
     )
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default: the budget's)")
+    p.add_argument(
+        "--seeds", type=argtypes.positive, metavar="N", help="seeds per arm (default: the budget's)"
+    )
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
     p.add_argument(
         "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
