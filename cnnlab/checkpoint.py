@@ -115,7 +115,7 @@ def tensor_digest(ckpt: dict[str, Any]) -> dict[str, Any]:
         flat = t.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{where}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
         if flat.numel():
-            h.update(memoryview(flat.view(torch.uint8).numpy()))
+            h.update(flat.view(torch.uint8).numpy().data)
     return {"algorithm": "sha256", "tensors": len(found), "digest": h.hexdigest()}
 
 

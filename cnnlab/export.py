@@ -68,7 +68,7 @@ def _onnx(model: nn.Module, x: torch.Tensor, meta: dict[str, str], dynamo: bool 
             buf = io.BytesIO()
             try:
                 torch.onnx.export(
-                    model, (x,), buf, dynamo=False, opset_version=ONNX_OPSET,
+                    model, (x,), buf, dynamo=False,  # type: ignore[arg-type]  # a file object works opset_version=ONNX_OPSET,
                     dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, **names,
                 )  # fmt: skip
                 proto = onnx.load_from_string(buf.getvalue())

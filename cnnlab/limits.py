@@ -9,8 +9,12 @@ kernel's OOM killer ends the process). Each caller estimates the bytes it is abo
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    import torch
 
 # Used when the available memory cannot be read (no /proc, no sysconf): generous, but it still stops
 # the absurd requests (terabytes) that only a typo or a tampered file makes.
@@ -36,11 +40,11 @@ def available_memory() -> int:
     return FALLBACK_BYTES
 
 
-def device_memory(device: object = "cpu") -> int:
+def device_memory(device: str | torch.device = "cpu") -> int:
     """Free bytes on `device`: a CUDA device's free memory, else the RAM available."""
     import torch
 
-    dev = torch.device(device) if not isinstance(device, torch.device) else device  # type: ignore[arg-type]
+    dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free)
@@ -54,7 +58,7 @@ def fmt_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def check_fits(nbytes: int | float, what: str, how_to_fix: str, device: object = "cpu") -> None:
+def check_fits(nbytes: int | float, what: str, how_to_fix: str, device: str | torch.device = "cpu") -> None:
     """Refuse (CnnlabError, one line) when `what` needs more than the memory free on `device`.
 
     `nbytes` is the caller's estimate of what it is about to allocate; `what` names it ("a batch of

@@ -77,7 +77,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
                 )
             limits.check_fits(want, f"{path} ({list(dims)} values)", "free some memory or use a smaller file")
             data = np.empty(want, dtype=np.uint8)
-            view = memoryview(data)
+            view = data.data  # the buffer itself, filled in place
             got = 0
             while got < want:
                 n = f.readinto(view[got : got + _CHUNK])

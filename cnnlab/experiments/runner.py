@@ -149,7 +149,9 @@ def evaluate_run(
     cfg = TrainConfig.from_dict(ckpt["config"])
     dev = distributed.resolve_device(cfg.device)
     train_split = split == "train"
-    ds = data.load(cfg.dataset, split, cfg.data_dir)
+    # The run's own data flags (getattr: configs written before train took them lack them).
+    skip = bool(getattr(cfg, "skip_bad_images", False))
+    ds = data.load(cfg.dataset, split, cfg.data_dir, skip_bad_images=skip)
     # The same subset the run drew (runs._limit is the trainer's own choice of images).
     ds = runs._limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
     loader = data.BatchLoader(
