@@ -66,9 +66,10 @@ def _onnx(model: nn.Module, x: torch.Tensor, meta: dict[str, str], dynamo: bool 
         warnings.simplefilter("ignore")  # the exporters' deprecation and fallback notices
         if not dynamo:
             buf = io.BytesIO()
+            target: Any = buf  # a file object works, though torch's annotation names only paths
             try:
                 torch.onnx.export(
-                    model, (x,), buf, dynamo=False,  # type: ignore[arg-type]  # a file object works opset_version=ONNX_OPSET,
+                    model, (x,), target, dynamo=False, opset_version=ONNX_OPSET,
                     dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, **names,
                 )  # fmt: skip
                 proto = onnx.load_from_string(buf.getvalue())
