@@ -280,11 +280,40 @@ def build_model(ckpt: dict[str, Any]) -> nn.Module:
     """The checkpoint's network with its weights, in eval mode, on the CPU."""
     from cnnlab import models
 
+    _check_forward_fits(ckpt)
     model = models.create_from(
         ckpt["model_name"], int(ckpt["num_classes"]), int(ckpt["in_channels"]), ckpt["model_options"]
     )
     load_weights(model, ckpt)
     return model.eval()
+
+
+def _check_forward_fits(ckpt: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose input size makes one image's forward pass too big for this machine
+    (a tampered augment.input_size of 10^6, say), measured on the meta device before anything is built."""
+    from cnnlab import inspect, limits, models
+
+    aug = ckpt.get("augment")
+    if not isinstance(aug, dict) or not isinstance(aug.get("input_size"), int):
+        return
+    c, side = int(ckpt["in_channels"]), int(aug["input_size"])
+    base = max(side, aug.get("resize") or 0) + 2 * int(aug.get("pad") or 0)
+    try:
+        with torch.device("meta"):
+            shape = models.create_from(ckpt["model_name"], int(ckpt["num_classes"]), c, ckpt["model_options"])
+        found = inspect.trace(shape, (c, side, side), 1)
+    except CnnlabError:
+        raise
+    except Exception:  # a model that cannot run on meta: the real forward reports its own errors
+        return
+    if found.error is not None:
+        raise CnnlabError(f"checkpoint {getattr(ckpt, 'path', '')}: {found.error}") from None
+    need = inspect.totals(found.rows).activation_bytes + 4 * c * base * base
+    limits.check_fits(
+        need,
+        f"one {c}x{side}x{side} image through {ckpt['model_name']}",
+        "the checkpoint's input size is damaged, or too large for this machine",
+    )
 
 
 def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:

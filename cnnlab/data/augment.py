@@ -50,6 +50,23 @@ class AugmentConfig:
     pca_scale: str = "std"
 
     def __post_init__(self) -> None:
+        # Sides and padding count pixels: a float (from a hand-edited or tampered file) is refused, not
+        # rounded somewhere deep in the resize.
+        for name in ("input_size", "resize", "pad"):
+            value = getattr(self, name)
+            if not (value is None and name == "resize") and (
+                isinstance(value, bool) or not isinstance(value, int)
+            ):
+                raise CnnlabError(f"{name.replace('_', ' ')} must be a whole number of pixels, got {value!r}")
+        for name in ("random_crop", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise CnnlabError(
+                    f"{name.replace('_', ' ')} must be true or false, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.pca_std, (int, float)) or isinstance(self.pca_std, bool):
+            raise CnnlabError(f"PCA lighting std must be a number, got {self.pca_std!r}")
+        if not self.pca_std < float("inf"):
+            raise CnnlabError(f"PCA lighting std must be finite, got {self.pca_std}")
         if self.input_size < 1:
             raise CnnlabError(f"input size must be positive, got {self.input_size}")
         if self.resize is not None and self.resize < 1:
