@@ -75,10 +75,12 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     def label(node: Any) -> str:
         if isinstance(node, TensorNode):
             title, rows = node.name.replace("-tensor", ""), [_shape([node.tensor_shape])]
-        elif isinstance(node, ModuleNode):
+        elif isinstance(node, ModuleNode) and node.compute_unit_id in modules:
             m = modules[node.compute_unit_id]
             title = f"<B>{html.escape(names.get(node.compute_unit_id) or type(m).__name__)}</B>"
             rows = [" ".join(filter(None, [type(m).__name__, _settings(m)])), _shape(node.output_shape)]
+        elif isinstance(node, ModuleNode):  # a container the forward builds on the fly (not a submodule)
+            title, rows = f"<B>{html.escape(node.name)}</B>", [_shape(node.output_shape)]
         else:
             assert isinstance(node, FunctionNode)
             title, rows = html.escape(node.name), [_shape(node.output_shape)]
