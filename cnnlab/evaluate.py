@@ -245,6 +245,8 @@ def _cmd_eval(args: Any) -> int:
     from cnnlab import report
 
     # Checked before minutes of evaluation: the folder the results go to.
+    if args.out is not None:
+        outfiles.check_folder(args.out, "--out")  # an empty --out is an error, not the default
     out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
     outfiles.check_folder(out, "--out")
 

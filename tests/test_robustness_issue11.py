@@ -354,6 +354,8 @@ CKPT_REFUSALS: dict[str, list[str]] = {
     "eval limit -5": ["eval", "CKPT", "--limit", "-5", "--out", "ev"],
     "eval limit 0": ["eval", "CKPT", "--limit", "0", "--out", "ev"],
     "eval batch 0": ["eval", "CKPT", "--batch-size", "0", "--out", "ev"],
+    "eval empty out": ["eval", "CKPT", "--out", ""],
+    "compare empty out": ["compare", "alexnet_small", "--no-timing", "--out", ""],
     "neighbors zero queries": [*NEIGHBORS, "--queries", "0"],
     "neighbors zero k": [*NEIGHBORS, "--k", "0"],
     "neighbors negative bank": [*NEIGHBORS, "--bank-size", "-1"],
