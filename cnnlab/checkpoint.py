@@ -8,15 +8,23 @@ run exactly (optimizer, scheduler, epoch, step, partial-epoch sums, metrics so f
 `save` writes a temporary file in the same folder, flushes and fsyncs it, renames it over the old file with
 `os.replace` (atomic on POSIX) and fsyncs the folder, so a run killed at any moment leaves either the old
 or the new checkpoint, never a torn one.
+
+torch's zip reader does not check the CRCs its writer stores, so a flipped bit in a tensor's bytes would
+load silently. `save` therefore stores a sha256 of every tensor in the checkpoint (its place in the dict,
+dtype, shape and bytes, in a fixed order) under `integrity`, and `load` recomputes it and refuses a
+mismatch. Checkpoints written before the digest existed load as before, unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
 import re
 import shutil
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +50,12 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
+RESUME_HINT = "free some space or choose another --out, then --resume"
+
+
+def _atomic_write(path: Path, write: Any, hint: str = RESUME_HINT) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`; an OSError
+    becomes a CnnlabError ending in `hint` (what the user can do about it)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -59,10 +71,8 @@ def _atomic_write(path: Path, write: Any) -> None:
         if cause is None:
             raise
         reason = cause.strerror or str(cause)
-        raise CnnlabError(
-            f"could not write {path}: {reason}; the previous file there is intact "
-            "(free some space or choose another --out, then --resume)"
-        ) from exc
+        kept = "the previous file there is intact" if os.path.lexists(path) else "nothing was written"
+        raise CnnlabError(f"could not write {path}: {reason}; {kept} ({hint})") from exc
     _fsync_dir(path.parent)
 
 
@@ -79,10 +89,43 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
+INTEGRITY_KEY = "integrity"
+
+
+def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor inside nested dicts, lists and tuples, with a path naming its place."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{where}/{key!r}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{where}[{i}]")
+
+
+def tensor_digest(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """sha256 over every tensor of the checkpoint (the integrity entry itself left out): each tensor's
+    path, dtype and shape, then its bytes, in the order of the sorted paths."""
+    found = sorted(
+        (item for key, value in ckpt.items() if key != INTEGRITY_KEY for item in _tensors(value, repr(key))),
+        key=lambda item: item[0],
+    )
+    h = hashlib.sha256()
+    for where, t in found:
+        flat = t.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{where}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if flat.numel():
+            h.update(flat.view(torch.uint8).numpy().data)
+    return {"algorithm": "sha256", "tensors": len(found), "digest": h.hexdigest()}
+
+
 def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write `ckpt` to `path` atomically; a failure raises CnnlabError and keeps the old file."""
+    """Write `ckpt` to `path` atomically, with its tensor digest; a failure raises CnnlabError and keeps
+    the old file."""
     # A loaded checkpoint is a dict subclass: save it as a plain dict so it loads with weights_only=True.
     plain = dict(ckpt)
+    plain[INTEGRITY_KEY] = tensor_digest(plain)
     _atomic_write(Path(path), lambda f: torch.save(plain, f))
 
 
@@ -92,13 +135,14 @@ def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         _atomic_write(Path(dst), lambda f: shutil.copyfileobj(s, f, 1 << 20))
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Atomic file write for the run folder's other files (config.json, metrics.csv, plots)."""
-    _atomic_write(Path(path), lambda f: f.write(data))
+def write_bytes(path: str | os.PathLike[str], data: bytes, hint: str = RESUME_HINT) -> None:
+    """Atomic file write for the run folder's other files (config.json, metrics.csv, plots) and every
+    command's output files; `hint` ends the one-line error when the write fails."""
+    _atomic_write(Path(path), lambda f: f.write(data), hint)
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    write_bytes(path, text.encode())
+def write_text(path: str | os.PathLike[str], text: str, hint: str = RESUME_HINT) -> None:
+    write_bytes(path, text.encode(), hint)
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -109,7 +153,10 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {p} not found (a run keeps them in RUN/checkpoints/last.pt and best.pt)"
         )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A legacy (non-zip) file makes torch warn about its format first: our one line says it all.
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's own text advises weights_only=False, exactly what a file from a stranger must not get.
         text = " ".join(str(exc).split())
@@ -132,8 +179,27 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CnnlabError(f"checkpoint {p} has a format_version of {version!r}; it is damaged")
     if version > FORMAT_VERSION:
         raise CnnlabError(f"checkpoint {p} was written by a newer cnnlab; upgrade cnnlab to read it")
+    _check_integrity(ckpt, p)
     _check_fields(ckpt, p)
     return _Checkpoint(ckpt, path=p)
+
+
+def _check_integrity(ckpt: dict[str, Any], p: Path) -> None:
+    stored = ckpt.get(INTEGRITY_KEY)
+    if stored is None:
+        return  # written before cnnlab stored digests
+    if not isinstance(stored, dict) or not isinstance(stored.get("digest"), str):
+        raise CnnlabError(f"checkpoint {p}: its integrity entry is unreadable; it is damaged")
+    if stored.get("algorithm") != "sha256":
+        raise CnnlabError(
+            f"checkpoint {p} was checked with {stored.get('algorithm')!r}, which this cnnlab does not know; "
+            "upgrade cnnlab to read it"
+        )
+    if tensor_digest(ckpt)["digest"] != stored["digest"]:
+        raise CnnlabError(
+            f"checkpoint {p} is corrupt: its tensor data does not match the digest stored when it was "
+            "written; restore it from a copy, or use the run's other checkpoint (best.pt or last.pt)"
+        )
 
 
 class _Checkpoint(dict[str, Any]):
@@ -162,6 +228,12 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     options = ckpt["model_options"]
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise bad("model_options is not a dict of named switches")
+    from cnnlab import models
+
+    try:
+        models.check_switch_names(options)
+    except CnnlabError as exc:
+        raise bad(f"model_options: {exc}") from None
     classes = ckpt["classes"]
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise bad("classes is not a list of names")
@@ -170,6 +242,12 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     weights = ckpt["model"]
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise bad("model is not a dict of tensors")
+    for name, t in weights.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise CnnlabError(
+                f"checkpoint {p}: weight {name!r} holds NaN or infinite values, so every prediction would "
+                "be meaningless; use an earlier checkpoint of the run (best.pt), or retrain"
+            )
     for key in ("config", "data_stats", "augment"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise bad(f"{key} is not a dict")
@@ -177,7 +255,7 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
 
     try:
         if "data_stats" in ckpt:
-            data.DataStats.from_dict(ckpt["data_stats"])
+            _check_stats(data.DataStats.from_dict(ckpt["data_stats"]))
         if "augment" in ckpt:
             data.AugmentConfig.from_dict(ckpt["augment"])
     except CnnlabError as exc:
@@ -186,18 +264,57 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
         raise bad(f"its data_stats or augment are unreadable ({type(exc).__name__}: {exc})") from None
 
 
+def _check_stats(stats: Any) -> None:
+    """Normalisation statistics a prediction can use: finite means and standard deviations, none negative.
+
+    A std of exactly 0 is real (a channel constant over the training set, e.g. an unused colour of a
+    synthetic set): normalisation divides by max(std, 1e-6) in training and prediction alike.
+    """
+    for what, t in (("mean", stats.mean), ("std", stats.std), ("mean image", stats.mean_image)):
+        if not bool(torch.isfinite(t).all()):
+            raise CnnlabError(f"its data_stats {what} holds NaN or infinite values")
+    if bool((stats.std < 0).any()):
+        raise CnnlabError(f"its data_stats std {stats.std.tolist()} is negative")
+
+
 def build_model(ckpt: dict[str, Any]) -> nn.Module:
     """The checkpoint's network with its weights, in eval mode, on the CPU."""
     from cnnlab import models
 
-    model = models.create(
-        ckpt["model_name"],
-        num_classes=int(ckpt["num_classes"]),
-        in_channels=int(ckpt["in_channels"]),
-        **dict(ckpt["model_options"]),
+    _check_forward_fits(ckpt)
+    model = models.create_from(
+        ckpt["model_name"], int(ckpt["num_classes"]), int(ckpt["in_channels"]), ckpt["model_options"]
     )
     load_weights(model, ckpt)
     return model.eval()
+
+
+def _check_forward_fits(ckpt: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose input size makes one image's forward pass too big for this machine
+    (a tampered augment.input_size of 10^6, say), measured on the meta device before anything is built."""
+    from cnnlab import limits, models, summary
+
+    aug = ckpt.get("augment")
+    if not isinstance(aug, dict) or not isinstance(aug.get("input_size"), int):
+        return
+    c, side = int(ckpt["in_channels"]), int(aug["input_size"])
+    base = max(side, aug.get("resize") or 0) + 2 * int(aug.get("pad") or 0)
+    try:
+        with torch.device("meta"):
+            shape = models.create_from(ckpt["model_name"], int(ckpt["num_classes"]), c, ckpt["model_options"])
+        found = summary.trace(shape, (c, side, side), 1)
+    except CnnlabError:
+        raise
+    except Exception:  # a model that cannot run on meta: the real forward reports its own errors
+        return
+    if found.error is not None:
+        raise CnnlabError(f"checkpoint {getattr(ckpt, 'path', '')}: {found.error}") from None
+    need = summary.totals(found.rows).activation_bytes + 4 * c * base * base
+    limits.check_fits(
+        need,
+        f"one {c}x{side}x{side} image through {ckpt['model_name']}",
+        "the checkpoint's input size is damaged, or too large for this machine",
+    )
 
 
 def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import io
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab import argtypes, limits, outfiles
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
     build,
@@ -88,7 +90,16 @@ def saved_bytes(model: nn.Module, input_size: tuple[int, int, int], batch_size: 
         return t
 
     was_training = model.training
-    x = torch.zeros(batch_size, *input_size, device=model_device(model))
+    device = model_device(model)
+    if device.type != "meta":
+        c, h, w = input_size
+        limits.check_fits(
+            4 * batch_size * c * h * w,
+            f"a batch of {batch_size} {c}x{h}x{w} inputs",
+            "lower --batch-size or --input-size",
+            device,
+        )
+    x = torch.zeros(batch_size, *input_size, device=device)
     try:
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -179,7 +190,9 @@ def compare(
     """One row per named model; each model at `input_size` or, when None, at its own default input."""
     for name in names:
         check_name(name)  # every name checked before minutes of timing start
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from cnnlab.device import resolve_device
+
+    dev = resolve_device(device or "auto")
     rows = []
     for name in names:
         size = input_size or default_input_size(name)
@@ -188,6 +201,13 @@ def compare(
         )
         row = CompareRow(name, size, batch_size, c.params, c.flops, c.output_bytes, c.saved_bytes)
         if timed:
+            # A training step keeps the saved activations, plus weights, gradients and momentum.
+            limits.check_fits(
+                c.saved_bytes + 3 * 4 * c.params,
+                f"timing {name} at batch {batch_size} ({'x'.join(map(str, size))} inputs)",
+                "lower --batch-size or --input-size, or pass --no-timing",
+                dev,
+            )
             if progress:
                 progress(f"timing {name} at batch {batch_size} on {dev} ...")
             model = build(name, num_classes, size[0], meta=False).to(dev)
@@ -286,16 +306,17 @@ def bar_chart(rows: list[CompareRow], path: str | Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return path
+    return outfiles.write_file(path, buf.getvalue(), "--out")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         raise CnnlabError("--batch-size and --steps must be at least 1, --warmup at least 0")
+    if args.out is not None:
+        outfiles.check_folder(args.out, "--out")  # before minutes of timing
     size = parse_input_size(args.input_size) if args.input_size else None
 
     def say(text: str) -> None:
@@ -316,10 +337,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     table = format_rows(rows)
     doc = json.dumps([dataclasses.asdict(r) for r in rows], indent=2)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(doc + "\n")
-        (out / "compare.txt").write_text(table + "\n")
+        out = outfiles.make_folder(args.out, "--out")
+        outfiles.write_file(out / "compare.json", (doc + "\n").encode(), "--out")
+        outfiles.write_file(out / "compare.txt", (table + "\n").encode(), "--out")
         bar_chart(rows, out / "compare.png")
         say(f"wrote {out / 'compare.txt'}, compare.json and compare.png")
     print(doc if args.json else table)
@@ -336,11 +356,15 @@ def register_cli(sub: Any) -> None:
         "(importing it runs its code)",
     )
     p.add_argument("--input-size", help="CxHxW for every model (default: each model's own)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch for memory and speed (32)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--steps", type=int, default=3, help="timed iterations per measure (3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first (1)")
+    p.add_argument(
+        "--batch-size", type=argtypes.positive, default=32, help="training batch for memory and speed (32)"
+    )
+    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="cpu or cuda (default: cuda when available)"
+    )
+    p.add_argument("--steps", type=argtypes.positive, default=3, help="timed iterations per measure (3)")
+    p.add_argument("--warmup", type=argtypes.non_negative, default=1, help="untimed iterations first (1)")
     p.add_argument("--no-timing", action="store_true", help="counts only, no speed measurement (instant)")
     p.add_argument("--out", help="folder for compare.txt, compare.json and compare.png")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")

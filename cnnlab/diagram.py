@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab import argtypes, limits, outfiles
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
@@ -81,10 +82,12 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     def label(node: Any) -> str:
         if isinstance(node, TensorNode):
             title, rows = node.name.replace("-tensor", ""), [_shape([node.tensor_shape])]
-        elif isinstance(node, ModuleNode):
+        elif isinstance(node, ModuleNode) and node.compute_unit_id in modules:
             m = modules[node.compute_unit_id]
             title = f"<B>{html.escape(names.get(node.compute_unit_id) or type(m).__name__)}</B>"
             rows = [" ".join(filter(None, [type(m).__name__, _settings(m)])), _shape(node.output_shape)]
+        elif isinstance(node, ModuleNode):  # a container the forward builds on the fly (not a submodule)
+            title, rows = f"<B>{html.escape(node.name)}</B>", [_shape(node.output_shape)]
         else:
             assert isinstance(node, FunctionNode)
             title, rows = html.escape(node.name), [_shape(node.output_shape)]
@@ -108,16 +111,19 @@ def write(
     model: nn.Module, input_size: tuple[int, int, int], path: str | Path, depth: int | None = None
 ) -> Path:
     """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
-    path = Path(path)
+    path = outfiles.check_target(path, "-o")
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise CnnlabError(f"cannot write {path.name}: the diagram file must end in .svg or .png")
+    if depth is not None and depth < 0:
+        raise CnnlabError(f"--depth {depth} must be 0 or more (0: the model as one box)")
     if shutil.which("dot") is None:
         raise CnnlabError("graphviz's `dot` program is not installed: apt-get install graphviz")
+    # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.
+    c, h, w = input_size
+    limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
     data = graph(model, input_size, depth).pipe(format=fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+    return outfiles.write_file(path, data, "-o")
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -152,6 +158,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
     p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--depth", type=int, help="how deep to open nested blocks (default: every layer)")
+    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
+    p.add_argument(
+        "--depth", type=argtypes.non_negative, help="how deep to open nested blocks (default: every layer)"
+    )
     p.set_defaults(func=_cmd_diagram)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.checkpoint import write_text
+from cnnlab import argtypes, outfiles
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
@@ -177,12 +177,18 @@ def evaluate_checkpoints(
     batch_size: int = 256,
     device: str = "auto",
     limit: int | None = None,
+    download: bool = False,
+    skip_bad_images: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble."""
     from cnnlab import checkpoint, data
 
     if not paths:
         raise CnnlabError("give at least one checkpoint")
+    if limit is not None and limit < 1:
+        raise CnnlabError(f"--limit {limit} must be at least 1 (it counts the images to evaluate)")
+    if batch_size < 1:
+        raise CnnlabError(f"--batch-size {batch_size} must be at least 1")
     dev = resolve_device(device)
     ckpts = [checkpoint.load(p) for p in paths]
     classes = list(ckpts[0]["classes"])
@@ -193,7 +199,7 @@ def evaluate_checkpoints(
                 f"{paths[0]} ({ckpts[0]['model_name']}, {len(classes)} classes); an ensemble needs the same"
             )
     name = dataset or str(ckpts[0]["config"]["dataset"])
-    ds = data.load(name, split, data_dir)
+    ds = data.load(name, split, data_dir, download=download, skip_bad_images=skip_bad_images)
     if list(ds.classes) != classes:
         raise CnnlabError(
             f"data set {name!r} has classes {ds.classes[:4]}..., the checkpoint {classes[:4]}...; "
@@ -234,6 +240,12 @@ def _print_result(result: dict[str, Any]) -> None:
 def _cmd_eval(args: Any) -> int:
     from cnnlab import report
 
+    # Checked before minutes of evaluation: the folder the results go to.
+    if args.out is not None:
+        outfiles.check_folder(args.out, "--out")  # an empty --out is an error, not the default
+    out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
+    outfiles.check_folder(out, "--out")
+
     result = evaluate_checkpoints(
         args.checkpoints,
         dataset=args.dataset,
@@ -243,25 +255,24 @@ def _cmd_eval(args: Any) -> int:
         batch_size=args.batch_size,
         device=args.device,
         limit=args.limit,
+        download=args.download,
+        skip_bad_images=args.skip_bad_images,
     )
-    out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CnnlabError(f"cannot write to {out} ({exc.strerror}); choose another --out") from exc
+    out = outfiles.make_folder(out, "--out")
     report.plot_confusion(
         result["confusion"],
         result["classes"],
         out / "confusion.png",
         f"{result['dataset']} {result['split']}, {result['views']} views",
+        hint="free some space or choose another --out",
     )
     rows = ["class,accuracy,count"] + [
         f"{c},{a!r},{sum(r)}"
         for c, a, r in zip(result["classes"], result["per_class_acc"], result["confusion"], strict=True)
     ]
-    write_text(out / "per_class.csv", "\n".join(rows) + "\n")
+    outfiles.write_file(out / "per_class.csv", ("\n".join(rows) + "\n").encode(), "--out")
     text = json.dumps(public(result), indent=2)
-    write_text(out / "eval.json", text + "\n")
+    outfiles.write_file(out / "eval.json", (text + "\n").encode(), "--out")
     if args.json:
         print(text)
     else:
@@ -280,8 +291,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument(
         "checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (RUN/checkpoints/best.pt)"
     )
-    p.add_argument("--dataset", metavar="NAME", help="data set (default: the one the first checkpoint saw)")
-    p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    from cnnlab import data
+
+    data.add_data_args(p, default=None, required=False, default_text="the one the first checkpoint saw")
     p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
     p.add_argument(
         "--views",
@@ -289,9 +301,9 @@ def register_cli(subparsers: Any) -> None:
         choices=("center", "flip", "tencrop"),
         help="test views whose softmax is averaged (tencrop: the paper's ten patches)",
     )
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (default 256)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
     p.set_defaults(func=_cmd_eval)

@@ -8,10 +8,16 @@ exporter and fine for every model at its native input size. It cannot export an 
 whose output size does not divide its input size (a small-image net run on inputs smaller than its
 pool's 4x4, say); then the dynamo exporter (`dynamo=True`, opset 18) takes over, which handles it. Both
 give a graph with a dynamic batch dimension; the tests check both against PyTorch with onnxruntime.
+
+Every format is serialised in memory and written with the atomic writer (`checkpoint.write_bytes`): a full
+disk or an unwritable folder is one line and leaves no partial file (TorchScript's own file writer aborts
+the process from C++ on a full disk). An existing file is replaced only with `--force`, and never the
+checkpoint being exported.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -51,81 +57,112 @@ def example_input(ckpt: dict[str, Any], batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, int(ckpt["in_channels"]), side, side)
 
 
-def _onnx(model: nn.Module, x: torch.Tensor, path: Path, meta: dict[str, str], dynamo: bool = False) -> None:
+def _onnx(model: nn.Module, x: torch.Tensor, meta: dict[str, str], dynamo: bool = False) -> bytes:
     import onnx
 
     names: dict[str, Any] = {"input_names": ["images"], "output_names": ["logits"]}
+    proto = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' deprecation and fallback notices
         if not dynamo:
+            buf = io.BytesIO()
+            target: Any = buf  # a file object works, though torch's annotation names only paths
             try:
                 torch.onnx.export(
-                    model, (x,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                    model, (x,), target, dynamo=False, opset_version=ONNX_OPSET,
                     dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, **names,
                 )  # fmt: skip
+                proto = onnx.load_from_string(buf.getvalue())
             except torch.onnx.errors.OnnxExporterError:
                 dynamo = True
         if dynamo:
             batch = torch.export.Dim("batch", min=1)
-            torch.onnx.export(
-                model, (x,), str(path), dynamo=True, opset_version=ONNX_DYNAMO_OPSET,
-                dynamic_shapes=({0: batch},), external_data=False, **names,
+            program = torch.onnx.export(
+                model, (x,), None, dynamo=True, opset_version=ONNX_DYNAMO_OPSET,
+                dynamic_shapes=({0: batch},), **names,
             )  # fmt: skip
-    proto = onnx.load(str(path))
+            assert program is not None
+            proto = program.model_proto
+    assert proto is not None
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    return bytes(proto.SerializeToString())
 
 
-def _torchscript(model: nn.Module, x: torch.Tensor, path: Path, meta: dict[str, str]) -> None:
+def _torchscript(model: nn.Module, x: torch.Tensor, meta: dict[str, str]) -> bytes:
     # TorchScript is deprecated in favour of torch.export but still what C++ (libtorch) users load.
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, x, check_trace=True)
-        torch.jit.save(traced, str(path), _extra_files={"cnnlab.json": json.dumps(meta)})
+        torch.jit.save(traced, buf, _extra_files={"cnnlab.json": json.dumps(meta)})
+    return buf.getvalue()
 
 
-def _safetensors(model: nn.Module, path: Path, meta: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+def _safetensors(model: nn.Module, meta: dict[str, str]) -> bytes:
+    from safetensors.torch import save
 
     # safetensors refuses shared or strided storage: give each tensor its own contiguous copy.
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
+    return bytes(save(state, metadata=meta))
 
 
-def export(ckpt_path: str, fmt: str, out: str) -> Path:
-    """Write the checkpoint's network to `out` in format `fmt`; returns the path written."""
+def check_output(out: str, ckpt_path: str, force: bool) -> Path:
+    """The path `-o` names, when export may write it: an existing file only with `force`, never the
+    checkpoint itself, nor a folder."""
+    if not str(out).strip():
+        raise CnnlabError("-o is empty; name the file to write, e.g. -o model.onnx")
+    path = Path(out)
+    if path.is_dir():
+        raise CnnlabError(f"{path} is a folder; -o names the file to write (e.g. {path / 'model.onnx'})")
+    if os.path.lexists(path):
+        try:
+            same = path.resolve() == Path(ckpt_path).resolve() or os.path.samefile(path, ckpt_path)
+        except OSError:
+            same = False
+        if same:
+            raise CnnlabError(
+                f"-o {path} is the checkpoint being exported; refusing to overwrite it (even with --force): "
+                "choose another -o"
+            )
+        if not force:
+            raise CnnlabError(f"{path} already exists; choose another -o, or pass --force to replace it")
+    if not path.parent.is_dir():
+        what = "is not a folder" if os.path.lexists(path.parent) else "does not exist"
+        raise CnnlabError(f"{path.parent} {what}; create the folder or choose another -o")
+    return path
+
+
+def export(ckpt_path: str, fmt: str, out: str, force: bool = False) -> Path:
+    """Write the checkpoint's network to `out` in format `fmt`; returns the path written.
+
+    An existing `out` is refused unless `force`; the checkpoint itself is never overwritten.
+    """
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    path = check_output(out, ckpt_path, force)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.build_model(ckpt)
-    path = Path(out)
-    if path.parent and not path.parent.exists():
-        raise CnnlabError(f"folder {path.parent} does not exist; create it or choose another -o")
     meta = metadata(ckpt)
     x = example_input(ckpt)
-    # Write beside the target and rename, so a failed export never leaves a truncated file behind.
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with torch.no_grad():
-            if fmt == "onnx":
-                _onnx(model, x, tmp, meta)
-            elif fmt == "torchscript":
-                _torchscript(model, x, tmp, meta)
-            else:
-                _safetensors(model, tmp, meta)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CnnlabError(f"cannot write {path} ({exc.strerror}); choose another -o") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    with torch.no_grad():
+        if fmt == "onnx":
+            blob = _onnx(model, x, meta)
+        elif fmt == "torchscript":
+            blob = _torchscript(model, x, meta)
+        else:
+            blob = _safetensors(model, meta)
+    # Checked again: the file may have appeared while the model was exported.
+    check_output(out, ckpt_path, force)
+    # A temporary file beside the target, renamed over it: a failed write never leaves a partial file.
+    checkpoint.write_bytes(path, blob, hint="free some space or choose another -o")
     return path
 
 
 def _cmd_export(args: Any) -> int:
-    path = export(args.checkpoint, args.format, args.output)
+    path = export(args.checkpoint, args.format, args.output, force=args.force)
     print(
         f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB): input float32 "
         "[N, C, s, s] normalised as in training, output logits; classes and mean/std in its metadata"
@@ -142,4 +179,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
     p.add_argument("--format", required=True, choices=FORMATS, help="output format")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--force", action="store_true", help="replace FILE if it exists (never the checkpoint itself)"
+    )
     p.set_defaults(func=_cmd_export)

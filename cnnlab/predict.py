@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab import checkpoint
+from cnnlab import argtypes, checkpoint
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
@@ -157,8 +157,10 @@ def register_cli(subparsers: Any) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--top", type=argtypes.positive, default=5, help="how many classes to show (default 5)")
+    p.add_argument(
+        "--batch-size", type=argtypes.positive, default=64, help="images per forward pass (default 64)"
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument(
         "--csv", metavar="FILE", help="write one row per image: path, top classes and probabilities"

@@ -78,8 +78,13 @@ def figure_png(fig: Any, dpi: int = 110, tight: bool = True) -> bytes:
     return buf.getvalue()
 
 
-def _save_figure(fig: Any, path: Path) -> None:
-    write_bytes(path, figure_png(fig))
+def save_figure(fig: Any, path: Path, hint: str | None = None) -> None:
+    """Write `fig` as a PNG; `hint` ends the one-line error of a failed write."""
+    data = figure_png(fig)
+    if hint is None:
+        write_bytes(path, data)
+    else:
+        write_bytes(path, data, hint)
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
@@ -131,10 +136,19 @@ def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
 
 
 def plot_confusion(
-    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = ""
+    matrix: Sequence[Sequence[int]],
+    classes: Sequence[str],
+    path: Path,
+    title: str = "",
+    hint: str | None = None,
 ) -> None:
-    """Row-normalised confusion matrix (true class down, predicted across), counts in the cells."""
-    write_bytes(path, confusion_png(matrix, classes, title))
+    """Row-normalised confusion matrix (true class down, predicted across), counts in the cells; `hint`
+    ends the one-line error of a failed write."""
+    png = confusion_png(matrix, classes, title)
+    if hint is None:
+        write_bytes(path, png)
+    else:
+        write_bytes(path, png, hint)
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> bytes:

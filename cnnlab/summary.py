@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from cnnlab import argtypes
 from cnnlab.counting import layer_flops, layer_formula, misfit_note
 from cnnlab.errors import CnnlabError
 
@@ -152,6 +153,16 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     was_training = model.training
     error: CnnlabError | None = None
     device = model_device(model)
+    if device.type != "meta":  # a model that could not be built on meta runs for real: its input must fit
+        from cnnlab import limits
+
+        c, h, w = input_size
+        limits.check_fits(
+            4 * batch_size * c * h * w,
+            f"a batch of {batch_size} {c}x{h}x{w} inputs",
+            "lower --batch-size or --input-size",
+            device,
+        )
     try:
         model.eval()
         with torch.no_grad():
@@ -406,12 +417,16 @@ MODEL_HELP = (
 
 def register_cli(sub: Any) -> None:
     p = sub.add_parser("models", help="list the models with parameters, input size and paper")
-    p.add_argument("--num-classes", type=int, default=1000, help="classes for the parameter count (1000)")
+    p.add_argument(
+        "--num-classes", type=argtypes.positive, default=1000, help="classes for the parameter count (1000)"
+    )
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("summary", help="layer table: output shapes, params, FLOPs, memory, size formulas")
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=1, help="batch for the activation memory column")
+    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
+    p.add_argument(
+        "--batch-size", type=argtypes.positive, default=1, help="batch for the activation memory column"
+    )
     p.set_defaults(func=_cmd_summary)

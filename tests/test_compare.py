@@ -81,6 +81,8 @@ def test_compare_command_json_and_chart(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_compare_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["compare", "alexnet_small", "--batch-size", "0", "--no-timing"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused by argparse, as any bad flag value
+        main(["compare", "alexnet_small", "--batch-size", "0", "--no-timing"])
+    assert exit_info.value.code == 2
     assert main(["compare", "no_such_net", "--no-timing"]) == 2
     assert "unknown model" in capsys.readouterr().err

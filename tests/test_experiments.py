@@ -192,8 +192,10 @@ def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["reproduce", "lrn", "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path)]) == 2
-    assert "--seeds must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # refused by argparse, as any bad flag value
+        cli.main(["reproduce", "lrn", "--budget", "tiny", "--seeds", "0", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--seeds: 0 is not a whole number >= 1" in capsys.readouterr().err
     assert cli.main(["reproduce", "lrn", "--budget", "tiny", "--model", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown model" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

@@ -58,15 +58,22 @@ __all__ = [
 ]
 
 
-def add_data_args(parser: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
-    """The data flags every command that reads a data set shares."""
+def add_data_args(
+    parser: argparse.ArgumentParser,
+    default: str | None = "fashion-mnist",
+    required: bool | None = None,
+    default_text: str | None = None,
+) -> None:
+    """The data flags every command that reads a data set shares: --dataset, --data-dir, --download and
+    --skip-bad-images. `required` defaults to "no default given"; `default_text` describes a default
+    the command works out itself (eval: the data set the checkpoint saw)."""
     g = parser.add_argument_group("data")
     g.add_argument(
         "--dataset",
         default=default,
-        required=default is None,
+        required=default is None if required is None else required,
         metavar="NAME",
-        help=f"one of {', '.join(names())} (default: {default})",
+        help=f"one of {', '.join(names())} (default: {default_text or default})",
     )
     g.add_argument(
         "--data-dir",

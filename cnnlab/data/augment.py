@@ -51,6 +51,21 @@ class AugmentConfig:
     pca_scale: str = "std"
 
     def __post_init__(self) -> None:
+        # Sides and padding count pixels: a float (from a hand-edited or tampered file) is refused, not
+        # rounded somewhere deep in the resize.
+        for name in ("input_size", "resize", "pad"):
+            value = getattr(self, name)
+            if not (value is None and name == "resize") and (
+                isinstance(value, bool) or not isinstance(value, int)
+            ):
+                raise CnnlabError(f"{name.replace('_', ' ')} must be a whole number of pixels, got {value!r}")
+        for name in ("random_crop", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise CnnlabError(
+                    f"{name.replace('_', ' ')} must be true or false, got {getattr(self, name)!r}"
+                )
+        if not isinstance(self.pca_std, (int, float)) or isinstance(self.pca_std, bool):
+            raise CnnlabError(f"PCA lighting std must be a number, got {self.pca_std!r}")
         check_ranges(
             input_size=self.input_size, resize=self.resize, pad=self.pad, pca_std=self.pca_std,
             normalize=self.normalize, pca_scale=self.pca_scale,

@@ -99,15 +99,38 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(data, np.ndarray):  # the dtype only when it is the problem
             shape = ("" if data.dtype == np.uint8 else f"{data.dtype} ") + str(list(data.shape))
         raise CnnlabError(f"{path}: 'data' should be a uint8 array [n, 3072], found {shape}")
+    return data.reshape(-1, 3, 32, 32), _labels(path, labels, data.shape[0])
+
+
+def _labels(path: Path, labels: Any, n: int) -> np.ndarray:
+    """The labels as int64 [n]: a flat list (or 1-D integer array) of whole numbers, checked before any
+    conversion. numpy would truncate 3.7 to 3, and would expand a pickle's shared nested lists (a few
+    hundred bytes can describe 2^40 elements) into memory before any shape check."""
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise CnnlabError(
+                f"{path}: 'labels' should be a list of integers, found a {labels.dtype} array "
+                f"{list(labels.shape)}"
+            )
+        count = labels.shape[0]
+    elif isinstance(labels, (list, tuple)):
+        count = len(labels)
+    else:
+        raise CnnlabError(f"{path}: 'labels' should be a list of integers, found {type(labels).__name__}")
+    if count != n:
+        raise CnnlabError(f"{path} holds {n} images but {count} labels; the batch is damaged")
+    if isinstance(labels, (list, tuple)):
+        for v in labels:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                what = f"{v!r}" if isinstance(v, (float, np.floating)) else f"a {type(v).__name__}"
+                raise CnnlabError(
+                    f"{path}: 'labels' holds {what}, not a whole number; the batch is damaged "
+                    "(labels are class indices)"
+                )
     try:
-        label_arr = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a label beyond 64 bits
-        raise CnnlabError(f"{path}: 'labels' is not a list of integers") from None
-    if label_arr.shape != (data.shape[0],):
-        raise CnnlabError(
-            f"{path} holds {data.shape[0]} images but {label_arr.size} labels; the batch is damaged"
-        )
-    return data.reshape(-1, 3, 32, 32), label_arr
+        return np.asarray(labels, dtype=np.int64)
+    except OverflowError:  # a label beyond 64 bits
+        raise CnnlabError(f"{path}: 'labels' is not a list of integers (one is beyond 64 bits)") from None
 
 
 def read_classes(folder: Path) -> list[str]:

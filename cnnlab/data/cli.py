@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab import data
+from cnnlab import argtypes, data
 
 
 def _describe(ds: data.ArrayDataset | data.FolderDataset) -> str:
@@ -52,5 +52,11 @@ def register_cli(sub: Any) -> None:
     data.add_data_args(p)
     p.add_argument("--stats", action="store_true", help="also compute mean/std and the PCA lighting's eigen")
     p.add_argument("--list", action="store_true", help="list the data set names and exit")
-    p.add_argument("--show-skipped", type=int, default=10, metavar="N", help="list N skipped files (10)")
+    p.add_argument(
+        "--show-skipped",
+        type=argtypes.non_negative,
+        default=10,
+        metavar="N",
+        help="list N skipped files (10)",
+    )
     p.set_defaults(func=_cmd_data)

@@ -3,6 +3,10 @@
 Files are checked once when the data set is opened (a fast pass: Pillow's structural verify, plus a full
 decode only where verify proves little), so a broken file is reported before training starts, not hours
 into it. Decoding proper happens in DataLoader workers (`BatchLoader(num_workers=...)`).
+
+Symbolic links are followed, except a folder link back into the split's own tree (or above it): such a
+link is a loop (`loop -> .` would have the walk recurse without end) or a second path to images already
+listed. Each real file counts once, under the first path that reaches it in sorted order.
 """
 
 from __future__ import annotations
@@ -124,10 +128,31 @@ def _verify(path: str) -> str | None:
     return None
 
 
-def _list_images(folder: Path) -> list[Path]:
+def _inside(path: str, folder: str) -> bool:
+    """Whether real path `path` is `folder` or below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _list_images(folder: Path, tree: Path | None = None) -> list[Path]:
+    """Image files under `folder`, links followed except folder links into `tree` (default `folder`) or
+    above it, and folders reached twice."""
+    tree_real = os.path.realpath(tree or folder)
+    seen: set[str] = set()
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        seen.add(os.path.realpath(dirpath))
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            full = os.path.join(dirpath, d)
+            if os.path.islink(full):
+                real = os.path.realpath(full)
+                if _inside(real, tree_real) or _inside(tree_real, real) or real in seen:
+                    continue  # a loop, or a second way to files already listed
+                seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         found.extend(
             Path(dirpath) / f
             for f in filenames
@@ -185,15 +210,26 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
                 "the two splits must use the same class names"
             )
         files: list[tuple[Path, int]] = []
+        real_files: set[str] = set()  # each real file once, however many links reach it
         for name in present:
-            images = _list_images(split_dir / name)
+            images = _list_images(split_dir / name, split_dir)
             if not images:
                 raise CnnlabError(
                     f"class folder {split_dir / name} has no images (readable extensions: .jpg, .png, "
                     "...); add images or remove the folder"
                 )
             label = self.classes.index(name)
-            files.extend((p, label) for p in images)
+            before = len(files)
+            for p in images:
+                real = os.path.realpath(p)
+                if real not in real_files:
+                    real_files.add(real)
+                    files.append((p, label))
+            if len(files) == before:
+                raise CnnlabError(
+                    f"class folder {split_dir / name} holds only links to images already listed under "
+                    "another class; give it images of its own or remove it"
+                )
         self.skipped: list[str] = []
         self.skip_reasons: dict[str, str] = {}
         with (

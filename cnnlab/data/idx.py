@@ -2,7 +2,8 @@
 
 Format (LeCun's MNIST page): two zero bytes, a type code, the number of dimensions, then one big-endian
 uint32 per dimension, then the values in C order. The header's sizes are checked against the file's size
-before anything is allocated, so a corrupt header cannot make us reserve gigabytes.
+and the memory available before anything is allocated, so a corrupt header cannot make us reserve
+gigabytes, and the data is then read in bounded chunks into one buffer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab import limits
 from cnnlab.data.dataset import ArrayDataset, check_labels
 from cnnlab.errors import CnnlabError
 
@@ -28,8 +30,10 @@ _TYPES: dict[int, np.dtype] = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-# deflate cannot compress better than about 1032:1, which bounds what a .gz file can hold.
-_MAX_DEFLATE_RATIO = 1100
+# deflate cannot compress better than about 1032:1. Real image and label files compress 2-10x (MNIST:
+# 5x); a file announcing hundreds of times its size is a decompression bomb, refused before inflating it.
+GZIP_RATIO_LIMIT = 200
+_CHUNK = 1 << 24  # bytes read per call
 
 
 def _is_gzip(path: Path) -> bool:
@@ -61,28 +65,39 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             for d in dims:
                 count *= d
             want = count * dtype.itemsize
-            # What the file can hold at most: its payload if raw, a deflate bound if gzipped.
+            # What the file can hold at most: its payload if raw, a plausible compression ratio if gzipped.
             payload = size - 4 - 4 * ndim
-            most = size * _MAX_DEFLATE_RATIO if gz else payload
+            most = size * GZIP_RATIO_LIMIT if gz else payload
             if want > most:
+                ratio = f", {want / size:,.0f} times its size" if gz else ""
+                bomb = " or the file is a decompression bomb" if gz else ""
                 raise CnnlabError(
-                    f"{path}: IDX header announces dimensions {list(dims)} ({want:,} bytes) but the "
-                    f"file is {size:,} bytes; the header is corrupt"
+                    f"{path}: IDX header announces dimensions {list(dims)} ({want:,} bytes{ratio}) but "
+                    f"the file is {size:,} bytes; the header is corrupt{bomb}; get the file again"
                 )
-            data = f.read(want + 1)
+            limits.check_fits(want, f"{path} ({list(dims)} values)", "free some memory or use a smaller file")
+            data = np.empty(want, dtype=np.uint8)
+            view = data.data  # the buffer itself, filled in place
+            got = 0
+            while got < want:
+                n = f.readinto(view[got : got + _CHUNK])
+                if not n:
+                    break
+                got += n
+            extra = f.read(1) if got == want else b""
     except (OSError, EOFError, zlib.error) as exc:
         raise CnnlabError(f"{path}: cannot read ({exc}); the file is damaged, get it again") from None
-    if len(data) < want:
+    if got < want:
         raise CnnlabError(
             f"{path}: truncated: the header announces {list(dims)} ({want:,} bytes of data) but only "
-            f"{len(data):,} bytes follow; get the file again"
+            f"{got:,} bytes follow; get the file again"
         )
-    if len(data) > want:
+    if extra:
         raise CnnlabError(
             f"{path}: holds more data than the header's dimensions {list(dims)} announce; the file is "
             "corrupt or not an IDX file"
         )
-    return np.frombuffer(data, dtype=dtype).reshape(dims)
+    return data.view(dtype).reshape(dims)
 
 
 def find_idx(folder: Path, stem: str) -> Path | None:
@@ -114,8 +129,8 @@ def load_idx_pair(
         )
     label_tensor = torch.from_numpy(labels.astype(np.int64))
     check_labels(label_tensor, len(classes), str(labels_path))
-    # frombuffer arrays are read-only; copy once into a tensor we own.
-    image_tensor = torch.from_numpy(images.copy()).unsqueeze(1)
+    # read_idx filled a buffer of its own: the tensor shares it, no copy.
+    image_tensor = torch.from_numpy(images).unsqueeze(1)
     return ArrayDataset(name, split, image_tensor, label_tensor, classes, source=str(images_path.parent))
 
 

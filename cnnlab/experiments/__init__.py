@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import models
+from cnnlab import argtypes, models
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
@@ -99,6 +99,8 @@ def reproduce(
     progress: str = "none",
     fresh: bool = False,
     log: Callable[[str], None] = _log,
+    download: bool = False,
+    skip_bad_images: bool = False,
 ) -> tuple[ClaimResult, Path]:
     """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
     (default OUT/runs; several claims pointed at one folder share the runs they have in common)."""
@@ -106,7 +108,8 @@ def reproduce(
     runs = Path(runs_dir) if runs_dir else folder / "runs"
     exp = _experiment(
         claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
-        data_dir=data_dir, progress=progress, fresh=fresh, log=log,
+        data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
+        skip_bad_images=skip_bad_images,
     )  # fmt: skip
     return _run(exp)
 
@@ -142,6 +145,8 @@ def _cmd_reproduce(args: Any) -> int:
         "model": args.model,
         "device": args.device,
         "data_dir": args.data_dir,
+        "download": args.download,
+        "skip_bad_images": args.skip_bad_images,
         "progress": args.progress,
         "fresh": args.fresh,
     }
@@ -172,7 +177,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
     )
-    p.add_argument("--seeds", type=int, metavar="N", help="seeds per arm (default: the budget's)")
+    p.add_argument(
+        "--seeds", type=argtypes.positive, metavar="N", help="seeds per arm (default: the budget's)"
+    )
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
     p.add_argument(
         "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
@@ -180,6 +187,16 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--model", metavar="NAME", help="model (default alexnet_small; alexnet for full on a GPU)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch a missing data set through torchvision (needs a network)",
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
+    )
     p.add_argument(
         "--progress",
         default="none",

@@ -178,7 +178,7 @@ def plot_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    report._save_figure(fig, path)
+    report.save_figure(fig, path)
     plt.close(fig)
 
 
@@ -205,5 +205,5 @@ def plot_points(
     ax.set(xlabel=xlabel, ylabel=ylabel + " (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    report._save_figure(fig, path)
+    report.save_figure(fig, path)
     plt.close(fig)

@@ -149,7 +149,7 @@ def evaluate_run(
     cfg = from_saved(ckpt["config"], ckpt["model_options"])
     dev = resolve_device(cfg.device)
     train_split = split == "train"
-    ds = data.load(cfg.dataset, split, cfg.data_dir or None)
+    ds = data.load(cfg.dataset, split, cfg.data_dir or None, skip_bad_images=cfg.skip_bad_images)
     # The same subset the run drew (data.limit is the trainer's own choice of images).
     ds = data.limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
     net = checkpoint.restore(ckpt, dev)

@@ -6,7 +6,9 @@ Importing the family modules registers their builders (AlexNets, then VGGs, Goog
 from cnnlab.models.registry import (
     AuxOutputs,
     ModelInfo,
+    check_switch_names,
     create,
+    create_from,
     info,
     names,
     split_outputs,
@@ -23,4 +25,14 @@ from cnnlab.models import lenet  # noqa: F401
 # isort: on
 from cnnlab.models.googlenet import AUX_LOSS_WEIGHT
 
-__all__ = ["AUX_LOSS_WEIGHT", "AuxOutputs", "ModelInfo", "create", "info", "names", "split_outputs"]
+__all__ = [
+    "AUX_LOSS_WEIGHT",
+    "AuxOutputs",
+    "ModelInfo",
+    "check_switch_names",
+    "create",
+    "create_from",
+    "info",
+    "names",
+    "split_outputs",
+]

@@ -5,18 +5,24 @@ defaults; `create` checks names against that signature and turns CLI strings ("f
 default's type, so the command line can pass `--model-opt lrn=false` straight through. A keyword argument
 whose default is a dataclass instance is a group of switches a family shares (`AlexNetSwitches`): its
 fields are switches of their own, and `create` hands the builder the group with the values given.
+
+Switch values may come from a stranger's checkpoint, so `create` refuses non-finite numbers and absurd
+sizes before building anything: it first builds the network on the meta device (shapes only, no memory),
+adds up its parameters and checks they fit in memory (`limits.check_fits`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import torch
 
+from cnnlab import limits
 from cnnlab.errors import CnnlabError
 from cnnlab.models.layers import Net
 
@@ -100,6 +106,29 @@ def info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
+# No layer of any model here is anywhere near this wide or this many classes; larger numbers are typos or
+# tampering, refused before torch is asked for the memory (or overflows computing its size).
+MAX_COUNT = 2**24
+
+
+def check_switch_names(switches: Mapping[str, Any]) -> None:
+    """Refuse switch names that are `create`'s own arguments (`num_classes`, `in_channels`): given as
+    switches they would clash with (or silently replace) the class and channel counts."""
+    clash = sorted(set(switches) & set(_COMMON))
+    if clash:
+        raise CnnlabError(
+            f"{', '.join(clash)} cannot be given as a model switch: it is set by the data (the class "
+            "count and image channels), not by --model-opt"
+        )
+
+
+def create_from(name: str, num_classes: int, in_channels: int, switches: Mapping[str, Any]) -> Net:
+    """`create` with the switches as a mapping (from --model-opt or a checkpoint), names checked first:
+    `create(name, num_classes=..., **switches)` would be a TypeError for a switch named num_classes."""
+    check_switch_names(switches)
+    return create(name, num_classes, in_channels, **dict(switches))
+
+
 def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches: Any) -> Net:
     """Build model `name`; unknown names or switches, and bad switch values, raise CnnlabError."""
     _check_name(name)
@@ -109,16 +138,57 @@ def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches:
         valid = ", ".join(meta.switches) or "none"
         raise CnnlabError(f"model {name} has no switch {', '.join(unknown)}: valid switches are {valid}")
     values = {key: _coerce(key, value, meta.switches[key]) for key, value in switches.items()}
+    for key, value in values.items():
+        _check_value(key, value)
+    counts = {"num_classes": num_classes, "in_channels": in_channels}
+    for key, value in counts.items():
+        counts[key] = _as_int(key, value)
+        _check_value(key, counts[key])
     for arg, group in _GROUPS[name].items():
         own = {f.name for f in dataclasses.fields(group)}
         values[arg] = dataclasses.replace(group, **{key: values.pop(key) for key in own & set(values)})
-    model = _BUILDERS[name](
-        num_classes=_as_int("num_classes", num_classes),
-        in_channels=_as_int("in_channels", in_channels),
-        **values,
-    )
+    if torch.empty(0).device.type != "meta":
+        _check_size(name, counts, values)
+    model = _BUILDERS[name](**counts, **values)
     model.arch = name
     return model
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Numbers a layer can be built from: finite, and counts below MAX_COUNT."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CnnlabError(f"{key}={value!r} is not valid: give a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_COUNT:
+        raise CnnlabError(f"{key}={value!r} is not valid: at most {MAX_COUNT:,}")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_value(key, v)
+
+
+def _check_size(name: str, counts: dict[str, Any], values: dict[str, Any]) -> None:
+    """Build the network on the meta device (no memory) and refuse it when its weights cannot fit."""
+    try:
+        with torch.device("meta"):
+            shape = _BUILDERS[name](**counts, **values)
+    except CnnlabError:
+        raise
+    except Exception as exc:
+        if "overflow" in str(exc).lower() or isinstance(exc, OverflowError):
+            raise CnnlabError(
+                f"model {name} with these switches is far too large ({exc}); "
+                "use smaller switch values (e.g. width) or fewer classes"
+            ) from None
+        return  # a model that cannot be built on meta (towers placed on devices): built for real
+    nbytes = sum(p.numel() * p.element_size() for p in shape.parameters())
+    nbytes += sum(b.numel() * b.element_size() for b in shape.buffers())
+    switches = ", ".join(f"{k}={v}" for k, v in values.items() if not dataclasses.is_dataclass(v))
+    limits.check_fits(
+        nbytes,
+        f"model {name} ({sum(p.numel() for p in shape.parameters()):,} parameters"
+        + (f"; {switches}" if switches else "")
+        + ")",
+        "use smaller switch values (e.g. width) or fewer classes",
+    )
 
 
 def _check_name(name: str) -> None:

@@ -117,8 +117,11 @@ def show_image(ax: Any, picture: np.ndarray, title: str = "") -> None:
 
 
 def check_png(path: str | Path) -> Path:
-    """`path` if it names a PNG file; a CnnlabError before any work is done otherwise."""
-    path = Path(path)
+    """`path` if it names a PNG file that can be written; a CnnlabError before any work is done otherwise
+    (empty, a folder, below a file, not *.png)."""
+    from cnnlab import outfiles
+
+    path = outfiles.check_target(path, "-o")
     if path.suffix.lower() != ".png":
         raise CnnlabError(f"cannot write {path.name}: the picture is a PNG, name the file *.png")
     return path
@@ -130,17 +133,11 @@ def save_figure(fig: Any, path: str | Path, pixel_exact: bool = False) -> Path:
     `pixel_exact`: the figure is laid out in whole pixels at PIXEL_DPI (`PixelLayout`): saved uncropped
     at that resolution, so its images keep every pixel (a kernel's 1-px separators survive).
     """
-    from cnnlab import report
-    from cnnlab.checkpoint import write_bytes
+    from cnnlab import outfiles, report
 
     path = check_png(path)
     png = report.figure_png(fig, PIXEL_DPI, tight=False) if pixel_exact else report.figure_png(fig)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CnnlabError(f"cannot write {path} ({exc.strerror}); choose another -o") from exc
-    write_bytes(path, png)
-    return path
+    return outfiles.write_file(path, png, "-o")
 
 
 def pyplot() -> Any:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import argtypes
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
@@ -61,7 +62,10 @@ def filter_grid(
         raise ValueError("filter_grid needs at least one convolution")
     kh, kw = int(weights[0].shape[2]), int(weights[0].shape[3])
     count = max(int(w.shape[0]) for w in weights)
-    cols = cols or math.ceil(math.sqrt(count))
+    if cols is not None and cols < 1:
+        raise CnnlabError(f"--cols {cols} must be at least 1")
+    # More columns than kernels would only add empty cells (and --cols 1e9 a gigapixel of them).
+    cols = min(cols, count) if cols else math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
     ch, cw = kh * scale, kw * scale
     panel_w = SEP + cols * (cw + SEP)
@@ -317,6 +321,7 @@ def _load(source: str, init: bool, in_channels: int) -> tuple[nn.Module, dict[st
 
 
 def _cmd_filters(args: argparse.Namespace) -> int:
+    check_png(args.output)
     torch.manual_seed(args.seed)
     model, _ = _load(args.source, args.init, args.in_channels)
     print(f"wrote {write_filters(model, args.output, args.cols)}")
@@ -326,10 +331,13 @@ def _cmd_filters(args: argparse.Namespace) -> int:
 def _cmd_neighbors(args: argparse.Namespace) -> int:
     from cnnlab import checkpoint, data
 
+    check_png(args.output)
     net = checkpoint.restore(checkpoint.load(args.checkpoint))
     model, aug, stats, ckpt = net.model, net.aug, net.stats, net.ckpt
     train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from cnnlab.device import resolve_device
+
+    device = resolve_device(args.device or "auto")
     found = find_neighbors(
         model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
         batch_size=args.batch_size, device=device, seed=args.seed,
@@ -353,9 +361,15 @@ def register_cli(sub: Any) -> None:
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--init", action="store_true", help="SOURCE is a model name: draw its untrained kernels")
-    p.add_argument("--in-channels", type=int, default=3, help="with --init: 1 for grey inputs (3)")
-    p.add_argument("--cols", type=int, help="kernels per row in each panel (default: a square-ish grid)")
-    p.add_argument("--seed", type=int, default=0, help="with --init: the random initialisation's seed")
+    p.add_argument(
+        "--in-channels", type=argtypes.positive, default=3, help="with --init: 1 for grey inputs (3)"
+    )
+    p.add_argument(
+        "--cols", type=argtypes.positive, help="kernels per row in each panel (default: a square-ish grid)"
+    )
+    p.add_argument(
+        "--seed", type=argtypes.seed, default=0, help="with --init: the random initialisation's seed"
+    )
     p.set_defaults(func=_cmd_filters)
 
     p = sub.add_parser(
@@ -364,10 +378,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     data.add_data_args(p, default=None)
-    p.add_argument("--queries", type=int, default=8, help="test images to look up (8)")
-    p.add_argument("--k", type=int, default=6, help="neighbours per query (6, as in the paper)")
-    p.add_argument("--bank-size", type=int, help="search a random part of the training set (default: all)")
-    p.add_argument("--batch-size", type=int, default=256, help="feature extraction batch (256)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0, help="which test images are drawn")
+    p.add_argument("--queries", type=argtypes.positive, default=8, help="test images to look up (8)")
+    p.add_argument("--k", type=argtypes.positive, default=6, help="neighbours per query (6, as in the paper)")
+    p.add_argument(
+        "--bank-size", type=argtypes.positive, help="search a random part of the training set (default: all)"
+    )
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="feature extraction batch (256)")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="cpu or cuda (default: cuda when available)"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
     p.set_defaults(func=_cmd_neighbors)

@@ -34,6 +34,7 @@ class TrainConfig:
     model: str = _f("", "model name (see `cnnlab models`)")
     dataset: str = _f("", "data set: fashion-mnist, mnist, cifar10, digits or folder:PATH")
     data_dir: str | None = _f(None, "folder holding the data set's files (default: its usual place)")
+    download: bool = _f(False, "fetch a missing data set through torchvision (needs a network)")
     skip_bad_images: bool = _f(False, "folder data sets: skip unreadable image files instead of stopping")
     recipe: str = _f("paper", "training recipe: paper (AlexNet's) or fast", choices=RECIPES)
     out: str | None = _f(None, "run folder (default runs/MODEL-DATASET)")
@@ -105,7 +106,9 @@ class TrainConfig:
 MODEL_SWITCHES = ("activation", "lrn", "overlap_pool", "dropout", "init", "batch_norm")
 # Settings of one invocation, never inherited by a resumed run; and what a resume may change besides
 # (taken from the run's checkpoint unless given). Every other setting comes from the checkpoint.
-PER_INVOCATION = frozenset({"device", "stop_after", "progress", "workers", "resume", "overwrite", "out"})
+PER_INVOCATION = frozenset(
+    {"device", "stop_after", "progress", "workers", "resume", "overwrite", "out", "download"}
+)
 RESUME_MAY_CHANGE = PER_INVOCATION | {"epochs", "data_dir", "skip_bad_images"}
 
 

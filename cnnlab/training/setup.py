@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, data, models
+from cnnlab import checkpoint, data, limits, models
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed, recipes
 from cnnlab.training.config import (
@@ -79,6 +79,7 @@ def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) 
         train_ds, val_ds = _load_data(asked)
         cfg = _resolve(asked, train_ds, ctx)
     distributed.on_main(ctx, lambda: check_dir(folder.root, cfg.resume, cfg.overwrite))
+    _check_memory(cfg, train_ds, ctx)
     model = _build_model(cfg, train_ds, saved, ctx)
     stats, aug = _preprocessing(cfg, train_ds, saved)
     train_loader, val_loader = _loaders(cfg, ctx, train_ds, val_ds, stats, aug)
@@ -214,9 +215,9 @@ def _check_same_data(
 
 def _load_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
     """The training set (a random subset with --limit-train) and the validation set (its first N)."""
-    where = cfg.data_dir or None
-    train_ds = data.load(cfg.dataset, "train", where, skip_bad_images=cfg.skip_bad_images)
-    val_ds = data.load(cfg.dataset, "val", where, skip_bad_images=cfg.skip_bad_images)
+    where, download = cfg.data_dir or None, getattr(cfg, "download", False)  # a RunConfig never downloads
+    train_ds = data.load(cfg.dataset, "train", where, download, skip_bad_images=cfg.skip_bad_images)
+    val_ds = data.load(cfg.dataset, "val", where, download, skip_bad_images=cfg.skip_bad_images)
     return data.limit(train_ds, cfg.limit_train, cfg.seed, True), data.limit(
         val_ds, cfg.limit_val, cfg.seed, False
     )
@@ -236,9 +237,7 @@ def _resolve(asked: TrainConfig, train_ds: Any, ctx: Context) -> RunConfig:
 def _build_model(cfg: RunConfig, train_ds: Any, saved: dict[str, Any] | None, ctx: Context) -> nn.Module:
     in_channels = int(getattr(train_ds, "channels", 3))
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
-    model = models.create(
-        cfg.model, num_classes=len(train_ds.classes), in_channels=in_channels, **cfg.model_options
-    )
+    model = models.create_from(cfg.model, len(train_ds.classes), in_channels, cfg.model_options)
     check_input = getattr(model, "check_input", None)
     if check_input is not None:  # a too-small --input-size fails now, not at the first step
         check_input(torch.empty(1, in_channels, cfg.input_size, cfg.input_size, device="meta"))
@@ -248,6 +247,32 @@ def _build_model(cfg: RunConfig, train_ds: Any, saved: dict[str, Any] | None, ct
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
+    """Refuse sizes that cannot fit (an --input-size or --resize of 10^5, a --pad of 10^9) before anything
+    is allocated: a batch's images as the augmentation holds them, and the net's activations for it."""
+    from cnnlab import summary
+
+    channels = int(getattr(train_ds, "channels", 3))
+    per_rank = max(1, cfg.batch_size // ctx.world_size)
+    side = max(cfg.input_size, cfg.resize) + 2 * cfg.pad
+    fix = "lower --batch-size, --input-size, --resize or --pad"
+    # The padded base batch in float, its crops and the normalised result: about three copies.
+    batch = f"a batch of {per_rank} {channels}x{side}x{side} images"
+    limits.check_fits(3 * 4 * per_rank * channels * side * side, batch, fix, ctx.device)
+    try:
+        with torch.device("meta"):
+            shape = models.create_from(cfg.model, len(train_ds.classes), channels, cfg.model_options)
+        found = summary.trace(shape, (channels, cfg.input_size, cfg.input_size), per_rank)
+    except CnnlabError:
+        raise
+    except Exception:  # a model that cannot run on meta: the real forward reports its own errors
+        return
+    if found.error is None:  # activations kept for the backward pass, and their gradients
+        need = 2 * summary.totals(found.rows).activation_bytes
+        what = f"training {cfg.model} on batches of {per_rank} at {cfg.input_size} px"
+        limits.check_fits(need, what, fix, ctx.device)
 
 
 # -- 4. preprocessing and loaders ------------------------------------------------------------------------

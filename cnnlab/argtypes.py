@@ -1,0 +1,53 @@
+"""argparse types for the counts and seeds every command takes, so a bad number is one line at parse time.
+
+`--limit -5`, `--cols 0` or `--seed 1e99` would otherwise reach slicing (a negative limit silently drops
+images from the end), numpy (a zero-column grid divides by zero) or torch (a seed beyond 64 bits is a
+traceback). With these types argparse refuses them like any unknown flag: `cnnlab: error: argument
+--limit: -5 is not a whole number >= 1 (see cnnlab eval --help)`, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number in [low, high]."""
+
+    def parse(text: str) -> int:
+        value = _whole(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is not a whole number >= {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is larger than {high:,}")
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+# Counts of images, classes, columns...: no command needs more than this, and beyond it a typo (1e9)
+# only reaches an allocator that aborts.
+MAX_COUNT = 2**31 - 1
+
+positive = at_least(1, MAX_COUNT)
+non_negative = at_least(0, MAX_COUNT)
+
+
+def seed(text: str) -> int:
+    """A random seed: torch takes any value that fits in 64 bits (negative ones wrap)."""
+    value = _whole(text)
+    if not -(2**63) <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"{value} does not fit in 64 bits")
+    return value
+
+
+seed.__name__ = "seed"
