@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _formats import write_idx
 
 from cnnlab import checkpoint, report
 from cnnlab.cli import main
-from cnnlab.data.idx import write_idx
 
 # A run of about a second in-process: a quarter-width small AlexNet on 8x8 digits, 4 steps an epoch.
 # Dropout, random crops with padding, flips and PCA lighting are all on (the paper recipe), so every

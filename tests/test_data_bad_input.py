@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _formats import write_cifar_batch, write_cifar_meta, write_idx
 from PIL import Image
 
 from cnnlab import data
 from cnnlab.data import cifar
-from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.idx import read_idx
 from cnnlab.errors import CnnlabError
 
 
@@ -110,8 +111,8 @@ def _cifar(tmp_path: Path) -> Path:
     folder = tmp_path / cifar.FOLDER
     folder.mkdir()
     for name in [*cifar.TRAIN_BATCHES, *cifar.TEST_BATCHES]:
-        cifar.write_batch(folder / name, np.zeros((2, 3, 32, 32), np.uint8), [1, 2])
-    cifar.write_meta(folder, cifar.CLASSES)
+        write_cifar_batch(folder / name, np.zeros((2, 3, 32, 32), np.uint8), [1, 2])
+    write_cifar_meta(folder, cifar.CLASSES)
     return folder
 
 

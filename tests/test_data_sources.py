@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _formats import write_cifar_batch, write_cifar_meta, write_idx
 
 from cnnlab import data
 from cnnlab.data import cifar, sources
-from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.idx import read_idx
 from cnnlab.errors import CnnlabError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -135,10 +136,10 @@ def write_cifar(folder: Path, per_batch: int = 3, protocol: int = 2) -> tuple[np
     for name in [*cifar.TRAIN_BATCHES, *cifar.TEST_BATCHES]:
         images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
         labels = rng.integers(0, 10, per_batch).tolist()
-        cifar.write_batch(folder / name, images, labels, protocol=protocol)
+        write_cifar_batch(folder / name, images, labels, protocol=protocol)
         all_images.append(images)
         all_labels.append(labels)
-    cifar.write_meta(folder, cifar.CLASSES, protocol=protocol)
+    write_cifar_meta(folder, cifar.CLASSES, protocol=protocol)
     return np.concatenate(all_images), np.concatenate(all_labels)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _formats import write_idx
 from _reliability import no_hang
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from PIL import Image
 from cnnlab import checkpoint
 from cnnlab.data import cifar, read_image
 from cnnlab.data.folder import verify_image
-from cnnlab.data.idx import load_idx_pair, read_idx, write_idx
+from cnnlab.data.idx import load_idx_pair, read_idx
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig, check
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _formats import write_cifar_batch, write_idx
 from _reliability import (
     TINY_BASE,
     assert_no_run_left,
@@ -31,7 +32,6 @@ from PIL import Image
 
 from cnnlab import models
 from cnnlab.data import cifar, read_image
-from cnnlab.data.idx import write_idx
 from cnnlab.errors import CnnlabError
 
 Setup = Callable[[Path], list[str]]  # builds what the case needs under tmp, returns the extra argv
@@ -81,7 +81,7 @@ def cifar_case(mutate: Callable[[Path], None]) -> Setup:
         folder.mkdir(parents=True)
         rng = np.random.default_rng(0)
         for name in (*cifar.TRAIN_BATCHES, *cifar.TEST_BATCHES):
-            cifar.write_batch(
+            write_cifar_batch(
                 folder / name, rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), [0, 1, 2, 3]
             )
         mutate(folder)

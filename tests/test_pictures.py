@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _formats import write_idx
 from PIL import Image
 from torch import nn
 
 from cnnlab import checkpoint, data, models
 from cnnlab.cli import main
-from cnnlab.data.idx import write_idx
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures import (
     MIN_WIDTH,

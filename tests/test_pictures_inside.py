@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _formats import write_idx
 from PIL import Image
 
 from cnnlab import checkpoint, data, models
 from cnnlab.cli import main
-from cnnlab.data.idx import write_idx
 from cnnlab.models.alexnet_parallel import grouped_to_parallel_state
 from cnnlab.pictures import common
 from cnnlab.pictures.activations import layer_maps

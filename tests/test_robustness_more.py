@@ -208,13 +208,13 @@ def test_a_signal_before_the_first_step_of_a_resume_leaves_the_run_as_it_was(
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     before = snapshot(run, lock=False)
-    real_build = setup_mod.models.create
+    real_build = setup_mod.models.create_from
 
     def build_then_signal(*args: Any, **kwargs: Any) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(setup_mod.models, "create", build_then_signal)
+    monkeypatch.setattr(setup_mod.models, "create_from", build_then_signal)
     code, _, err = run_cli(tiny_argv(run, 2, "--resume"), capsys)
     assert code == 143, err
     assert err.splitlines() == [

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _formats import write_cifar_batch, write_cifar_meta
 from _reliability import assert_no_run_left, assert_one_line_error, run_cli, tiny_argv
 from PIL import Image
 
@@ -48,8 +49,8 @@ def cifar_folder(root: Path, n: int = 4) -> Path:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in (*cifar.TRAIN_BATCHES, *cifar.TEST_BATCHES):
-        cifar.write_batch(folder / name, rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), list(range(n)))
-    cifar.write_meta(folder, cifar.CLASSES)
+        write_cifar_batch(folder / name, rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), list(range(n)))
+    write_cifar_meta(folder, cifar.CLASSES)
     return folder
 
 

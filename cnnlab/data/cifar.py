@@ -152,20 +152,3 @@ def load_cifar10(folder: Path, split: str) -> ArrayDataset:
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     check_labels(labels, len(classes), str(folder))
     return ArrayDataset("cifar10", split, images, labels, classes, source=str(folder))
-
-
-def write_batch(path: Path, images: np.ndarray, labels: list[int], protocol: int = 2) -> None:
-    """Write a batch in the official layout (bytes keys as Python 2 wrote them): for tests and subsets."""
-    data = np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1)
-    obj = {
-        b"batch_label": b"written by cnnlab",
-        b"labels": [int(v) for v in labels],
-        b"data": data,
-        b"filenames": [f"img_{i}.png".encode() for i in range(len(data))],
-    }
-    path.write_bytes(pickle.dumps(obj, protocol=protocol))
-
-
-def write_meta(folder: Path, classes: list[str], protocol: int = 2) -> None:
-    obj = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in classes], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(obj, protocol=protocol))

@@ -132,18 +132,3 @@ def load_idx_pair(
     # read_idx filled a buffer of its own: the tensor shares it, no copy.
     image_tensor = torch.from_numpy(images).unsqueeze(1)
     return ArrayDataset(name, split, image_tensor, label_tensor, classes, source=str(images_path.parent))
-
-
-def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None) -> None:
-    """Write an IDX file (gzipped when the name ends in .gz): for tests and for exporting subsets."""
-    path = Path(path)
-    codes = {v.str: k for k, v in _TYPES.items()}
-    dt = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
-    code = codes.get(dt.str)
-    if code is None:
-        raise ValueError(f"IDX cannot store {array.dtype}")
-    blob = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    blob += np.ascontiguousarray(array, dtype=dt).tobytes()
-    gz = path.suffix == ".gz" if compress is None else compress
-    with gzip.open(path, "wb") if gz else open(path, "wb") as f:
-        f.write(blob)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments.runner import Run, Runner
 
@@ -38,16 +37,8 @@ class Experiment:
         if self.data_dir:
             fields["data_dir"] = self.data_dir
         # The data flags every command shares, passed on to each run's `cnnlab train` settings.
-        from dataclasses import fields as dataclass_fields
-
-        from cnnlab.recipes import TrainConfig
-
-        known = {f.name for f in dataclass_fields(TrainConfig)}
         for name in ("download", "skip_bad_images"):
             if getattr(self, name):
-                if name not in known:
-                    flag = "--" + name.replace("_", "-")
-                    raise CnnlabError(f"{flag} is not supported by this version's `cnnlab train` runs")
                 fields[name] = True
         return fields
 
