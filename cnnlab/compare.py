@@ -91,14 +91,7 @@ def saved_bytes(model: nn.Module, input_size: tuple[int, int, int], batch_size: 
 
     was_training = model.training
     device = model_device(model)
-    if device.type != "meta":
-        c, h, w = input_size
-        limits.check_fits(
-            4 * batch_size * c * h * w,
-            f"a batch of {batch_size} {c}x{h}x{w} inputs",
-            "lower --batch-size or --input-size",
-            device,
-        )
+    limits.check_input_batch(batch_size, input_size, device)
     x = torch.zeros(batch_size, *input_size, device=device)
     try:
         model.train()

@@ -71,3 +71,18 @@ def check_fits(nbytes: int | float, what: str, how_to_fix: str, device: str | to
             f"{what} needs about {fmt_bytes(nbytes)} of memory but only {fmt_bytes(have)} is {where}; "
             f"{how_to_fix}"
         )
+
+
+def check_input_batch(batch_size: int, input_size: tuple[int, int, int], device: str | torch.device) -> None:
+    """Refuse a float32 input batch [batch_size, C, H, W] that the device cannot hold (meta: anything)."""
+    import torch
+
+    if torch.device(device).type == "meta":
+        return
+    c, h, w = input_size
+    check_fits(
+        4 * batch_size * c * h * w,
+        f"a batch of {batch_size} {c}x{h}x{w} inputs",
+        "lower --batch-size or --input-size",
+        device,
+    )

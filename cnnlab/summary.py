@@ -153,16 +153,9 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     was_training = model.training
     error: CnnlabError | None = None
     device = model_device(model)
-    if device.type != "meta":  # a model that could not be built on meta runs for real: its input must fit
-        from cnnlab import limits
+    from cnnlab import limits  # a model that could not be built on meta runs for real: its input must fit
 
-        c, h, w = input_size
-        limits.check_fits(
-            4 * batch_size * c * h * w,
-            f"a batch of {batch_size} {c}x{h}x{w} inputs",
-            "lower --batch-size or --input-size",
-            device,
-        )
+    limits.check_input_batch(batch_size, input_size, device)
     try:
         model.eval()
         with torch.no_grad():
