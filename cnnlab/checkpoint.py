@@ -185,18 +185,34 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
         raise bad(f"its data_stats or augment are unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def build_model(ckpt: dict[str, Any]) -> nn.Module:
-    """The checkpoint's network with its weights, in eval mode, on the CPU."""
-    from cnnlab import models
+def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
+    """The checkpoint's network with its weights, in eval mode, on the CPU.
 
-    model = models.create(
-        ckpt["model_name"],
-        num_classes=int(ckpt["num_classes"]),
-        in_channels=int(ckpt["in_channels"]),
-        **dict(ckpt["model_options"]),
-    )
-    load_weights(model, ckpt)
-    return model.eval()
+    A zoo model is rebuilt from its name. A network of the user's own (`file.py:Class`) never is: importing
+    a file that a checkpoint names would run code chosen by whoever wrote the checkpoint. The caller's own
+    command line must name it (`model`, from `--model file.py:Class`).
+    """
+    from cnnlab import models
+    from cnnlab.models import user
+
+    name = str(ckpt["model_name"])
+    if user.is_user_spec(name):
+        if not model:
+            where = getattr(ckpt, "path", "the checkpoint")
+            raise CnnlabError(
+                f"{where} holds your own network {name}; cnnlab never imports code a checkpoint names: "
+                f"pass --model {name} (the same file) to rebuild it"
+            )
+        net = user.load_user_model(model, **dict(ckpt["model_options"]))
+    else:
+        if model and model != name:
+            raise CnnlabError(f"--model {model}: the checkpoint holds the zoo's {name}; drop --model")
+        net = models.create(
+            name, num_classes=int(ckpt["num_classes"]), in_channels=int(ckpt["in_channels"]),
+            **dict(ckpt["model_options"]),
+        )  # fmt: skip
+    load_weights(net, ckpt)
+    return net.eval()
 
 
 def load_weights(model: nn.Module, ckpt: dict[str, Any]) -> None:

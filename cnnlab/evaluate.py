@@ -181,8 +181,10 @@ def evaluate_checkpoints(
     batch_size: int = 256,
     device: str = "auto",
     limit: int | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble."""
+    """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble. `model`
+    names the user's own network for checkpoints that hold one (`checkpoint.build_model`)."""
     from cnnlab import checkpoint, data
 
     if not paths:
@@ -207,13 +209,13 @@ def evaluate_checkpoints(
         ds = ds.subset(torch.arange(limit)) if hasattr(ds, "subset") else ds
     singles = []
     for c in ckpts:
-        model = checkpoint.build_model(c).to(dev)
+        net = checkpoint.build_model(c, model).to(dev)
         stats = data.DataStats.from_dict(c["data_stats"])
         aug = data.AugmentConfig.from_dict(c["augment"])
         loader = data.BatchLoader(
             ds, batch_size, train=False, aug=aug, stats=stats, seed=0, device=dev, views=views
         )
-        singles.append(evaluate(model, loader, dev))
+        singles.append(evaluate(net, loader, dev))
     result = dict(singles[0]) if len(singles) == 1 else ensemble(singles)
     result.update(dataset=name, split=split, views=views, checkpoints=list(paths), classes=classes)
     if len(singles) > 1:
@@ -249,6 +251,7 @@ def _cmd_eval(args: Any) -> int:
         batch_size=args.batch_size,
         device=args.device,
         limit=args.limit,
+        model=args.model,
     )
     out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
     try:
@@ -298,6 +301,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
     p.set_defaults(func=_cmd_eval)

@@ -95,12 +95,12 @@ def _safetensors(model: nn.Module, path: Path, meta: dict[str, str]) -> None:
     save_file(state, str(path), metadata=meta)
 
 
-def export(ckpt_path: str, fmt: str, out: str) -> Path:
+def export(ckpt_path: str, fmt: str, out: str, model_spec: str | None = None) -> Path:
     """Write the checkpoint's network to `out` in format `fmt`; returns the path written."""
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     ckpt = checkpoint.load(ckpt_path)
-    model = checkpoint.build_model(ckpt)
+    model = checkpoint.build_model(ckpt, model_spec)
     path = Path(out)
     if path.parent and not path.parent.exists():
         raise CnnlabError(f"folder {path.parent} does not exist; create it or choose another -o")
@@ -125,7 +125,7 @@ def export(ckpt_path: str, fmt: str, out: str) -> Path:
 
 
 def _cmd_export(args: Any) -> int:
-    path = export(args.checkpoint, args.format, args.output)
+    path = export(args.checkpoint, args.format, args.output, args.model)
     print(
         f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB): input float32 "
         "[N, C, s, s] normalised as in training, output logits; classes and mean/std in its metadata"
@@ -142,4 +142,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
     p.add_argument("--format", required=True, choices=FORMATS, help="output format")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
+    )
     p.set_defaults(func=_cmd_export)
