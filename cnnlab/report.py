@@ -39,12 +39,18 @@ METRIC_COLUMNS = (
 TIMING_COLUMNS = ("epoch_seconds", "images_per_s")
 
 
+def tidy(value: float) -> float:
+    """A metric rounded to ten significant digits, far below any difference that matters: float noise such
+    as 1.0000000000000002e-06 (0.01 divided by 10 four times) becomes 1e-06. The loop rounds each row once,
+    so the checkpoint, metrics.csv and every reader hold the same number."""
+    return float(f"{value:.10g}") if math.isfinite(value) else value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        # Ten significant digits: far below any difference that matters, and float noise such as
-        # 1.0000000000000002e-06 (0.01 divided by 10 four times) reads 1e-06. Deterministic, so a resumed
-        # run's CSV still equals an uninterrupted one's byte for byte.
-        return f"{value:.10g}"
+        # repr() round-trips exactly, so metrics.csv equals the checkpoint's rows and a resumed run's CSV
+        # an uninterrupted one's byte for byte; on a tidy() value it is also the short form.
+        return repr(value)
     return str(value)
 
 

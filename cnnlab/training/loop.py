@@ -281,7 +281,7 @@ class Loop:
         test = val if self.run.test_loader is None else self.validate(self.run.test_loader)
         self.eta.evaluated(time.perf_counter() - t0)
         steps = len(self.run.train_loader)
-        return {
+        row = {
             "epoch": epoch + 1,
             "lr": self.run.schedule.lr((epoch + 1) * steps - 1),
             "train_loss": loss_sum / count,
@@ -295,6 +295,7 @@ class Loop:
             "epoch_seconds": sums["seconds"],
             "images_per_s": count / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
+        return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
 
     @torch.no_grad()
     def validate(self, loader: Any) -> dict[str, Any]:
