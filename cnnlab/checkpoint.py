@@ -203,6 +203,10 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
                 f"{where} holds your own network {name}; cnnlab never imports code a checkpoint names: "
                 f"pass --model {name} (the same file) to rebuild it"
             )
+        if not user.is_user_spec(model):
+            raise CnnlabError(
+                f"--model {model}: the checkpoint holds your own network {name}; pass --model {name}"
+            )
         net = user.load_user_model(model, **dict(ckpt["model_options"]))
     else:
         if model and model != name:

@@ -227,7 +227,7 @@ class Loop:
             if self.progress.due(step):
                 self.progress.update(
                     step + 1, count * ctx.world_size, loss_sum.item() / count, correct.item() / count,
-                    self.eta.remaining(),
+                    self.eta.remaining() if self.eta.announced else None,
                 )  # fmt: skip
             if ((step + 1) % self.check_every == 0 or step + 1 == steps) and self._must_stop(
                 int(bad_step.item()), epoch, steps
