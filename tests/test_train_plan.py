@@ -92,12 +92,11 @@ def test_the_paper_recipe_subtracts_the_mean_image_also_on_folders_of_varying_si
                 size = (20 + 7 * i, 16 + 5 * i)  # no two the same
                 pixels = rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(tmp_path / "imgs" / split / cls / f"{i}.png")
-    result = train(
-        TrainConfig(
-            model="alexnet_small", dataset=f"folder:{tmp_path / 'imgs'}", epochs=1, batch_size=4,
-            input_size=16, model_opt=["width=0.25"], out=str(tmp_path / "run"), progress="none",
-        )  # fmt: skip
-    )
+    cfg = TrainConfig(
+        model="alexnet_small", dataset=f"folder:{tmp_path / 'imgs'}", epochs=1, batch_size=4,
+        input_size=16, model_opt=["width=0.25"], out=str(tmp_path / "run"), progress="none",
+    )  # fmt: skip
+    result = train(cfg)
     ckpt = checkpoint.load(result.run_dir / "checkpoints" / "last.pt")
     assert ckpt["augment"]["normalize"] == "pixel" and ckpt["augment"]["resize"] == 18
     assert list(ckpt["data_stats"]["mean_image"].shape) == [3, 256, 256]  # resized to 18 when applied
