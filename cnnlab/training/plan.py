@@ -62,7 +62,8 @@ def plan_lines(cfg: RunConfig, run: Any, device: str, parameters: int) -> list[s
     else:
         sets += f", {_n(len(run.test_ds))} test images (also the validation set: no --val-split)"
     line = (
-        f"plan: {cfg.recipe} recipe, {cfg.epochs} epochs of {_n(steps)} steps (batch {cfg.batch_size}) on "
+        f"plan: {cfg.recipe} recipe, {cfg.epochs} epoch{'s' * (cfg.epochs != 1)} of {_n(steps)} steps "
+        f"(batch {cfg.batch_size}) on "
         f"{device}; {sets}; {cfg.model}, {_n(parameters)} parameters"
     )
     note = layout_note(cfg)
