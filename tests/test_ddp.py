@@ -27,8 +27,8 @@ from cnnlab.training import TrainConfig, train
 
 ARGS = {
     "model": "alexnet_small", "dataset": "digits", "recipe": "paper", "epochs": "3", "batch-size": "128",
-    "limit-train": "160", "val-split": "32", "limit-val": "101", "input-size": "8", "lr": "0.05", "dropout": "0",
-    "val-views": "flip", "pca-std": "0",
+    "limit-train": "160", "val-split": "32", "limit-val": "101", "input-size": "8", "lr": "0.05",
+    "dropout": "0", "val-views": "flip", "pca-std": "0",
 }  # fmt: skip
 FLAGS = [
     "--no-batch-norm",
@@ -71,7 +71,8 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
         torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
     # The model moved: the comparison is not between two copies of the initial weights.
     assert ddp["metrics"][-1]["train_loss"] < ddp["metrics"][0]["train_loss"]
-    # Metrics reduced over ranks equal the one-process metrics (32 held-out images, 16 + 16; 101 test, 51 + 50).
+    # Metrics reduced over ranks equal the one-process metrics (32 held-out images split 16 + 16, the 101
+    # test images 51 + 50).
     rows_ddp = report.read_metrics(tmp_path / "ddp" / "metrics.csv")
     rows_one = report.read_metrics(tmp_path / "one" / "metrics.csv")
     for a, b in zip(rows_ddp, rows_one, strict=True):
