@@ -78,7 +78,10 @@ def test_a_held_out_split_chooses_and_the_test_set_is_reported_apart(tmp_path: P
     # Resuming holds out the same images: a stopped and resumed run ends where an uninterrupted one does.
     cfg = tiny(tmp_path / "b", epochs=3, val_split=300, dropout=0.0)
     assert train(dataclasses.replace(cfg, stop_after=30)).stopped == "stop_after"
-    train(TrainConfig(out=str(tmp_path / "b"), resume=True, progress="none"))
+    # The same split asked again, as a count or a fraction, is no change; another one is refused.
+    with pytest.raises(CnnlabError, match=r"--val-split 0\.5 differs from the run's 300"):
+        train(TrainConfig(out=str(tmp_path / "b"), resume=True, val_split=0.5))
+    train(TrainConfig(out=str(tmp_path / "b"), resume=True, progress="none", val_split=300 / 1438))
     assert non_timing(run / "metrics.csv") == non_timing(tmp_path / "b" / "metrics.csv")
 
 

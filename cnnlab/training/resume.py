@@ -59,7 +59,7 @@ def resume_config(asked: TrainConfig, given: set[str], saved: dict[str, Any], fo
             f"--resume: {where} on {run.dataset!r}, not {asked.dataset!r}; "
             "drop --dataset or use another --out"
         )
-    _refuse_changes(asked, given, run)
+    _refuse_changes(asked, given - _same_split(asked, run, saved), run)
     changes: dict[str, Any] = {
         name: getattr(asked, name) for name in given & (RESUME_MAY_CHANGE - PER_INVOCATION)
     }
@@ -118,6 +118,20 @@ def _refuse_changes(asked: TrainConfig, given: set[str], run: RunConfig) -> None
             f"--resume keeps the run's settings: {'; '.join(changed)}; drop {them}, "
             "or start a new run with another --out"
         )
+
+
+def _same_split(asked: TrainConfig, run: RunConfig, saved: dict[str, Any]) -> set[str]:
+    """{"val_split"} when --val-split, a count or a fraction, asks for the split the run holds out."""
+    if asked.val_split is None:
+        return set()
+    trained_on = saved.get("dataset", {}).get("count") if isinstance(saved.get("dataset"), dict) else None
+    if not isinstance(trained_on, int):
+        return set()
+    try:
+        same = recipes.held_out(asked.val_split, 0.0, trained_on + run.val_split) == run.val_split
+    except CnnlabError:
+        return set()
+    return {"val_split"} if same else set()
 
 
 def _same_option(key: str, value: Any, have: Any) -> bool:
