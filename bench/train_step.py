@@ -69,7 +69,8 @@ def cnnlab_side(model: nn.Module, *, channels_last: bool, compile: bool) -> Side
         model="bench", dataset="bench", recipe="paper", lr=SGD["lr"], momentum=SGD["momentum"],
         weight_decay=SGD["weight_decay"], nesterov=False,
     )  # fmt: skip
-    cfg = recipes.resolve(asked, data_side=0, model_input_size=227, model_switches=set(), device_type="cpu")
+    facts = recipes.Facts(data_side=0, train_images=0, model_input_size=227, model_switches={})
+    cfg = recipes.resolve(asked, facts, device_type="cpu")
     opt = recipes.make_optimizer(model, cfg)  # the paper recipe decays every weight
     net = torch.compile(model) if compile else model
     return Side(net, opt, channels_last)  # type: ignore[arg-type]

@@ -277,16 +277,38 @@ def _check_stats(stats: Any) -> None:
         raise CnnlabError(f"its data_stats std {stats.std.tolist()} is negative")
 
 
-def build_model(ckpt: dict[str, Any]) -> nn.Module:
-    """The checkpoint's network with its weights, in eval mode, on the CPU."""
-    from cnnlab import models
+def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
+    """The checkpoint's network with its weights, in eval mode, on the CPU.
 
-    _check_forward_fits(ckpt)
-    model = models.create_from(
-        ckpt["model_name"], int(ckpt["num_classes"]), int(ckpt["in_channels"]), ckpt["model_options"]
-    )
-    load_weights(model, ckpt)
-    return model.eval()
+    A zoo model is rebuilt from its name. A network of the user's own (`file.py:Class`) never is: importing
+    a file that a checkpoint names would run code chosen by whoever wrote the checkpoint. The caller's own
+    command line must name it (`model`, from `--model file.py:Class`).
+    """
+    from cnnlab import models
+    from cnnlab.models import user
+
+    name = str(ckpt["model_name"])
+    if user.is_user_spec(name):
+        if not model:
+            where = getattr(ckpt, "path", "the checkpoint")
+            raise CnnlabError(
+                f"{where} holds your own network {name}; cnnlab never imports code a checkpoint names: "
+                f"pass --model {name} (the same file) to rebuild it"
+            )
+        if not user.is_user_spec(model):
+            raise CnnlabError(
+                f"--model {model}: the checkpoint holds your own network {name}; pass --model {name}"
+            )
+        net = user.load_user_model(model, **dict(ckpt["model_options"]))
+    else:
+        if model and model != name:
+            raise CnnlabError(f"--model {model}: the checkpoint holds the zoo's {name}; drop --model")
+        _check_forward_fits(ckpt)
+        net = models.create_from(
+            name, int(ckpt["num_classes"]), int(ckpt["in_channels"]), ckpt["model_options"]
+        )
+    load_weights(net, ckpt)
+    return net.eval()
 
 
 def _check_forward_fits(ckpt: dict[str, Any]) -> None:
@@ -341,13 +363,13 @@ class Trained:
     ckpt: dict[str, Any]
 
 
-def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> Trained:
+def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu", model: str | None = None) -> Trained:
     """Rebuild what evaluation, prediction and the pictures need from a loaded checkpoint (a part it lacks
     is a one-line CnnlabError naming the part, from `load`'s dict)."""
     from cnnlab import data
 
     return Trained(
-        model=build_model(ckpt).to(device),
+        model=build_model(ckpt, model).to(device),
         stats=data.DataStats.from_dict(ckpt["data_stats"]),
         aug=data.AugmentConfig.from_dict(ckpt["augment"]),
         classes=list(ckpt["classes"]),

@@ -179,8 +179,10 @@ def evaluate_checkpoints(
     limit: int | None = None,
     download: bool = False,
     skip_bad_images: bool = False,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble."""
+    """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble. `model`
+    names the user's own network for checkpoints that hold one (`checkpoint.build_model`)."""
     from cnnlab import checkpoint, data
 
     if not paths:
@@ -209,7 +211,7 @@ def evaluate_checkpoints(
         ds = ds.subset(torch.arange(limit)) if hasattr(ds, "subset") else ds
     singles = []
     for c in ckpts:
-        net = checkpoint.restore(c, dev)
+        net = checkpoint.restore(c, dev, model)
         loader = data.BatchLoader(
             ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=0, device=dev, views=views
         )
@@ -257,6 +259,7 @@ def _cmd_eval(args: Any) -> int:
         limit=args.limit,
         download=args.download,
         skip_bad_images=args.skip_bad_images,
+        model=args.model,
     )
     out = outfiles.make_folder(out, "--out")
     report.plot_confusion(
@@ -304,6 +307,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (default 256)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
     p.set_defaults(func=_cmd_eval)

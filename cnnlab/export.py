@@ -135,16 +135,17 @@ def check_output(out: str, ckpt_path: str, force: bool) -> Path:
     return path
 
 
-def export(ckpt_path: str, fmt: str, out: str, force: bool = False) -> Path:
+def export(ckpt_path: str, fmt: str, out: str, force: bool = False, model_spec: str | None = None) -> Path:
     """Write the checkpoint's network to `out` in format `fmt`; returns the path written.
 
-    An existing `out` is refused unless `force`; the checkpoint itself is never overwritten.
+    An existing `out` is refused unless `force`; the checkpoint itself is never overwritten. A run of your
+    own network needs `model_spec` (its --model FILE.py:CLASS).
     """
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = check_output(out, ckpt_path, force)
     ckpt = checkpoint.load(ckpt_path)
-    model = checkpoint.build_model(ckpt)
+    model = checkpoint.build_model(ckpt, model_spec)
     meta = metadata(ckpt)
     x = example_input(ckpt)
     with torch.no_grad():
@@ -162,7 +163,7 @@ def export(ckpt_path: str, fmt: str, out: str, force: bool = False) -> Path:
 
 
 def _cmd_export(args: Any) -> int:
-    path = export(args.checkpoint, args.format, args.output, force=args.force)
+    path = export(args.checkpoint, args.format, args.output, force=args.force, model_spec=args.model)
     print(
         f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB): input float32 "
         "[N, C, s, s] normalised as in training, output logits; classes and mean/std in its metadata"
@@ -181,5 +182,10 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     p.add_argument(
         "--force", action="store_true", help="replace FILE if it exists (never the checkpoint itself)"
+    )
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
     )
     p.set_defaults(func=_cmd_export)

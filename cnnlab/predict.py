@@ -60,6 +60,7 @@ def predict(
     device: str = "auto",
     batch_size: int = 64,
     progress: Progress | None = None,
+    model: str | None = None,
 ) -> list[dict[str, Any]]:
     """For each image: {"path", "top": [{"class", "index", "prob"}, ...]} with the `top` most probable."""
     from cnnlab import data
@@ -70,7 +71,7 @@ def predict(
         raise CnnlabError(f"--batch-size must be at least 1, got {batch_size}")
     ckpt = checkpoint.load(ckpt_path)
     dev = resolve_device(device)
-    net = checkpoint.restore(ckpt, dev)
+    net = checkpoint.restore(ckpt, dev, model)
     classes = net.classes
     k = min(top, len(classes))
     out: list[dict[str, Any]] = []
@@ -130,8 +131,9 @@ def _cmd_predict(args: Any) -> int:
     images = expand_inputs(args.images)
     bar = None if args.no_progress or len(images) <= args.batch_size else _Bar()
     results = predict(
-        args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar
-    )
+        args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar,
+        model=args.model,
+    )  # fmt: skip
     if csv_path is not None:
         checkpoint.write_text(csv_path, to_csv(results))  # atomic: an interrupted run leaves no half file
     if args.json:
@@ -167,5 +169,10 @@ def register_cli(subparsers: Any) -> None:
     )
     p.add_argument("--force", action="store_true", help="replace an existing --csv file")
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:CLASS",
+        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=_cmd_predict)

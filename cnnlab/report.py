@@ -18,7 +18,9 @@ from typing import Any, TextIO
 
 from cnnlab.checkpoint import write_bytes, write_text
 
-# metrics.csv columns, in order (docs/training.md describes them); the training loop fills one row per epoch.
+# metrics.csv columns, in order; the training loop fills one row per epoch. `val_*` is the set the run
+# chooses on (a held-out part of the training set, or the test set when there is none), `test_*` the
+# official test set (the same numbers as `val_*` when there is no held-out split).
 METRIC_COLUMNS = (
     "epoch",
     "lr",
@@ -27,6 +29,9 @@ METRIC_COLUMNS = (
     "val_loss",
     "val_top1_err",
     "val_top5_err",
+    "test_loss",
+    "test_top1_err",
+    "test_top5_err",
     "epoch_seconds",
     "images_per_s",
 )
@@ -34,16 +39,25 @@ METRIC_COLUMNS = (
 TIMING_COLUMNS = ("epoch_seconds", "images_per_s")
 
 
+def tidy(value: float) -> float:
+    """A metric rounded to ten significant digits, far below any difference that matters: float noise such
+    as 1.0000000000000002e-06 (0.01 divided by 10 four times) becomes 1e-06. The loop rounds each row once,
+    so the checkpoint, metrics.csv and every reader hold the same number."""
+    return float(f"{value:.10g}") if math.isfinite(value) else value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        # repr() round-trips exactly, so a resumed run's CSV can be compared byte for byte.
+        # repr() round-trips exactly, so metrics.csv equals the checkpoint's rows and a resumed run's CSV
+        # an uninterrupted one's byte for byte; on a tidy() value it is also the short form.
         return repr(value)
     return str(value)
 
 
 def metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
     lines = [",".join(METRIC_COLUMNS)]
-    lines += [",".join(_fmt(row[c]) for c in METRIC_COLUMNS) for row in history]
+    # A row from a run that predates a column gets nan there (readers parse it as a float).
+    lines += [",".join(_fmt(row.get(c, math.nan)) for c in METRIC_COLUMNS) for row in history]
     return "\n".join(lines) + "\n"
 
 
@@ -87,17 +101,20 @@ def save_figure(fig: Any, path: Path, hint: str | None = None) -> None:
         write_bytes(path, data, hint)
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: Path, title: str = "") -> None:
-    """Loss, top-1/top-5 error and learning rate against epoch (the paper reports top-1 and top-5 error)."""
-    write_bytes(path, curves_png(history, title))
+def plot_curves(
+    history: Sequence[Mapping[str, Any]], path: Path, title: str = "", held_out: bool = False
+) -> None:
+    """Loss, top-1/top-5 error and learning rate against epoch (the paper reports top-1 and top-5 error);
+    with a held-out validation split the test set's top-1 error too (without one, val is the test set)."""
+    write_bytes(path, curves_png(history, title, held_out))
 
 
-def curves_png(history: Sequence[Mapping[str, Any]], title: str = "") -> bytes:
+def curves_png(history: Sequence[Mapping[str, Any]], title: str = "", held_out: bool = False) -> bytes:
     """`plot_curves`' picture as PNG bytes (the HTML report embeds it)."""
-    return figure_png(curves_figure(history, title))
+    return figure_png(curves_figure(history, title, held_out))
 
 
-def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
+def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "", held_out: bool = False) -> Any:
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -114,6 +131,8 @@ def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "") -> Any:
     ax.plot(epochs, [100 * float(r["train_top1_err"]) for r in history], "o-", label="train top-1")
     ax.plot(epochs, [100 * float(r["val_top1_err"]) for r in history], "o-", label="val top-1")
     ax.plot(epochs, [100 * float(r["val_top5_err"]) for r in history], "o--", label="val top-5")
+    if held_out:
+        ax.plot(epochs, [100 * float(r["test_top1_err"]) for r in history], "s-", label="test top-1")
     ax.set(xlabel="epoch", ylabel="error (%)", title="error")
     ax.legend()
     ax = axes[2]
@@ -186,12 +205,15 @@ def pct(err: float) -> str:
     return "n/a" if math.isnan(err) else f"{100 * err:.2f}%"
 
 
-def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+def epoch_line(row: Mapping[str, Any], epochs: int, held_out: bool = False, eta: float | None = None) -> str:
+    """One epoch's numbers; `held_out`: val is a held-out split and the test set is shown apart."""
+    test = f"test top-1 {pct(row['test_top1_err'])}  " if held_out else ""
     return (
         f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  "
         f"train loss {row['train_loss']:.4f} err {pct(row['train_top1_err'])}  "
         f"val loss {row['val_loss']:.4f} top-1 {pct(row['val_top1_err'])} top-5 {pct(row['val_top5_err'])}  "
-        f"{format_seconds(row['epoch_seconds'])}  {row['images_per_s']:.0f} img/s"
+        f"{test}{format_seconds(row['epoch_seconds'])}  {row['images_per_s']:.0f} img/s"
+        + (f"  run eta {format_seconds(eta)}" if eta is not None and row["epoch"] < epochs else "")
     )
 
 
@@ -207,6 +229,7 @@ class Progress:
         if mode == "auto":
             mode = "bar" if self.stream.isatty() else "lines"
         self.mode = mode
+        self.gone = False  # the reader went away (a closed pipe): nothing more is written
         self.bar_interval = bar_interval
         self.total = 1
         self.label = ""
@@ -231,21 +254,23 @@ class Progress:
             return done >= self._next_line_step and done < self.total
         return False
 
-    def update(self, done: int, images: int, loss: float, acc: float) -> None:
+    def update(self, done: int, images: int, loss: float, acc: float, run_eta: float | None = None) -> None:
+        """Draw the epoch's progress; `run_eta` is the whole run's remaining time, when it is known."""
         elapsed = time.perf_counter() - self._t0
         rate = images / elapsed if elapsed > 0 else 0.0
         steps = done - self._start_step
         eta = elapsed / steps * (self.total - done) if steps > 0 else 0.0
         stats = f"{rate:6.0f} img/s  loss {loss:.4f}  acc {100 * acc:5.2f}%"
+        whole = f"  run eta {format_seconds(run_eta)}" if run_eta is not None else ""
         if self.mode == "bar":
             width = 24
             fill = int(width * done / self.total)
             bar = "#" * fill + "." * (width - fill)
-            text = f"\r{self.label} [{bar}] {done}/{self.total}  {stats}  eta {format_seconds(eta)}"
+            text = f"\r{self.label} [{bar}] {done}/{self.total}  {stats}  eta {format_seconds(eta)}{whole}"
             self._write(text + " " * 4)
             self._next_draw = time.perf_counter() + self.bar_interval
         elif self.mode == "lines":
-            self._write(f"{self.label} step {done}/{self.total}  {stats}\n")
+            self._write(f"{self.label} step {done}/{self.total}  {stats}{whole}\n")
             self._next_line_step = done + self._line_every
 
     def end(self) -> None:
@@ -253,12 +278,20 @@ class Progress:
             self._write("\r\033[K")
 
     def print(self, text: str) -> None:
+        """A line between progress updates (a redrawn bar is cleared first); nothing in mode none."""
+        if self.mode == "bar":
+            self._write("\r\033[K")
         if self.mode != "none":
+            self._write(text + "\n")
+
+    def always(self, text: str) -> None:
+        """A line printed in every mode, --progress none too: the run's outcome (`done: ...`)."""
+        if not self.gone:
             self._write(text + "\n")
 
     def _write(self, text: str) -> None:
         if not write_or_go_quiet(self.stream, text):
-            self.mode = "none"
+            self.mode, self.gone = "none", True
 
 
 def write_or_go_quiet(stream: TextIO, text: str) -> bool:

@@ -27,8 +27,8 @@ from cnnlab.training import TrainConfig, train
 
 ARGS = {
     "model": "alexnet_small", "dataset": "digits", "recipe": "paper", "epochs": "3", "batch-size": "128",
-    "limit-train": "128", "limit-val": "101", "input-size": "8", "lr": "0.05", "dropout": "0",
-    "val-views": "flip", "pca-std": "0",
+    "limit-train": "160", "val-split": "32", "limit-val": "101", "input-size": "8", "lr": "0.05",
+    "dropout": "0", "val-views": "flip", "pca-std": "0",
 }  # fmt: skip
 FLAGS = [
     "--no-batch-norm",
@@ -61,8 +61,8 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     assert doc["distributed"]["world_size"] == 2
 
     single = train(TrainConfig(
-        model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=128,
-        limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
+        model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=160,
+        val_split=32, limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
         random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"),  # noqa: E501
     ))  # fmt: skip
     ddp = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")
@@ -71,9 +71,11 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
         torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-6, msg=key)
     # The model moved: the comparison is not between two copies of the initial weights.
     assert ddp["metrics"][-1]["train_loss"] < ddp["metrics"][0]["train_loss"]
-    # Metrics reduced over ranks equal the one-process metrics (the 101 val images split 51 + 50).
+    # Metrics reduced over ranks equal the one-process metrics (32 held-out images split 16 + 16, the 101
+    # test images 51 + 50).
     rows_ddp = report.read_metrics(tmp_path / "ddp" / "metrics.csv")
     rows_one = report.read_metrics(tmp_path / "one" / "metrics.csv")
     for a, b in zip(rows_ddp, rows_one, strict=True):
-        for col in ("train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "lr"):
+        for col in ("train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "test_loss",
+                    "test_top1_err", "lr"):  # fmt: skip
             assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-4, abs=1e-6), col

@@ -265,7 +265,8 @@ def test_resume_refuses_data_that_changed_and_accepts_a_moved_copy(
     code, _, err = run_cli([*argv(original), "--epochs", "1"], capsys)
     assert code == 0, err
     before = snapshot(run, lock=False)
-    for split, prefix in (("training", "train"), ("validation", "t10k")):
+    # The paper recipe holds a validation split out of the training files; t10k is the test set.
+    for split, prefix in (("training", "train"), ("test", "t10k")):
         other = tmp_path / f"other-{prefix}"
         shutil.copytree(original, other)
         images = other / f"{prefix}-images-idx3-ubyte"

@@ -49,7 +49,7 @@ def test_short_run_learns_and_writes_its_folder(tmp_path: Path) -> None:
     assert doc["config"]["momentum"] == 0.9 and doc["config"]["label_smoothing"] == 0.1
     assert set(doc["versions"]) == {"python", "torch", "cnnlab"}
     assert doc["data"]["train"]["name"] == "digits" and len(doc["data"]["train"]["sha256"]) == 64
-    assert "final val accuracy" in (run / "summary.txt").read_text()
+    assert "final test accuracy" in (run / "summary.txt").read_text()
     # Checkpoints are plain data: torch.load with weights_only=True reads them.
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["model_name"] == "alexnet_small" and ckpt["num_classes"] == 10 and ckpt["in_channels"] == 1

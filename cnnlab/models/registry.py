@@ -209,6 +209,11 @@ def _as_int(key: str, value: Any) -> Any:
     return value
 
 
+def coerce_switch(key: str, value: Any, default: Any) -> Any:
+    """A switch's value as `create` builds with it: a CLI string turned into the type of the default."""
+    return _coerce(key, value, default)
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Turn a CLI string into the type of the switch's default; other values pass to the builder's checks."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:

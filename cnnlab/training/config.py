@@ -31,7 +31,11 @@ def _f(default: Any = None, help: str = "", **cli: Any) -> Any:
 class TrainConfig:
     """What `cnnlab train` was asked. The field names are its flags (underscores as dashes)."""
 
-    model: str = _f("", "model name (see `cnnlab models`)")
+    model: str = _f(
+        "",
+        "model name (see `cnnlab models`), or your own network: path/to/file.py:Class or package.module:attr "
+        "(importing it runs that file's code; its constructor's arguments as --model-opt KEY=VALUE)",
+    )
     dataset: str = _f("", "data set: fashion-mnist, mnist, cifar10, digits or folder:PATH")
     data_dir: str | None = _f(None, "folder holding the data set's files (default: its usual place)")
     download: bool = _f(False, "fetch a missing data set through torchvision (needs a network)")
@@ -40,6 +44,14 @@ class TrainConfig:
     out: str | None = _f(None, "run folder (default runs/MODEL-DATASET)")
     resume: bool = _f(False, "continue the run in --out from checkpoints/last.pt")
     overwrite: bool = _f(False, "replace the run in --out (a folder cnnlab made, holding only its files)")
+    # Fine-tuning.
+    weights: str | None = _f(
+        None,
+        "start from these weights: a torchvision .pth state dict, a .safetensors file or a cnnlab checkpoint",
+    )
+    freeze: str | None = _f(
+        None, "keep layers fixed: conv1-conv5, convN, a module name (features), comma-separated"
+    )
     # Optimisation (None: the recipe's value).
     epochs: int | None = _f(None, "number of epochs")
     batch_size: int | None = _f(None, "global batch size (split evenly over distributed ranks)")
@@ -79,8 +91,15 @@ class TrainConfig:
         None, "normalisation: channel mean/std, pixel mean image (paper) or none", choices=NORMALIZATIONS
     )
     val_views: str | None = _f(None, "views averaged at validation", choices=VIEWS)
-    limit_train: int | None = _f(None, "train on a random subset of N images")
-    limit_val: int | None = _f(None, "validate on the first N images")
+    val_split: float | None = _f(
+        None,
+        "hold N images (or a fraction in (0, 1)) of the training set out to choose best.pt and drop the lr "
+        "on; 0: validate on the test set (paper recipe: 1/6, at most 10000; fast: 0)",
+    )
+    limit_train: int | None = _f(
+        None, "use a random subset of N training images (the --val-split comes out of them)"
+    )
+    limit_val: int | None = _f(None, "evaluate on the first N images of the test set")
     workers: int = _f(0, "decoding processes for image folders")
     # Speed.
     device: str = _f("auto", "device", choices=DEVICES)
@@ -116,8 +135,9 @@ RESUME_MAY_CHANGE = PER_INVOCATION | {"epochs", "data_dir", "skip_bad_images"}
 class RunConfig:
     """Every setting of one training run, resolved: what config.json and every checkpoint record.
 
-    No field is None: "no limit" is 0 (limit_train, limit_val, stop_after), "no resize" is 0, "the data set's
-    usual place" is "" (data_dir), and "no mixed precision" is amp_dtype "none".
+    No field is None: "no limit" is 0 (limit_train, limit_val, stop_after), "no resize" is 0, "no held-out
+    split" is 0 (val_split), "the data set's usual place" is "" (data_dir), "no weights file" and "nothing
+    frozen" are "" (weights, weights_sha256, freeze), and "no mixed precision" is amp_dtype "none".
     """
 
     model: str
@@ -126,7 +146,12 @@ class RunConfig:
     skip_bad_images: bool
     recipe: str
     out: str
-    model_options: dict[str, Any]  # the switches the model is built with, --model-opt values parsed
+    model_options: dict[
+        str, Any
+    ]  # every switch the model is built with: its defaults, the recipe's, the flags
+    weights: str  # the file the run started from ("" none)
+    weights_sha256: str  # its digest ("" none)
+    freeze: str  # the layers kept fixed ("" none)
     # Optimisation.
     epochs: int
     batch_size: int
@@ -150,6 +175,7 @@ class RunConfig:
     pca_scale: str
     normalize: str
     val_views: str
+    val_split: int  # images held out of the training set for validation; 0: validation is the test set
     limit_train: int
     limit_val: int
     workers: int
@@ -216,6 +242,13 @@ def check(cfg: TrainConfig) -> None:
         raise CnnlabError(f"--weight-decay must be a number >= 0, got {cfg.weight_decay}")
     if cfg.nesterov and cfg.momentum == 0:
         raise CnnlabError("--nesterov needs a momentum above 0; pass --momentum or --no-nesterov")
+    if cfg.val_split is not None:
+        n = cfg.val_split
+        if not (math.isfinite(n) and (n == 0 or 0 < n < 1 or (n >= 1 and n == int(n)))):
+            raise CnnlabError(
+                f"--val-split is a number of images (e.g. 10000), a fraction in (0, 1) (e.g. 0.1) "
+                f"or 0, got {n}"
+            )
     if not -(2**63) <= cfg.seed < 2**64:
         raise CnnlabError(f"--seed must fit in 64 bits, got {cfg.seed}")
 

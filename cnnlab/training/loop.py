@@ -24,7 +24,7 @@ from cnnlab import checkpoint, models, report
 from cnnlab.device import amp_dtype, autocast
 from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
-from cnnlab.training import distributed, records, runfolder
+from cnnlab.training import distributed, plan, records, runfolder
 from cnnlab.training.setup import Run
 from cnnlab.training.signals import StopRequest
 
@@ -66,9 +66,13 @@ class Loop:
         if run.resumed_from is not None:
             self._restore(run.resumed_from)
         self.epoch_log: records.EpochLog | None = None
+        steps = len(run.train_loader)
+        self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        self.history = [dict(r) for r in saved["metrics"]]
+        # Rows of a run from before the test_* columns: its validation set was the test set.
+        self.history = [{**{f"test{k[3:]}": v for k, v in r.items() if k.startswith("val_")}, **r}
+                        for r in saved["metrics"]]  # fmt: skip
         self.best_err = float(saved["best_val_top1_err"])
         self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
         self.partial = dict(saved["partial"]) or None
@@ -97,14 +101,18 @@ class Loop:
 
     def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
         """What the run is, besides its config: for config.json and the summary."""
-        run = self.run
+        run, cfg = self.run, self.cfg
         facts: dict[str, Any] = {
             "model": {
-                "name": self.cfg.model,
-                "options": dict(self.cfg.model_options),
+                "name": cfg.model,
+                "options": dict(cfg.model_options),
                 "num_classes": len(run.classes),
                 "in_channels": run.in_channels,
-                "parameters": sum(p.numel() for p in self.raw.parameters()),
+                "parameters": self.parameters,
+                "source": run.source,
+                "weights": {"file": cfg.weights, "sha256": cfg.weights_sha256} if cfg.weights else None,
+                "frozen": run.frozen.names if run.frozen else [],
+                "trainable_parameters": sum(p.numel() for p in self.raw.parameters() if p.requires_grad),
             },
             "augment": dataclasses.asdict(run.aug),
             "distributed": {"world_size": self.ctx.world_size, "device": str(self.ctx.device)},
@@ -113,13 +121,30 @@ class Loop:
             facts["data"] = {
                 "train": run.train_ds.identity(),
                 "val": run.val_ds.identity(),
+                "test": run.test_ds.identity(),
                 "classes": run.classes,
+                "validation": plan.validation_text(cfg, len(run.val_ds)),
             }
         return facts
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.raw.parameters())
+
+    def train_mode(self) -> None:
+        """Training mode, except the batch norms of frozen layers (they keep their statistics)."""
+        self.train_net.train()
+        if self.run.frozen is not None:
+            self.run.frozen.keep_eval()
 
     # -- the whole run ------------------------------------------------------------------------------------
     def run_epochs(self) -> str | None:
         """Train to the last epoch; returns why it stopped early ("SIGTERM", "stop_after"), or None."""
+        for line in [
+            *self.run.notes,
+            *plan.plan_lines(self.cfg, self.run, str(self.ctx.device), self.parameters),
+        ]:
+            self.say(line)
         while not self.complete:
             sums = self._train_epoch(self.epoch, self.step, self.partial)
             if sums is None:
@@ -132,10 +157,15 @@ class Loop:
             # The checkpoint holds the history through this epoch; metrics.csv follows it.
             self.history.append(row)
             self.epoch, self.step, self.partial = self.epoch + 1, 0, None
-            self._save(best=improved)
+            # best.pt is chosen on a held-out split only; without one it is the last epoch (the test set
+            # chooses nothing).
+            self._save(best=improved or not self.run.held_out)
             if self.epoch_log is not None:
                 self.epoch_log.write(self.history)
-            self.progress.print(report.epoch_line(row, self.cfg.epochs))
+            announced = self.eta.announcement(epoch_over=True)
+            if announced:
+                self.say(announced)
+            self.say(report.epoch_line(row, self.cfg.epochs, self.run.held_out, self.eta.remaining()))
         return None
 
     # -- one epoch ----------------------------------------------------------------------------------------
@@ -152,7 +182,7 @@ class Loop:
             correct += partial["correct"].to(dev)
             count, seconds = int(partial["count"]), float(partial["seconds"])
         bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
-        self.train_net.train()
+        self.train_mode()
         self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
         t0 = time.perf_counter()
         step = start - 1
@@ -180,10 +210,15 @@ class Loop:
             count += n
             self.steps_this_invocation += 1
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), gstep, bad_step)
+            self.eta.step()
+            announced = self.eta.announcement()
+            if announced:
+                self.say(announced)
             if self.progress.due(step):
                 self.progress.update(
-                    step + 1, count * ctx.world_size, loss_sum.item() / count, correct.item() / count
-                )
+                    step + 1, count * ctx.world_size, loss_sum.item() / count, correct.item() / count,
+                    self.eta.remaining() if self.eta.announced else None,
+                )  # fmt: skip
             if ((step + 1) % self.check_every == 0 or step + 1 == steps) and self._must_stop(
                 int(bad_step.item()), epoch, steps
             ):
@@ -230,9 +265,13 @@ class Loop:
         )
         distributed.all_reduce_sum(totals)
         loss_sum, correct, count = totals.tolist()
-        val = self.validate()
+        t0 = time.perf_counter()
+        val = self.validate(self.run.val_loader)
+        # Without a held-out split the validation set is the test set: the same numbers, measured once.
+        test = val if self.run.test_loader is None else self.validate(self.run.test_loader)
+        self.eta.evaluated(time.perf_counter() - t0)
         steps = len(self.run.train_loader)
-        return {
+        row = {
             "epoch": epoch + 1,
             "lr": self.run.schedule.lr((epoch + 1) * steps - 1),
             "train_loss": loss_sum / count,
@@ -240,18 +279,22 @@ class Loop:
             "val_loss": val["loss"],
             "val_top1_err": val["top1_err"],
             "val_top5_err": val["top5_err"],
+            "test_loss": test["loss"],
+            "test_top1_err": test["top1_err"],
+            "test_top5_err": test["top5_err"],
             "epoch_seconds": sums["seconds"],
             "images_per_s": count / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
+        return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
 
     @torch.no_grad()
-    def validate(self) -> dict[str, Any]:
+    def validate(self, loader: Any) -> dict[str, Any]:
         self.net.eval()
         acc = Accumulator(len(self.run.classes), self.ctx.device)
-        for x, y in self.run.val_loader.epoch(0):
+        for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
             acc.update(view_probs(self.net, x, amp_dtype(self.cfg.amp_dtype), self.cfg.channels_last), y)
-        self.net.train()
+        self.train_mode()
         return acc.result(reduce=True)
 
     # -- checkpoints --------------------------------------------------------------------------------------
@@ -267,6 +310,7 @@ class Loop:
             "format_version": checkpoint.FORMAT_VERSION,
             "model_name": self.cfg.model,
             "model_options": dict(self.cfg.model_options),
+            "model_source": dict(run.source),  # a user's network: its file and digest ({} for the zoo's)
             "num_classes": len(run.classes),
             "in_channels": run.in_channels,
             "classes": run.classes,
@@ -305,19 +349,22 @@ class Loop:
             self.epoch_log.close()
         folder = self.run.folder
         if self.history:
-            report.plot_curves(self.history, folder.curves, f"{self.cfg.model} on {self.cfg.dataset}")
+            title = f"{self.cfg.model} on {self.cfg.dataset}"
+            report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
         if stopped is None and self.history:
             facts = {
                 "num_classes": len(self.run.classes),
                 "in_channels": self.run.in_channels,
                 "train_images": len(self.run.train_ds),
                 "val_images": len(self.run.val_ds),
+                "test_images": len(self.run.test_ds),
+                "validation": plan.validation_text(self.cfg, len(self.run.val_ds)),
                 "processes": f"{self.ctx.world_size} on {self.ctx.device}",
             }
-            self.say(records.write_summary(folder, self.cfg, facts, final))
+            self.progress.always(records.write_summary(folder, self.cfg, facts, final))
         elif stopped is not None:
             how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
-            self.say(
+            self.progress.always(
                 f"stopped {how} in epoch {self.epoch + 1} after step {self.step}; checkpoint saved to "
                 f"{folder.last}; continue with: cnnlab train --out {folder.root} --resume"
             )

@@ -65,31 +65,51 @@ class EpochLog:
 
 
 def final_numbers(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The last epoch's row, the best validation error and the training time."""
+    """The last epoch's row, the best validation error (and that epoch's test error) and the training time."""
     if not history:
         return {}
     final = dict(history[-1])
-    final["best_val_top1_err"] = min(r["val_top1_err"] for r in history)
+    best = min(history, key=lambda r: r["val_top1_err"])
+    final["best_val_top1_err"] = best["val_top1_err"]
+    final["best_epoch"] = best["epoch"]
+    final["best_test_top1_err"] = best.get("test_top1_err", best["val_top1_err"])
     final["train_seconds"] = sum(r["epoch_seconds"] for r in history)
     return final
 
 
 def write_summary(folder: RunFolder, cfg: RunConfig, facts: dict[str, Any], final: dict[str, Any]) -> str:
-    """summary.txt, the run's last file; returns the closing line to print."""
+    """summary.txt, the run's last file; returns the closing line to print. Each number names its set."""
+    held_out = cfg.val_split > 0
+    sets = f"{facts['train_images']} train / {facts['test_images']} test images"
+    if held_out:
+        sets = (
+            f"{facts['train_images']} train / {facts['val_images']} held-out val / "
+            f"{facts['test_images']} test images"
+        )
     lines = {
         "model": f"{cfg.model} ({facts['num_classes']} classes, {facts['in_channels']} input channels)",
-        "dataset": f"{cfg.dataset} ({facts['train_images']} train / {facts['val_images']} val images)",
+        "dataset": f"{cfg.dataset} ({sets})",
         "recipe": f"{cfg.recipe} ({cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.schedule})",
+        "validation set": facts["validation"],
         "val views": cfg.val_views,
-        "final val top-1 error": report.pct(final["val_top1_err"]),
-        "final val top-5 error": report.pct(final["val_top5_err"]),
-        "final val accuracy": f"{100 * (1 - final['val_top1_err']):.2f}%",
-        "best val top-1 error": report.pct(final["best_val_top1_err"]),
-        "train seconds": f"{final['train_seconds']:.1f}",
-        "processes": facts["processes"],
+        "final test top-1 error": report.pct(final["test_top1_err"]),
+        "final test top-5 error": report.pct(final["test_top5_err"]),
+        "final test accuracy": f"{100 * (1 - final['test_top1_err']):.2f}%",
     }
+    if held_out:
+        lines["final val top-1 error"] = report.pct(final["val_top1_err"])
+        lines["best val top-1 error"] = (
+            f"{report.pct(final['best_val_top1_err'])} (epoch {final['best_epoch']}: best.pt)"
+        )
+        lines["test top-1 error of best.pt"] = report.pct(final["best_test_top1_err"])
+    if cfg.weights:
+        lines["started from"] = f"{cfg.weights} (sha256 {cfg.weights_sha256[:16]})"
+    if cfg.freeze:
+        lines["frozen"] = cfg.freeze
+    lines["train seconds"] = f"{final['train_seconds']:.1f}"
+    lines["processes"] = facts["processes"]
     write_text(folder.summary, report.summary_text(lines))
     return (
-        f"done: val accuracy {lines['final val accuracy']}, top-5 error {lines['final val top-5 error']}, "
+        f"done: test accuracy {lines['final test accuracy']}, top-5 error {lines['final test top-5 error']}, "
         f"{report.format_seconds(final['train_seconds'])} of training; results in {folder.root}"
     )

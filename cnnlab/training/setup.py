@@ -1,16 +1,17 @@
 """Setting a run up: `build_run` turns what `cnnlab train` was asked into a `Run` ready for the loop.
 
-Its steps, in order, each one function below: the resume rules (the checkpoint to continue, checked
-against the flags), the data, the resolved config, the model, the preprocessing and loaders, the optimiser
-and schedule. Nothing is written here: the folder is only looked at (and locked, if it exists), so a
-refused command changes nothing. The loop then opens the folder and restores its own position.
+Its steps, in order, each one function: the resume rules (resume.py: the checkpoint to continue, checked
+against the flags), the data, the resolved config, the held-out split, the network (a zoo model or the
+user's own), the weights to start from, the frozen layers, the preprocessing and loaders, the optimiser and
+schedule. Nothing is written here: the folder is only looked at (and locked, if it exists), so a refused
+command changes nothing. The loop then opens the folder and restores its own position.
 """
 
 from __future__ import annotations
 
-import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,12 @@ from torch import nn
 
 from cnnlab import checkpoint, data, limits, models
 from cnnlab.errors import CnnlabError
-from cnnlab.training import distributed, recipes
-from cnnlab.training.config import (
-    MODEL_SWITCHES,
-    PER_INVOCATION,
-    RESUME_MAY_CHANGE,
-    RunConfig,
-    TrainConfig,
-    check,
-    flag,
-    parse_model_options,
-)
+from cnnlab.models import pretrained, user
+from cnnlab.training import distributed, recipes, resume
+from cnnlab.training.config import RunConfig, TrainConfig, check
 from cnnlab.training.distributed import Context
 from cnnlab.training.runfolder import RunFolder, RunLock, check_dir
+from cnnlab.training.split import hold_out
 
 
 @dataclass
@@ -42,16 +36,21 @@ class Run:
     folder: RunFolder
     ctx: Context
     train_ds: Any
-    val_ds: Any
+    val_ds: Any  # the held-out split, or the test set itself when there is none (cfg.val_split 0)
+    test_ds: Any  # the official test set (its first --limit-val images)
     model: nn.Module
+    frozen: pretrained.Frozen | None  # --freeze: what stays fixed (its batch norms stay in eval mode)
     stats: data.DataStats
     aug: data.AugmentConfig
     train_loader: data.BatchLoader
     val_loader: data.BatchLoader
+    test_loader: data.BatchLoader | None  # None when the validation set is the test set
     optimizer: torch.optim.Optimizer
     schedule: recipes.Schedule
     resumed_from: dict[str, Any] | None  # the checkpoint this run continues, if any
     setup_seconds: float
+    notes: list[str] = field(default_factory=list)  # what setting up adapted, said before the first step
+    source: dict[str, str] = field(default_factory=dict)  # a user's network: where it came from
 
     @property
     def classes(self) -> list[str]:
@@ -60,6 +59,10 @@ class Run:
     @property
     def in_channels(self) -> int:
         return int(getattr(self.train_ds, "channels", 3))
+
+    @property
+    def held_out(self) -> bool:
+        return self.cfg.val_split > 0
 
 
 def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) -> Run:
@@ -71,155 +74,45 @@ def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) 
     distributed.on_main(ctx, lambda: lock.acquire(folder.root, create=False))
     saved: dict[str, Any] | None = None
     if asked.resume:
-        saved = resumed = _checkpoint_to_resume(folder)
-        cfg = _resume_config(asked, given, resumed, folder)
-        train_ds, val_ds = _load_data(cfg)
-        _check_same_data(folder, resumed, train_ds, val_ds, cfg)
+        saved = resume.checkpoint_to_resume(folder)
+        cfg = resume.resume_config(asked, given, saved, folder)
+        train_ds, val_ds, test_ds = _split(cfg, *_read_data(cfg))
+        resume.check_same_data(folder, saved, train_ds, val_ds, test_ds, cfg)
     else:
-        train_ds, val_ds = _load_data(asked)
-        cfg = _resolve(asked, train_ds, ctx)
+        full_train, test_ds = _read_data(asked)
+        cfg = _resolve(asked, full_train, ctx)
+        train_ds, val_ds, test_ds = _split(cfg, full_train, test_ds)
     distributed.on_main(ctx, lambda: check_dir(folder.root, cfg.resume, cfg.overwrite))
-    _check_memory(cfg, train_ds, ctx)
-    model = _build_model(cfg, train_ds, saved, ctx)
+    if not user.is_user_spec(cfg.model):  # a user's network is measured by its own dry forward pass
+        _check_memory(cfg, train_ds, ctx)
+    model = _build_network(cfg, len(train_ds.classes), int(getattr(train_ds, "channels", 3)))
+    cfg, notes = _start_weights(cfg, model, saved)
+    frozen = _freeze(cfg, model)
+    model = _place(cfg, model, ctx)
     stats, aug = _preprocessing(cfg, train_ds, saved)
-    train_loader, val_loader = _loaders(cfg, ctx, train_ds, val_ds, stats, aug)
+    loaders = _loaders(cfg, ctx, train_ds, val_ds, test_ds, stats, aug)
     optimizer = recipes.make_optimizer(model, cfg)
-    schedule = recipes.Schedule.of(cfg, len(train_loader))
+    schedule = recipes.Schedule.of(cfg, len(loaders[0]))
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["scheduler"])
+    notes += [frozen.describe()] if frozen else []
     return Run(
-        cfg, folder, ctx, train_ds, val_ds, model, stats, aug, train_loader, val_loader,
-        optimizer, schedule, saved, time.perf_counter() - t0,
+        cfg, folder, ctx, train_ds, val_ds, test_ds, model, frozen, stats, aug, *loaders,
+        optimizer, schedule, saved, time.perf_counter() - t0, notes, network_source(cfg.model),
     )  # fmt: skip
 
 
-# -- 1. the resume rules ---------------------------------------------------------------------------------
+# -- the data, the resolved config and the held-out split ----------------------------------------------------
 
 
-def _checkpoint_to_resume(folder: RunFolder) -> dict[str, Any]:
-    if not folder.last.is_file():
-        why = "; drop --resume to start a new run"
-        if folder.config.is_file():
-            why = " (it stopped before its first checkpoint): run the same command without --resume"
-        raise CnnlabError(f"nothing to resume in {folder.root}: no checkpoints/last.pt{why}")
-    return checkpoint.load(folder.last)
-
-
-def _resume_config(
-    asked: TrainConfig, given: set[str], saved: dict[str, Any], folder: RunFolder
-) -> RunConfig:
-    """The run's saved config with the few settings a resumed run may change; refuse any other change."""
-    run = recipes.from_saved(saved["config"], saved["model_options"])
-    where = f"the run in {folder.root} trained {saved['model_name']} with {saved['num_classes']} classes"
-    if "model" in given and asked.model != saved["model_name"]:
-        raise CnnlabError(
-            f"--resume: {folder.last} holds model {saved['model_name']!r}, not {asked.model!r}; "
-            "drop --model or use another --out"
-        )
-    # An image folder that moved is the same data when its content hash says so (`_check_same_data`).
-    moved = "dataset" in given and asked.dataset != run.dataset
-    if moved and not (asked.dataset.startswith("folder:") and run.dataset.startswith("folder:")):
-        raise CnnlabError(
-            f"--resume: {where} on {run.dataset!r}, not {asked.dataset!r}; "
-            "drop --dataset or use another --out"
-        )
-    _refuse_changes(asked, given, run)
-    changes: dict[str, Any] = {
-        name: getattr(asked, name) for name in given & (RESUME_MAY_CHANGE - PER_INVOCATION)
-    }
-    if moved:
-        changes["dataset"] = asked.dataset
-    merged = run.replace(
-        **changes,
-        out=str(folder.root),  # the folder may have moved since
-        resume=True,
-        overwrite=False,
-        device=asked.device,
-        workers=asked.workers,
-        progress=asked.progress,
-        stop_after=asked.stop_after or 0,
-    )
-    trained = int(saved["epoch"]) + (1 if int(saved["step"]) else 0)  # a started epoch counts
-    if merged.epochs < trained:
-        raise CnnlabError(
-            f"--epochs {merged.epochs} is fewer than the {trained} epochs this run has trained"
-            f"{' (the last one in part)' if int(saved['step']) else ''}; a run cannot be shortened: pass "
-            f"--epochs {trained} or more, or start a new run with another --out"
-        )
-    if merged.schedule == "onecycle" and merged.epochs != run.epochs:
-        raise CnnlabError(
-            f"--epochs {merged.epochs}: a onecycle schedule is fixed to its {run.epochs} epochs and cannot "
-            "be stretched; start a new run with another --out"
-        )
-    return merged
-
-
-def _refuse_changes(asked: TrainConfig, given: set[str], run: RunConfig) -> None:
-    """A resumed run keeps its settings: any other flag given must say what the run already has."""
-    changed = []
-    for name in sorted(given - RESUME_MAY_CHANGE - {"model", "dataset", "model_opt", *MODEL_SWITCHES}):
-        have = run.amp_dtype != "none" if name == "amp" else getattr(run, name)
-        if getattr(asked, name) != have:
-            changed.append(f"{flag(name)} {getattr(asked, name)!r} differs from the run's {have!r}")
-    for key, value in parse_model_options(asked).items():
-        have = run.model_options.get(key)
-        if have is None or str(have) != str(value):
-            name = flag(key) if key in MODEL_SWITCHES else f"--model-opt {key}"
-            changed.append(f"{name} {value!r} differs from the run's {have!r}")
-    if changed:
-        raise CnnlabError(
-            f"--resume keeps the run's settings: {'; '.join(changed)}; drop those flags, "
-            "or start a new run with another --out"
-        )
-
-
-def _check_same_data(
-    folder: RunFolder, saved: dict[str, Any], train_ds: Any, val_ds: Any, cfg: RunConfig
-) -> None:
-    """Refuse to resume on data other than the run's: the checkpoint records the training set's identity
-    and config.json the validation set's, each with a content hash (`identity()`). --data-dir may change,
-    and so may an image folder's place: the same files elsewhere hash the same. A run that recorded no hash
-    is not checked, unless its folder moved (then nothing could tell it is the same)."""
-    if int(saved["num_classes"]) != len(train_ds.classes):
-        raise CnnlabError(
-            f"--resume: the checkpoint's {saved['model_name']} has {saved['num_classes']} classes, "
-            f"data set {cfg.dataset!r} has {len(train_ds.classes)}"
-        )
-    moved = cfg.dataset != recipes.from_saved(saved["config"], saved["model_options"]).dataset
-    try:
-        val_rec = json.loads(folder.config.read_text())["data"]["val"]
-    except (OSError, ValueError, KeyError, TypeError):
-        val_rec = None
-    for what, rec, ds in (("training", saved.get("dataset"), train_ds), ("validation", val_rec, val_ds)):
-        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
-            if moved:
-                raise CnnlabError(
-                    f"--resume with --dataset {ds.name!r}: the run in {folder.root} recorded no content "
-                    f"hash of its {what} data, so cnnlab cannot tell the moved folder is the same; "
-                    "pass its old --dataset"
-                )
-            continue
-        now = ds.identity()
-        if now["sha256"] != rec["sha256"] or now["count"] != rec.get("count"):
-            raise CnnlabError(
-                f"--resume: the {what} data of {ds.name!r} differs from the data the run in {folder.root} "
-                f"used ({rec.get('count')} images, content hash {rec['sha256'][:12]} recorded; now "
-                f"{now['count']} images, {now['sha256'][:12]}); point --data-dir at the run's data, "
-                "or start a new run with another --out"
-            )
-
-
-# -- 2. the data and the resolved config -----------------------------------------------------------------
-
-
-def _load_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
-    """The training set (a random subset with --limit-train) and the validation set (its first N)."""
+def _read_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
+    """The training set (a random subset with --limit-train) and the test set (its first --limit-val)."""
     where, download = cfg.data_dir or None, getattr(cfg, "download", False)  # a RunConfig never downloads
     train_ds = data.load(cfg.dataset, "train", where, download, skip_bad_images=cfg.skip_bad_images)
-    val_ds = data.load(cfg.dataset, "val", where, download, skip_bad_images=cfg.skip_bad_images)
+    test_ds = data.load(cfg.dataset, "test", where, download, skip_bad_images=cfg.skip_bad_images)
     return data.limit(train_ds, cfg.limit_train, cfg.seed, True), data.limit(
-        val_ds, cfg.limit_val, cfg.seed, False
+        test_ds, cfg.limit_val, cfg.seed, False
     )
 
 
@@ -227,26 +120,20 @@ def _resolve(asked: TrainConfig, train_ds: Any, ctx: Context) -> RunConfig:
     """A new run: the recipe's values fill what the user left unset (the data's side decides resizing)."""
     side = getattr(train_ds, "image_size", (0, 0))
     native = side[0] if side[0] == side[1] else 0
-    info = models.info(asked.model)
-    return recipes.resolve(asked, native, info.input_size, set(info.switches), ctx.device.type)
+    if user.is_user_spec(asked.model):  # no switches of ours; the input side is the data's (or the paper's)
+        size, switches = native or 224, {}
+    else:
+        info = models.info(asked.model)
+        size, switches = info.input_size, dict(info.switches)
+    facts = recipes.Facts(native, len(train_ds), size, switches)
+    return recipes.resolve(asked, facts, ctx.device.type)
 
 
-# -- 3. the model ----------------------------------------------------------------------------------------
-
-
-def _build_model(cfg: RunConfig, train_ds: Any, saved: dict[str, Any] | None, ctx: Context) -> nn.Module:
-    in_channels = int(getattr(train_ds, "channels", 3))
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
-    model = models.create_from(cfg.model, len(train_ds.classes), in_channels, cfg.model_options)
-    check_input = getattr(model, "check_input", None)
-    if check_input is not None:  # a too-small --input-size fails now, not at the first step
-        check_input(torch.empty(1, in_channels, cfg.input_size, cfg.input_size, device="meta"))
-    if saved is not None:
-        checkpoint.load_weights(model, saved)
-    model = model.to(ctx.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
+def _split(cfg: RunConfig, train_ds: Any, test_ds: Any) -> tuple[Any, Any, Any]:
+    """(train, validation, test): --val-split images held out of the training set, or validation = test."""
+    if not cfg.val_split:
+        return train_ds, test_ds, test_ds
+    return (*hold_out(train_ds, cfg.val_split, cfg.seed), test_ds)
 
 
 def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
@@ -275,7 +162,84 @@ def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
         limits.check_fits(need, what, fix, ctx.device)
 
 
-# -- 4. preprocessing and loaders ------------------------------------------------------------------------
+# -- the network, the weights it starts from, the layers it keeps ------------------------------------------
+
+
+def _build_network(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The zoo's model, or the user's own network (its file imported: it was named on this command line)."""
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
+    if not user.is_user_spec(cfg.model):
+        model = models.create_from(cfg.model, num_classes, in_channels, cfg.model_options)
+        check_input = getattr(model, "check_input", None)
+        if check_input is not None:  # a too-small --input-size fails now, not at the first step
+            check_input(torch.empty(1, in_channels, cfg.input_size, cfg.input_size, device="meta"))
+        return model
+    return _user_network(cfg, num_classes, torch.zeros(1, in_channels, cfg.input_size, cfg.input_size))
+
+
+def _user_network(cfg: RunConfig, num_classes: int, x: torch.Tensor) -> nn.Module:
+    """`--model FILE.py:Class`, built with --model-opt KEY=VALUE as its constructor's keyword arguments."""
+    model = user.load_user_model(cfg.model, **cfg.model_options)
+    in_channels = x.shape[1]
+    model.eval()  # one dry forward pass: a wrong class count or input fails now, in one line
+    try:
+        with torch.no_grad():
+            out = models.split_outputs(model(x))[0]
+    except Exception as exc:
+        raise CnnlabError(
+            f"{cfg.model} failed on a {in_channels}x{cfg.input_size}x{cfg.input_size} input "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); set --input-size, or its "
+            "constructor's arguments with --model-opt KEY=VALUE"
+        ) from None
+    model.train()
+    if out.dim() != 2 or out.shape[1] != num_classes:
+        raise CnnlabError(
+            f"{cfg.model} gives outputs of shape {list(out.shape)}, the data set has {num_classes} classes: "
+            f"pass its constructor's class count, e.g. --model-opt num_classes={num_classes}"
+        )
+    return model
+
+
+def network_source(spec: str) -> dict[str, str]:
+    """Where a user's network came from, for config.json and the checkpoints ({} for a zoo model)."""
+    if not user.is_user_spec(spec):
+        return {}
+    where, attr = user.split_spec(spec)
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = Path(where).resolve()
+        return {"spec": spec, "file": str(path), "attr": attr, "sha256": pretrained.sha256_of(path)}
+    module = sys.modules.get(where)
+    return {"spec": spec, "module": where, "attr": attr, "file": str(getattr(module, "__file__", None) or "")}
+
+
+def _start_weights(
+    cfg: RunConfig, model: nn.Module, saved: dict[str, Any] | None
+) -> tuple[RunConfig, list[str]]:
+    """The weights the run starts from: the checkpoint's when resuming, else --weights (digest recorded)."""
+    if saved is not None:
+        checkpoint.load_weights(model, saved)
+        return cfg, []
+    if not cfg.weights:
+        return cfg, []
+    loaded = pretrained.load_pretrained(model, cfg.weights)
+    return cfg.replace(weights_sha256=loaded.sha256), list(loaded.notes)
+
+
+def _freeze(cfg: RunConfig, model: nn.Module) -> pretrained.Frozen | None:
+    if not cfg.freeze:
+        return None
+    frozen = pretrained.freeze(model, cfg.freeze)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CnnlabError(f"--freeze {cfg.freeze} leaves nothing to train; freeze fewer layers")
+    return frozen
+
+
+def _place(cfg: RunConfig, model: nn.Module, ctx: Context) -> nn.Module:
+    model = model.to(ctx.device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+# -- preprocessing and loaders -----------------------------------------------------------------------------
 
 
 def _preprocessing(
@@ -297,8 +261,14 @@ def _preprocessing(
 
 
 def _loaders(
-    cfg: RunConfig, ctx: Context, train_ds: Any, val_ds: Any, stats: data.DataStats, aug: data.AugmentConfig
-) -> tuple[data.BatchLoader, data.BatchLoader]:
+    cfg: RunConfig,
+    ctx: Context,
+    train_ds: Any,
+    val_ds: Any,
+    test_ds: Any,
+    stats: data.DataStats,
+    aug: data.AugmentConfig,
+) -> tuple[data.BatchLoader, data.BatchLoader, data.BatchLoader | None]:
     if cfg.batch_size % ctx.world_size:
         raise CnnlabError(
             f"--batch-size {cfg.batch_size} does not split evenly over {ctx.world_size} "
@@ -310,7 +280,10 @@ def _loaders(
         "world_size": ctx.world_size, "num_workers": cfg.workers,
     }  # fmt: skip
     train_loader = data.BatchLoader(train_ds, per_rank, train=True, **common)
-    # Validation holds no gradients: twice the batch, in images (ten-crop makes ten views of each).
-    val_batch = max(1, 2 * per_rank // (10 if cfg.val_views == "tencrop" else 2))
-    val_loader = data.BatchLoader(val_ds, val_batch, train=False, views=cfg.val_views, **common)
-    return train_loader, val_loader
+    # Evaluation holds no gradients: twice the batch, in images (ten-crop makes ten views of each).
+    eval_batch = max(1, 2 * per_rank // (10 if cfg.val_views == "tencrop" else 2))
+    val_loader = data.BatchLoader(val_ds, eval_batch, train=False, views=cfg.val_views, **common)
+    test_loader = None
+    if test_ds is not val_ds:
+        test_loader = data.BatchLoader(test_ds, eval_batch, train=False, views=cfg.val_views, **common)
+    return train_loader, val_loader, test_loader
