@@ -143,6 +143,7 @@ def tta_rows(args: argparse.Namespace, device: str, target: float) -> list[list[
             recipe="fast",
             out=out,
             progress="none",
+            report=False,
             device="cuda" if device.startswith("cuda") else "cpu",
             amp=device.startswith("cuda"),
             channels_last=True,

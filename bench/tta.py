@@ -76,6 +76,7 @@ def worker_ours(args: argparse.Namespace) -> dict:
             recipe="fast",
             out=str(out),
             progress="none",
+            report=False,
             **extra,
         )
         try:

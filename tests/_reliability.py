@@ -27,7 +27,7 @@ from cnnlab.cli import main
 TINY_BASE = (
     "--model", "alexnet_small", "--dataset", "digits", "--input-size", "8", "--batch-size", "32",
     "--limit-train", "128", "--limit-val", "64", "--lr", "0.01", "--patience", "1", "--device", "cpu",
-    "--progress", "none",
+    "--progress", "none", "--no-report",
 )  # fmt: skip
 TINY = (*TINY_BASE, "--model-opt", "width=0.25")
 

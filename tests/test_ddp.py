@@ -38,6 +38,7 @@ FLAGS = [
     "width=0.25",
     "--progress",
     "lines",
+    "--no-report",
 ]
 
 
@@ -63,7 +64,7 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     single = train(TrainConfig(
         model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=160,
         val_split=32, limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
-        random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"),  # noqa: E501
+        random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"), report=False,  # noqa: E501
     ))  # fmt: skip
     ddp = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")
     assert ddp["epoch"] == 3

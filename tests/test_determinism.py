@@ -23,7 +23,7 @@ def config(out: Path, seed: int = 7) -> TrainConfig:
     return TrainConfig(
         model="alexnet_small", model_opt=["width=0.25"], dataset="digits", input_size=8, batch_size=32,
         limit_train=128, limit_val=64, lr=0.01, patience=1, epochs=3, seed=seed, device="cpu",
-        progress="none", out=str(out),
+        progress="none", out=str(out), report=False,
     )  # fmt: skip
 
 

@@ -66,8 +66,8 @@ def test_page_holds_every_section_with_embedded_pictures(page: Path, run: Path) 
     rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
     last = dict(zip(rows[0], rows[-1], strict=True))
     assert f"{100 * float(last['val_top1_err']):.2f}%" in text
-    assert "measured on the digits test split (359 images)" in text
-    assert "no separate validation split" in text
+    assert "the digits test split (359 images)" in text
+    assert "the test set (no --val-split)" in text  # config.json's account of what val_* measured
     assert "per-class" in text.lower() and "most often mistaken for" in text
 
 
@@ -81,13 +81,20 @@ def test_page_evaluation_matches_the_runs_best_epoch(page: Path, run: Path) -> N
 
 
 def test_split_note_reads_the_config() -> None:
-    doc = {
+    held_out = {
         "config": {"dataset": "x", "limit_val": 50},
-        "data": {"val": {"name": "x", "split": "val", "count": 50}},
+        "data": {
+            "test": {"name": "x", "split": "test", "count": 50},
+            "validation": "100 images held out of the training set (--val-split, seed 0, stratified)",
+        },
     }
-    label, sentence = split_note(doc)
-    assert label == "x val split" and "the first 50 of them" in sentence
-    assert "no separate validation split" not in sentence
+    label, sentence = split_note(held_out)
+    assert label == "x test split" and "100 images held out" in sentence and "(50 images)" in sentence
+    assert "optimistic" not in sentence
+    # A run from before test_* columns: it validated on the test set, and the page says what that means.
+    old = {"config": {"dataset": "x"}, "data": {"val": {"name": "x", "split": "test", "count": 50}}}
+    label, sentence = split_note(old)
+    assert label == "x test split" and "optimistic" in sentence
 
 
 def test_report_errors_and_a_run_without_checkpoints(run: Path, tmp_path: Path) -> None:
@@ -135,3 +142,11 @@ def test_page_renders_in_a_browser(page: Path, tmp_path: Path) -> None:
     found = re.search(r'data-images="(\d+)/(\d+)"', dom)
     assert found is not None, dom[-500:]
     assert found.group(1) == found.group(2) == "6"
+
+
+def test_train_writes_the_page_at_the_end_unless_asked_not_to(tmp_path: Path) -> None:
+    with_page = train(tiny(tmp_path / "with", epochs=1, dropout=0.0, report=True))
+    page = with_page.run_dir / "report.html"
+    assert page.is_file() and len(images_of(page.read_text())) >= 4
+    without = train(tiny(tmp_path / "without", epochs=1, dropout=0.0, report=False))
+    assert not (without.run_dir / "report.html").exists()

@@ -20,6 +20,7 @@ def tiny(out: Path, **kw: Any) -> TrainConfig:
     base: dict[str, Any] = dict(
         model="alexnet_small", dataset="digits", recipe="fast", epochs=2, batch_size=64, input_size=8,
         lr=0.1, model_opt=["width=0.25"], flip=False, val_views="center", out=str(out), progress="none",
+        report=False,
     )  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)

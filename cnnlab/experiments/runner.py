@@ -27,7 +27,9 @@ from cnnlab.training.recipes import from_saved
 from cnnlab.training.runfolder import RunFolder
 
 # Settings that do not change what a run computes (and so are not part of its folder's digest).
-_NOT_IN_DIGEST = frozenset({"out", "progress", "overwrite", "resume", "seed", "workers", "stop_after"})
+_NOT_IN_DIGEST = frozenset(
+    {"out", "progress", "overwrite", "resume", "seed", "workers", "stop_after", "report"}
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Runner:
         self.progress, self.fresh, self.log = progress, fresh, log
 
     def config(self, arm: Arm, seed: int) -> TrainConfig:
-        fields = {**self.base, **arm.settings, "seed": seed, "progress": self.progress}
+        # Claim runs are many and short: their reports are the claim's own (results.py), not report.html.
+        fields = {**self.base, **arm.settings, "seed": seed, "progress": self.progress, "report": False}
         cfg = TrainConfig(**fields)
         return dataclasses.replace(cfg, out=str(self.runs_dir / f"{arm.name}-{digest(cfg)}-seed{seed}"))
 

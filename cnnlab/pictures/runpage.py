@@ -127,21 +127,23 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, float]]]:
 
 
 def split_note(doc: Mapping[str, Any]) -> tuple[str, str]:
-    """(short label, sentence) saying which split the "val" numbers come from, from config.json."""
+    """(short label of the test set, sentence) saying which images the "val" and "test" numbers come from,
+    from config.json (runs written before test_* columns existed validated on the test set)."""
     cfg = doc.get("config", {})
-    rec = doc.get("data", {}).get("val") or {}
+    data_doc = doc.get("data", {})
+    rec = data_doc.get("test") or data_doc.get("val") or {}
     name = rec.get("name") or cfg.get("dataset", "?")
-    split = rec.get("split", "val")
     count = rec.get("count")
     size = f"{count:,} images" if isinstance(count, int) else "size not recorded"
-    limit = cfg.get("limit_val")
-    part = f", the first {limit:,} of them" if isinstance(limit, int) and limit > 0 else ""
-    label = f"{name} {split} split"
-    sentence = f'The run\'s "val" numbers are measured on the {label} ({size}{part}).'
-    if split == "test":
-        sentence += (
-            " This data set has no separate validation split, so the held-out test set served as the "
-            'validation set: the best epoch was chosen on it, and its "best" number is optimistic.'
+    label = f"{name} test split"
+    validation = data_doc.get("validation")
+    if isinstance(validation, str):
+        sentence = f'"val" numbers: {validation}. "test" numbers: the {label} ({size}).'
+    else:
+        sentence = (
+            f'The run\'s "val" numbers are measured on the {label} ({size}). This run held nothing out of '
+            "its training set, so the test set served as the validation set: the best epoch was chosen on "
+            'it, and its "best" number is optimistic.'
         )
     return label, sentence
 
@@ -153,11 +155,22 @@ def numbers_section(doc: Mapping[str, Any], history: Sequence[Mapping[str, float
     last = history[-1]
     best = min(history, key=lambda r: r["val_top1_err"])
     batches = "training batches (augmented)"
-    rows = [
-        ["val top-1 error", pct(last["val_top1_err"]), pct(best["val_top1_err"]), label],
-        ["val top-5 error", pct(last["val_top5_err"]), pct(best["val_top5_err"]), label],
-        ["val accuracy", pct(1 - last["val_top1_err"]), pct(1 - best["val_top1_err"]), label],
-        ["val loss", f"{last['val_loss']:.4f}", f"{best['val_loss']:.4f}", label],
+    held_out = isinstance(doc.get("data", {}).get("validation"), str) and "held out" in str(
+        doc["data"]["validation"]
+    )
+    val_label = "held-out part of the training set" if held_out else label
+    rows = []
+    if "test_top1_err" in last:
+        rows += [
+            ["test top-1 error", pct(last["test_top1_err"]), pct(best["test_top1_err"]), label],
+            ["test top-5 error", pct(last["test_top5_err"]), pct(best["test_top5_err"]), label],
+            ["test accuracy", pct(1 - last["test_top1_err"]), pct(1 - best["test_top1_err"]), label],
+        ]
+    rows += [
+        ["val top-1 error", pct(last["val_top1_err"]), pct(best["val_top1_err"]), val_label],
+        ["val top-5 error", pct(last["val_top5_err"]), pct(best["val_top5_err"]), val_label],
+        ["val accuracy", pct(1 - last["val_top1_err"]), pct(1 - best["val_top1_err"]), val_label],
+        ["val loss", f"{last['val_loss']:.4f}", f"{best['val_loss']:.4f}", val_label],
         ["train loss", f"{last['train_loss']:.4f}", f"{best['train_loss']:.4f}", batches],
         ["train top-1 error", pct(last["train_top1_err"]), pct(best["train_top1_err"]), batches],
     ]  # fmt: skip
@@ -254,8 +267,9 @@ def model_sections(
     cfg = doc.get("config", {})
     label, _ = split_note(doc)
     try:
-        val_ds = data.load(cfg["dataset"], "val", cfg.get("data_dir") or None)
-        val_ds = data.limit(val_ds, cfg.get("limit_val"), 0, shuffle=False)  # the run's rule: the first N
+        # The official test set, as the run measured it (--limit-val: its first N images).
+        val_ds = data.load(cfg["dataset"], "test", cfg.get("data_dir") or None)
+        val_ds = data.limit(val_ds, cfg.get("limit_val"), 0, shuffle=False)
     except (CnnlabError, KeyError) as exc:
         page.add("evaluation", "Evaluation", missing(f"The validation data could not be loaded ({exc})."))
         return

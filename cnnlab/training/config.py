@@ -111,6 +111,7 @@ class TrainConfig:
     # Run control.
     stop_after: int | None = _f(None, "stop (checkpoint saved, resumable) after N steps of this invocation")
     progress: str = _f("auto", "progress display", choices=PROGRESS)
+    report: bool = _f(True, "write report.html, the whole run on one page, when the run finishes")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +129,7 @@ MODEL_SWITCHES = ("activation", "lrn", "overlap_pool", "dropout", "init", "batch
 PER_INVOCATION = frozenset(
     {"device", "stop_after", "progress", "workers", "resume", "overwrite", "out", "download"}
 )
-RESUME_MAY_CHANGE = PER_INVOCATION | {"epochs", "data_dir", "skip_bad_images"}
+RESUME_MAY_CHANGE = PER_INVOCATION | {"epochs", "data_dir", "skip_bad_images", "report"}
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,7 @@ class RunConfig:
     overwrite: bool
     stop_after: int
     progress: str
+    report: bool
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -189,6 +189,7 @@ def resolve(asked: TrainConfig, facts: Facts, device_type: str) -> RunConfig:
         overwrite=asked.overwrite,
         stop_after=asked.stop_after or 0,
         progress=asked.progress,
+        report=asked.report,
     )
 
 
@@ -262,7 +263,13 @@ def from_saved(saved: dict[str, Any], model_options: dict[str, Any]) -> RunConfi
         d["resize"] = d.get("resize") or 0
         d.setdefault("skip_bad_images", False)
     # Settings added since: a run that predates them had none of them.
-    for name, none in (("weights", ""), ("weights_sha256", ""), ("freeze", ""), ("val_split", 0)):
+    for name, none in (
+        ("weights", ""),
+        ("weights_sha256", ""),
+        ("freeze", ""),
+        ("val_split", 0),
+        ("report", False),
+    ):
         d.setdefault(name, none)
     try:
         return RunConfig.from_dict(d)
