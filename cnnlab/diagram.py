@@ -16,11 +16,10 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab import argtypes, limits, outfiles
+from cnnlab import limits, outfiles
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
-    MODEL_HELP,
     check_name,
     default_input_size,
     model_device,
@@ -151,15 +150,3 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     print(f"wrote {run_named(args.name, args.num_classes, size[0], draw)}")
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
-    p.add_argument("name", help=MODEL_HELP)
-    p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
-    p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
-    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
-    p.add_argument(
-        "--depth", type=argtypes.non_negative, help="how deep to open nested blocks (default: every layer)"
-    )
-    p.set_defaults(func=_cmd_diagram)

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 from cnnlab import checkpoint
+from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import CnnlabError
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+FORMATS = EXPORT_FORMATS
 ONNX_OPSET = 17
 ONNX_DYNAMO_OPSET = 18  # the dynamo exporter's lowest supported opset
 
@@ -168,18 +169,3 @@ def _cmd_export(args: Any) -> int:
         "[N, C, s, s] normalised as in training, output logits; classes and mean/std in its metadata"
     )
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="export a checkpoint to ONNX, TorchScript or safetensors",
-        description="Export a checkpoint's network (eval mode) for other runtimes.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    p.add_argument(
-        "--force", action="store_true", help="replace FILE if it exists (never the checkpoint itself)"
-    )
-    p.set_defaults(func=_cmd_export)
