@@ -93,7 +93,8 @@ def test_the_top_level_help_is_for_users(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_did_you_mean() -> None:
-    assert did_you_mean("fashion_mnistt", ["fashion-mnist", "mnist", "cifar10"]) == " (did you mean 'fashion-mnist'?)"
+    hint = did_you_mean("fashion_mnistt", ["fashion-mnist", "mnist", "cifar10"])
+    assert hint == " (did you mean 'fashion-mnist'?)"
     assert did_you_mean("AlexNet", ["alexnet", "vgg16"]) == " (did you mean 'alexnet'?)"
     assert did_you_mean("resnet50", ["alexnet", "vgg16"]) == ""
 
@@ -101,7 +102,8 @@ def test_did_you_mean() -> None:
 def test_unknown_names_get_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
     from cnnlab import data, models
 
-    with pytest.raises(CnnlabError, match=r"unknown data set 'fashion_mnistt' \(did you mean 'fashion-mnist'\?\)"):
+    suggestion = r"unknown data set 'fashion_mnistt' \(did you mean 'fashion-mnist'\?\)"
+    with pytest.raises(CnnlabError, match=suggestion):
         data.load("fashion_mnistt", "train")
     with pytest.raises(CnnlabError, match=r"unknown model 'alexnett' \(did you mean 'alexnet'\?\)"):
         models.create("alexnett")
@@ -118,7 +120,7 @@ def test_the_torch_free_names_match_the_live_ones() -> None:
     from cnnlab.data import sources
     from cnnlab.experiments import budget
 
-    assert choices.DATASETS == tuple(sources.LOADERS)
-    assert reproduce.CLAIMS == tuple(experiments.CLAIM_MODULES)
-    assert reproduce.BUDGETS == tuple(budget.BUDGETS)
+    assert tuple(sources.LOADERS) == choices.DATASETS
+    assert tuple(experiments.CLAIM_MODULES) == reproduce.CLAIMS
+    assert tuple(budget.BUDGETS) == reproduce.BUDGETS
     assert export.FORMATS == choices.EXPORT_FORMATS
