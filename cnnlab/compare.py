@@ -341,6 +341,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         outfiles.write_file(out / "compare.json", (doc + "\n").encode(), "--out")
         outfiles.write_file(out / "compare.txt", (table + "\n").encode(), "--out")
         bar_chart(rows, out / "compare.png")
-        say(f"wrote {out / 'compare.txt'}, compare.json and compare.png")
     print(doc if args.json else table)
+    if args.out:
+        say(f"wrote {Path(args.out) / 'compare.txt'}, compare.json and compare.png")  # after the table
     return 0

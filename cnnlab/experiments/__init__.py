@@ -74,7 +74,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
 
 
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
-    seeds = f"seed{'s' if len(exp.seeds) > 1 else ''} {', '.join(map(str, exp.seeds))}"
+    seeds = f"seed{'s' if len(exp.seeds) != 1 else ''} {', '.join(map(str, exp.seeds))}"
     exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {exp.model}, {seeds}")
     t0 = time.perf_counter()
     result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
