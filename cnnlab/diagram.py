@@ -65,8 +65,8 @@ def _module_name(entry: Any, names: dict[int, str]) -> str | None:
     """The registered name of a hierarchy entry's module ({ModuleNode: children}), else None."""
     if not isinstance(entry, dict):
         return None
-    node = next(iter(entry))
-    return names.get(getattr(node, "compute_unit_id", None)) or None
+    unit = getattr(next(iter(entry)), "compute_unit_id", None)
+    return (names.get(unit) or None) if isinstance(unit, int) else None
 
 
 def _regroup(hierarchy: dict[Any, list[Any]], names: dict[int, str]) -> dict[int, str]:

@@ -37,7 +37,7 @@ def pct(x: float) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """"1 seed", "2 seeds": a count and its noun, as a plot title or a sentence says it."""
+    """ "1 seed", "2 seeds": a count and its noun, as a plot title or a sentence says it."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
