@@ -229,11 +229,15 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise bad("model_options is not a dict of named switches")
     from cnnlab import models
+    from cnnlab.models import user
 
-    try:
-        models.check_switch_names(options)
-    except CnnlabError as exc:
-        raise bad(f"model_options: {exc}") from None
+    # A zoo model's switches never name create()'s own arguments; a user's network takes its constructor's
+    # arguments (num_classes among them), and is only rebuilt from a file its user names (build_model).
+    if not user.is_user_spec(ckpt["model_name"]):
+        try:
+            models.check_switch_names(options)
+        except CnnlabError as exc:
+            raise bad(f"model_options: {exc}") from None
     classes = ckpt["classes"]
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise bad("classes is not a list of names")

@@ -10,3 +10,8 @@ PCA_SCALES = ("std", "eigenvalue")
 SCHEDULES = ("plateau", "onecycle", "constant")
 PROGRESS = ("auto", "bar", "lines", "none")
 RECIPES = ("paper", "fast")
+# The named data sets (cnnlab.data.sources.LOADERS holds their readers; a test keeps the two in step),
+# and the folder form any image folder takes.
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits")
+FOLDER_DATASET = "folder:PATH"
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")

@@ -1,7 +1,10 @@
-"""Command-line entry point: argument parsing only.
+"""cnnlab: AlexNet, VGG and GoogLeNet as their papers describe them; train, evaluate, look inside and
+reproduce the AlexNet paper's claims from the command line. Start with `cnnlab models`, then
+`cnnlab train --help`; docs/quickstart.md walks through a first hour.
 
-Each command lives with the code it drives; the modules below each expose `register_cli(subparsers)`,
-which adds its sub-commands and sets `func` (called with the parsed namespace, returning an exit code).
+(For developers: argument parsing is torch-free. The modules in COMMAND_MODULES each expose
+`register_cli(subparsers)`, which adds sub-commands whose `func` is a `commands.Lazy` reference: the
+module doing the work, and torch with it, is imported only after the arguments have parsed.)
 """
 
 from __future__ import annotations
@@ -9,39 +12,51 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
-# Modules that contribute sub-commands, in the order `cnnlab --help` lists them.
+# Modules that contribute sub-commands, in the order `cnnlab --help` lists them; none imports torch.
 COMMAND_MODULES: tuple[str, ...] = (
-    "cnnlab.summary",
-    "cnnlab.diagram",
-    "cnnlab.compare",
-    "cnnlab.check",
-    "cnnlab.pictures",
-    "cnnlab.training.main",
-    "cnnlab.evaluate",
-    "cnnlab.predict",
-    "cnnlab.export",
-    "cnnlab.data.cli",
-    "cnnlab.experiments",
+    "cnnlab.commands.networks",
+    "cnnlab.commands.pictures",
+    "cnnlab.training.command",
+    "cnnlab.commands.runs",
+    "cnnlab.commands.reproduce",
 )
+
+DESCRIPTION = (
+    "AlexNet, VGG and GoogLeNet as their papers describe them: list and inspect the models, train them "
+    "with the paper's recipe or a fast one, evaluate, predict, export, draw what they learned, and "
+    "reproduce the AlexNet paper's claims. New here? `cnnlab models`, then `make demo` or "
+    "docs/quickstart.md."
+)
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)$")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2) instead of a usage block."""
 
     def error(self, message: str) -> NoReturn:
+        # "invalid choice: 'trian'": add the nearest choice, as for model and data set names.
+        found = _INVALID_CHOICE.search(message)
+        if found:
+            hint = did_you_mean(found["word"], re.findall(r"'([^']*)'", found["choices"]))
+            message = (
+                message[: found.start("word") + len(found["word"]) + 1]
+                + hint
+                + message[found.end("word") + 1 :]
+            )
         # The same "cnnlab: error:" prefix as CnnlabError (design.md), the sub-command in the help hint.
         self.exit(2, f"cnnlab: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="cnnlab", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import argtypes, limits, outfiles
+from cnnlab import limits, outfiles
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
     build,
@@ -334,31 +334,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         outfiles.write_file(out / "compare.json", (doc + "\n").encode(), "--out")
         outfiles.write_file(out / "compare.txt", (table + "\n").encode(), "--out")
         bar_chart(rows, out / "compare.png")
-        say(f"wrote {out / 'compare.txt'}, compare.json and compare.png")
     print(doc if args.json else table)
+    if args.out:
+        say(f"wrote {Path(args.out) / 'compare.txt'}, compare.json and compare.png")  # after the table
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("compare", help="params, FLOPs, training memory and measured speed, side by side")
-    p.add_argument(
-        "names",
-        nargs="+",
-        metavar="NAME",
-        help="models to compare (the first is the reference): zoo names or your own path/to/file.py:Class "
-        "(importing it runs its code)",
-    )
-    p.add_argument("--input-size", help="CxHxW for every model (default: each model's own)")
-    p.add_argument(
-        "--batch-size", type=argtypes.positive, default=32, help="training batch for memory and speed (32)"
-    )
-    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
-    p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), help="cpu or cuda (default: cuda when available)"
-    )
-    p.add_argument("--steps", type=argtypes.positive, default=3, help="timed iterations per measure (3)")
-    p.add_argument("--warmup", type=argtypes.non_negative, default=1, help="untimed iterations first (1)")
-    p.add_argument("--no-timing", action="store_true", help="counts only, no speed measurement (instant)")
-    p.add_argument("--out", help="folder for compare.txt, compare.json and compare.png")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.set_defaults(func=_cmd_compare)

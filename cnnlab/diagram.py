@@ -16,11 +16,10 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab import argtypes, limits, outfiles
+from cnnlab import limits, outfiles
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
-    MODEL_HELP,
     check_name,
     default_input_size,
     model_device,
@@ -62,6 +61,54 @@ def _walk(hierarchy: Any) -> Iterator[Any]:
         yield hierarchy
 
 
+def _module_name(entry: Any, names: dict[int, str]) -> str | None:
+    """The registered name of a hierarchy entry's module ({ModuleNode: children}), else None."""
+    if not isinstance(entry, dict):
+        return None
+    unit = getattr(next(iter(entry)), "compute_unit_id", None)
+    return (names.get(unit) or None) if isinstance(unit, int) else None
+
+
+def _regroup(hierarchy: dict[Any, list[Any]], names: dict[int, str]) -> dict[int, str]:
+    """Name the containers the forward builds on the fly after the block they are cut from, and put the
+    rest of that block in their box.
+
+    `self.classifier[:-1](x)` then `self.classifier[-1](...)` (the paper nets' embed and forward) make
+    torchview draw an unnamed Sequential holding fc6 ... drop7, with fc8 outside it. The slice becomes
+    "classifier" and takes fc8 in. Returns node id -> the members' span ("fc6 ... drop7"), for the box
+    drawn when the block is not opened (--depth at its level)."""
+    spans: dict[int, str] = {}
+    ((_, children),) = hierarchy.items()
+    i = 0
+    while i < len(children):
+        entry = children[i]
+        i += 1
+        if not isinstance(entry, dict):
+            continue
+        spans.update(_regroup(entry, names))
+        ((node, members),) = entry.items()
+        if getattr(node, "compute_unit_id", None) in names:
+            continue
+        inside = [n for n in map(lambda m: _module_name(m, names), members) if n]
+        parent = inside[0].rpartition(".")[0] if inside else ""
+        if not parent or not all(n.startswith(parent + ".") for n in inside):
+            continue
+        node.name = parent
+        short = [n[len(parent) + 1 :] for n in inside]
+        spans[id(node)] = short[0] if len(short) == 1 else f"{short[0]} ... {short[-1]}"
+        # Later siblings from the same block (fc8) join it; tensors between them are not drawn.
+        j = i
+        while j < len(children):
+            name = _module_name(children[j], names)
+            if name is None and not isinstance(children[j], dict):
+                j += 1
+                continue
+            if name is None or not name.startswith(parent + "."):
+                break
+            members.append(children.pop(j))
+    return spans
+
+
 def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None = None) -> Any:
     """A `graphviz.Digraph` of `model` (built on any device; meta is fastest) with our labels."""
     from torchview import draw_graph
@@ -87,7 +134,8 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
             title = f"<B>{html.escape(names.get(node.compute_unit_id) or type(m).__name__)}</B>"
             rows = [" ".join(filter(None, [type(m).__name__, _settings(m)])), _shape(node.output_shape)]
         elif isinstance(node, ModuleNode):  # a container the forward builds on the fly (not a submodule)
-            title, rows = f"<B>{html.escape(node.name)}</B>", [_shape(node.output_shape)]
+            title = f"<B>{html.escape(node.name)}</B>"
+            rows = [r for r in (spans.get(id(node)), _shape(node.output_shape)) if r]
         else:
             assert isinstance(node, FunctionNode)
             title, rows = html.escape(node.name), [_shape(node.output_shape)]
@@ -96,6 +144,7 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
         return f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">{cells}</TABLE>>'
 
     # Name the dashed cluster boxes after the block (features, inception3a) instead of its class.
+    spans = _regroup(g.node_hierarchy, names)
     for node in _walk(g.node_hierarchy):
         if isinstance(node, ModuleNode) and node.compute_unit_id in names:
             node.name = names[node.compute_unit_id] or type(modules[node.compute_unit_id]).__name__
@@ -151,15 +200,3 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     print(f"wrote {run_named(args.name, args.num_classes, size[0], draw)}")
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
-    p.add_argument("name", help=MODEL_HELP)
-    p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
-    p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
-    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
-    p.add_argument(
-        "--depth", type=argtypes.non_negative, help="how deep to open nested blocks (default: every layer)"
-    )
-    p.set_defaults(func=_cmd_diagram)

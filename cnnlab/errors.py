@@ -4,6 +4,11 @@ A `CnnlabError` is a problem with what the user gave us (a flag, a file, an inpu
 its message on one line and exits with code 2; programming errors keep raising normally.
 """
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class CnnlabError(Exception):
     """A user-facing error: the message says what is wrong and how to fix it, on one line."""
@@ -18,3 +23,13 @@ class CnnlabError(Exception):
 class NonFiniteLoss(CnnlabError):
     """Training stopped because the loss became NaN or infinite (a diverged run: too high a learning rate,
     or an initialisation that does not train). The claims record it as a result rather than a failure."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ " (did you mean 'X'?)" for the choice closest to a mistyped `word`, or "" when none is close."""
+    options = list(choices)
+    close = difflib.get_close_matches(word.lower(), [c.lower() for c in options], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    match = next(c for c in options if c.lower() == close[0])
+    return f" (did you mean {match!r}?)"

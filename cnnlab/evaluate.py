@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import argtypes, outfiles
+from cnnlab import outfiles
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
@@ -282,36 +282,3 @@ def _cmd_eval(args: Any) -> int:
         _print_result(result)
         print(f"wrote {out / 'confusion.png'}, {out / 'per_class.csv'} and {out / 'eval.json'}")
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        help="top-1/top-5 error of checkpoints, alone and as an ensemble",
-        description="Evaluate one or more checkpoints; several average their softmax "
-        "(the paper's ensembles). Writes confusion.png, per_class.csv and eval.json.",
-    )
-    p.add_argument(
-        "checkpoints", nargs="+", metavar="CKPT", help="checkpoint files (RUN/checkpoints/best.pt)"
-    )
-    from cnnlab import data
-
-    data.add_data_args(p, default=None, required=False, default_text="the one the first checkpoint saw")
-    p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
-    p.add_argument(
-        "--views",
-        default="center",
-        choices=("center", "flip", "tencrop"),
-        help="test views whose softmax is averaged (tencrop: the paper's ten patches)",
-    )
-    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (default 256)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
-    p.add_argument(
-        "--model",
-        metavar="FILE.py:CLASS",
-        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
-    )
-    p.add_argument("--json", action="store_true", help="print machine-readable results")
-    p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
-    p.set_defaults(func=_cmd_eval)

@@ -17,20 +17,25 @@ checkpoint being exported.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab import checkpoint
+from cnnlab import checkpoint, outfiles
+from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import CnnlabError
 
-FORMATS = ("onnx", "torchscript", "safetensors")
+FORMATS = EXPORT_FORMATS
 ONNX_OPSET = 17
 ONNX_DYNAMO_OPSET = 18  # the dynamo exporter's lowest supported opset
 
@@ -57,7 +62,42 @@ def example_input(ckpt: dict[str, Any], batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, int(ckpt["in_channels"]), side, side)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold back what the exporters print (the TorchScript exporter's IR dump when it hands over to the
+    dynamo exporter, the dynamo exporter's progress lines: about 80 lines on a success). Python's and C++'s
+    output alike go to a temporary file, shown on stderr only when the export fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    text = io.StringIO()
+    with tempfile.TemporaryFile() as log:
+        failed = False
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            if failed:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace") + text.getvalue())
+                sys.stderr.flush()
+
+
 def _onnx(model: nn.Module, x: torch.Tensor, meta: dict[str, str], dynamo: bool = False) -> bytes:
+    with _quiet():
+        return _onnx_loud(model, x, meta, dynamo)
+
+
+def _onnx_loud(model: nn.Module, x: torch.Tensor, meta: dict[str, str], dynamo: bool = False) -> bytes:
     import onnx
 
     names: dict[str, Any] = {"input_names": ["images"], "output_names": ["logits"]}
@@ -129,18 +169,29 @@ def check_output(out: str, ckpt_path: str, force: bool) -> Path:
             )
         if not force:
             raise CnnlabError(f"{path} already exists; choose another -o, or pass --force to replace it")
-    if not path.parent.is_dir():
-        what = "is not a folder" if os.path.lexists(path.parent) else "does not exist"
-        raise CnnlabError(f"{path.parent} {what}; create the folder or choose another -o")
+    outfiles.check_target(path, "-o")  # its folder is created when missing, unless a file is in the way
     return path
 
 
+def input_shape(ckpt: dict[str, Any]) -> str:
+    """The exported network's input, e.g. "[N, 1, 28, 28]" (N: any batch)."""
+    side = int(ckpt["augment"]["input_size"])
+    return f"[N, {int(ckpt['in_channels'])}, {side}, {side}]"
+
+
 def export(ckpt_path: str, fmt: str, out: str, force: bool = False, model_spec: str | None = None) -> Path:
-    """Write the checkpoint's network to `out` in format `fmt`; returns the path written.
+    """Write the checkpoint's network to `out` in format `fmt` (its folder created if missing); returns
+    the path written.
 
     An existing `out` is refused unless `force`; the checkpoint itself is never overwritten. A run of your
     own network needs `model_spec` (its --model FILE.py:CLASS).
     """
+    return _export(ckpt_path, fmt, out, force, model_spec)[0]
+
+
+def _export(
+    ckpt_path: str, fmt: str, out: str, force: bool, model_spec: str | None = None
+) -> tuple[Path, dict[str, Any]]:
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     path = check_output(out, ckpt_path, force)
@@ -158,34 +209,16 @@ def export(ckpt_path: str, fmt: str, out: str, force: bool = False, model_spec: 
     # Checked again: the file may have appeared while the model was exported.
     check_output(out, ckpt_path, force)
     # A temporary file beside the target, renamed over it: a failed write never leaves a partial file.
+    outfiles.make_folder(path.parent, "-o")
     checkpoint.write_bytes(path, blob, hint="free some space or choose another -o")
-    return path
+    return path, ckpt
 
 
 def _cmd_export(args: Any) -> int:
-    path = export(args.checkpoint, args.format, args.output, force=args.force, model_spec=args.model)
+    path, ckpt = _export(args.checkpoint, args.format, args.output, force=args.force, model_spec=args.model)
     print(
         f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB): input float32 "
-        "[N, C, s, s] normalised as in training, output logits; classes and mean/std in its metadata"
+        f"{input_shape(ckpt)} normalised as in training, output logits [N, {int(ckpt['num_classes'])}]; "
+        "classes and mean/std in its metadata"
     )
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="export a checkpoint to ONNX, TorchScript or safetensors",
-        description="Export a checkpoint's network (eval mode) for other runtimes.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
-    p.add_argument(
-        "--force", action="store_true", help="replace FILE if it exists (never the checkpoint itself)"
-    )
-    p.add_argument(
-        "--model",
-        metavar="FILE.py:CLASS",
-        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
-    )
-    p.set_defaults(func=_cmd_export)

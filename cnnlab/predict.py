@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab import argtypes, checkpoint
+from cnnlab import checkpoint
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
@@ -147,32 +147,3 @@ def _cmd_predict(args: Any) -> int:
             for t in r["top"][1:]:
                 print(f"    {t['class']:<24} {100 * t['prob']:5.1f}%")
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "predict",
-        help="classify image files, folders or globs with a trained checkpoint",
-        description="Print the most probable classes of images, preprocessed as the checkpoint's run "
-        "preprocessed its test images. Give files, folders (every image below them) or quoted glob "
-        "patterns ('photos/**/*.jpg').",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file (RUN/checkpoints/best.pt)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
-    p.add_argument("--top", type=argtypes.positive, default=5, help="how many classes to show (default 5)")
-    p.add_argument(
-        "--batch-size", type=argtypes.positive, default=64, help="images per forward pass (default 64)"
-    )
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument(
-        "--csv", metavar="FILE", help="write one row per image: path, top classes and probabilities"
-    )
-    p.add_argument("--force", action="store_true", help="replace an existing --csv file")
-    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
-    p.add_argument(
-        "--model",
-        metavar="FILE.py:CLASS",
-        help="the network of a run trained with --model FILE.py:CLASS (the same file; importing it runs it)",
-    )
-    p.add_argument("--json", action="store_true", help="print machine-readable results")
-    p.set_defaults(func=_cmd_predict)

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from cnnlab import argtypes
 from cnnlab.counting import layer_flops, layer_formula, misfit_note
 from cnnlab.errors import CnnlabError
+from cnnlab.texttable import render
 
 T = TypeVar("T")
 
@@ -303,8 +303,12 @@ def trace_named(
     return run_named(name, num_classes, input_size[0], lambda m: trace(m, input_size, batch_size))
 
 
-def count_params(name: str, num_classes: int = 1000) -> int:
-    return sum(p.numel() for p in build(name, num_classes).parameters())
+def count_params(name: str, num_classes: int = 1000, in_channels: int | None = None) -> int:
+    """Parameters of zoo model `name`, at its own input channels unless `in_channels` is given."""
+    from cnnlab import models
+
+    channels = models.info(name).in_channels if in_channels is None else in_channels
+    return sum(p.numel() for p in build(name, num_classes, channels).parameters())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -324,21 +328,6 @@ def fmt_bytes(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.2f} {unit}"
     return f"{int(n)} B"
-
-
-def render(header: list[str], body: list[list[str]], right: set[int]) -> str:
-    """A plain text table; columns in `right` are right-aligned (numbers)."""
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        out = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(out).rstrip()
-
-    rule = "-" * len(line(header))
-    return "\n".join([line(header), rule, *(line(r) for r in body), rule])
 
 
 def format_table(rows: list[LayerRow], batch_size: int = 1) -> str:
@@ -371,23 +360,6 @@ def format_table(rows: list[LayerRow], batch_size: int = 1) -> str:
 # Commands
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from cnnlab import models
-
-    body = []
-    for name in models.names():
-        info = models.info(name)
-        body.append(
-            [name, info.family, f"{count_params(name, args.num_classes):,}", str(info.input_size), info.paper]
-        )
-    print(
-        render(
-            ["model", "family", f"params ({args.num_classes} classes)", "input", "paper"], body, right={2, 3}
-        )
-    )
-    return 0
-
-
 def _cmd_summary(args: argparse.Namespace) -> int:
     check_name(args.name)  # unknown names fail here with the list of valid ones
     size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
@@ -400,26 +372,3 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if result.error is not None:
         raise result.error
     return 0
-
-
-MODEL_HELP = (
-    "model name (see `cnnlab models`), or your own network as path/to/file.py:Class or package.module:attr "
-    "(importing it runs that file's code; it is built with no arguments, at 3x224x224 unless --input-size)"
-)
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("models", help="list the models with parameters, input size and paper")
-    p.add_argument(
-        "--num-classes", type=argtypes.positive, default=1000, help="classes for the parameter count (1000)"
-    )
-    p.set_defaults(func=_cmd_models)
-
-    p = sub.add_parser("summary", help="layer table: output shapes, params, FLOPs, memory, size formulas")
-    p.add_argument("name", help=MODEL_HELP)
-    p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
-    p.add_argument("--num-classes", type=argtypes.positive, default=1000)
-    p.add_argument(
-        "--batch-size", type=argtypes.positive, default=1, help="batch for the activation memory column"
-    )
-    p.set_defaults(func=_cmd_summary)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from conftest import fashion_mnist_installed  # noqa: E402
 
-from bench import common, tta  # noqa: E402
+from bench import common, startup, tta  # noqa: E402
 
 
 def test_interleave_alternates_and_keeps_extras() -> None:
@@ -86,6 +86,22 @@ def _run(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_startup_table_is_a_ratio_to_importing_torch() -> None:
+    seconds = {"python -c pass": [0.1], startup.PEER: [4.0], **{name: [0.2] for name in startup.CASES}}
+    text = startup.markdown(common.Timings(seconds), reps=1)
+    assert "| cnnlab models" in text and "**0.05**" in text and "import torch" in text
+
+
+@pytest.mark.slow
+def test_startup_benchmark_runs_end_to_end() -> None:
+    before = common.BENCHMARKS_MD.read_text()
+    proc = _run("bench.startup", "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio to import torch" in proc.stdout
+    assert "Command: `python -m bench.startup --quick`" in proc.stdout
+    assert common.BENCHMARKS_MD.read_text() == before
 
 
 def test_gpu_script_says_why_it_cannot_run_without_cuda() -> None:

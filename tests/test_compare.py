@@ -80,6 +80,15 @@ def test_compare_command_json_and_chart(tmp_path: Path, capsys: pytest.CaptureFi
     assert "alexnet_half vs alexnet_small" in (tmp_path / "compare.txt").read_text()
 
 
+def test_compare_says_where_it_wrote_after_its_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "lenet5", "alexnet_small", "--no-timing", "--out", str(tmp_path / "c")]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-1] == f"wrote {tmp_path / 'c' / 'compare.txt'}, compare.json and compare.png"
+    assert any(line.startswith("lenet5 ") for line in lines[:-1])  # the table came first
+
+
 def test_compare_rejects_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:  # refused by argparse, as any bad flag value
         main(["compare", "alexnet_small", "--batch-size", "0", "--no-timing"])

@@ -187,6 +187,32 @@ def test_upsampling_to_the_model_input() -> None:
     assert torch.allclose(v[5], want.flip(-1), atol=1e-4)
 
 
+def test_ten_crop_of_images_no_larger_than_the_input_pads_as_training_did() -> None:
+    """28x28 images and a 28 input: the ten crops come from the image padded by the run's training pad
+    (the extreme translations training drew), not ten copies of the centre crop and its mirror."""
+    images = torch.randint(
+        1, 256, (3, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    ds = data.ArrayDataset("f", "test", images, torch.zeros(3, dtype=torch.int64), ["x"])
+    stats = data.compute_stats(ds)
+    kw = dict(stats=stats, seed=0, device="cpu")
+    aug = data.AugmentConfig(28, pad=2, normalize="none")
+    ((v, _),) = data.BatchLoader(ds, 3, train=False, views="tencrop", aug=aug, **kw).epoch(0)
+    padded = torch.nn.functional.pad(images.float() / 255, (2, 2, 2, 2))
+    assert torch.allclose(v[0], images.float() / 255)  # the centre of the padded image is the image
+    corners = [padded[..., :28, :28], padded[..., :28, 4:], padded[..., 4:, :28], padded[..., 4:, 4:]]
+    for i, corner in enumerate(corners, start=1):
+        assert torch.allclose(v[i], corner) and torch.allclose(v[i + 5], corner.flip(-1))
+    assert len({v[i].sum().item() for i in range(5)}) == 5  # five different patches
+    # A run trained without padded random crops has nothing to take them from: refused, before any batch.
+    for plain in (data.AugmentConfig(28, pad=2, random_crop=False), data.AugmentConfig(28, pad=0)):
+        with pytest.raises(
+            CnnlabError, match=r"--views tencrop needs images larger than the 28x28 crop.*flip"
+        ):
+            data.BatchLoader(ds, 3, train=False, views="tencrop", aug=plain, **kw)
+        data.BatchLoader(ds, 3, train=False, views="flip", aug=plain, **kw)  # other views are fine
+
+
 @pytest.mark.parametrize("normalize", ["channel", "pixel"])
 def test_normalisation(normalize: str) -> None:
     ds = colour_images(n=30)

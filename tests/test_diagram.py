@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -57,3 +58,28 @@ def test_bad_suffix_and_small_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["diagram", "alexnet", "--input-size", "20", "-o", str(tmp_path / "x.svg")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlab: error:") and "Traceback" not in err
+
+
+def _clusters(source: str) -> dict[str, list[str]]:
+    """Dashed block boxes of a graph's dot source: label -> the bold layer names drawn inside."""
+    blocks = re.findall(r"subgraph cluster_\d+ \{(.*?)\n\t\}", source, re.S)
+    label = r"label=(\S+)"
+    return {re.search(label, b).group(1).strip('"'): re.findall(r"<B>([^<]+)</B>", b) for b in blocks}
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "last"),
+    [("alexnet", (3, 227, 227), "classifier.fc8"), ("vgg11", (3, 224, 224), "classifier.6"),
+     ("alexnet_small", (1, 28, 28), "classifier.fc6"),
+     ("alexnet_torchvision", (3, 224, 224), "classifier.6")],
+)  # fmt: skip
+def test_the_classifier_box_is_named_and_holds_the_last_layer(name: str, size: tuple, last: str) -> None:
+    # The forward runs classifier[:-1] then classifier[-1]: torchview saw an unnamed "Sequential" box
+    # without the last layer; it is the "classifier" block, whole.
+    clusters = _clusters(diagram.graph(build(name, 10, size[0]), size).source)
+    assert set(clusters) == {"features", "classifier"}
+    assert last in clusters["classifier"] and all(n.startswith("classifier.") for n in clusters["classifier"])
+    # One level deep: the block is one box, named, with the layers it holds.
+    source = diagram.graph(build(name, 10, size[0]), size, depth=1).source
+    assert "Sequential</TD>" not in source.replace("<B>features</B></TD></TR><TR><TD>Sequential", "")
+    assert "<B>classifier</B>" in source and f"<B>{last}</B>" in source

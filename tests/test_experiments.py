@@ -181,6 +181,19 @@ def test_finished_runs_are_reused(tmp_path: Path, shared_runs: Path) -> None:
     assert again.ours == first.ours and again.verdict == first.verdict
 
 
+def test_plot_titles_count_seeds_in_words(
+    tmp_path: Path, shared_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.experiments import ablation
+    from cnnlab.experiments.verdict import plural
+
+    assert (plural(1, "seed"), plural(2, "seed"), plural(0, "net")) == ("1 seed", "2 seeds", "0 nets")
+    titles: list[str] = []
+    monkeypatch.setattr(ablation, "plot_curves", lambda *a, title, **k: titles.append(title))
+    reproduce("lrn", budget="tiny", out=tmp_path / "a", runs_dir=shared_runs, log=lambda line: None)
+    assert titles and titles[0].endswith("(digits, 1 seed)"), titles
+
+
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:
     fields = budget.setting(budget.get("tiny"), "standard", dataset="digits", model="alexnet_small")
     runner = Runner(tmp_path, {**fields, "lr": 1e12, "epochs": 2, "dropout": 0.0}, log=lambda _: None)

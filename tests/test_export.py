@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
 from cnnlab import checkpoint, cli
+from cnnlab import export as export_module
 from cnnlab.errors import CnnlabError
 from cnnlab.export import export
 from cnnlab.training import train
@@ -86,6 +89,52 @@ def test_export_command_and_errors(ckpt: Path, tmp_path: Path, capsys: pytest.Ca
         cli.main(["export", str(ckpt), "--format", "safetensors", "-o", str(tmp_path / "m.safetensors")]) == 0
     )
     assert "wrote" in capsys.readouterr().out
-    with pytest.raises(CnnlabError, match="does not exist"):
-        export(str(ckpt), "onnx", str(tmp_path / "no" / "such" / "m.onnx"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]  # no temporary files left
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(CnnlabError, match="a-file is not a folder"):
+        export(str(ckpt), "onnx", str(tmp_path / "a-file" / "m.onnx"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "m.safetensors"]  # no temporary files
+
+
+def test_export_creates_its_folder_and_prints_the_real_shape(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "deeper" / "m.pt"
+    assert cli.main(["export", str(ckpt), "--format", "torchscript", "-o", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert out.is_file() and f"wrote {out}" in line
+    assert "input float32 [N, 1, 28, 28]" in line and "output logits [N, 10]" in line and "[N, C" not in line
+
+
+def test_every_format_gets_the_same_mode(ckpt: Path, tmp_path: Path) -> None:
+    old = os.umask(0o027)  # whatever the umask, as any file the user writes
+    try:
+        modes = {
+            fmt: stat.S_IMODE(export(str(ckpt), fmt, str(tmp_path / f"m.{fmt}")).stat().st_mode)
+            for fmt in ("onnx", "torchscript", "safetensors")
+        }
+    finally:
+        os.umask(old)
+    assert set(modes.values()) == {0o640}, modes
+
+
+def test_onnx_export_is_quiet_unless_it_fails(
+    ckpt: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = export_module._onnx_loud
+
+    def chatty(*args: object, **kwargs: object) -> bytes:
+        print("[torch.onnx] Run decompositions...")  # Python's output, as the dynamo exporter's
+        os.write(2, b"Torch IR graph at exception: ...\n")  # C++'s, as the TorchScript exporter's
+        if os.environ.get("CNNLAB_TEST_FAIL"):
+            raise RuntimeError("the exporter gave up")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export_module, "_onnx_loud", chatty)
+    assert cli.main(["export", str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 0
+    out, err = capfd.readouterr()
+    assert out.startswith("wrote ") and out.count("\n") == 1 and err == ""
+    monkeypatch.setenv("CNNLAB_TEST_FAIL", "1")
+    with pytest.raises(RuntimeError, match="gave up"):
+        export(str(ckpt), "onnx", str(tmp_path / "m2.onnx"))
+    out, err = capfd.readouterr()
+    assert "Torch IR graph at exception" in err and "Run decompositions" in err  # kept for the failure

@@ -178,33 +178,4 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if report.deviations else 0
 
 
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "check",
-        help="compare your own network with the paper's, layer by layer (runs your file's code)",
-        description="Compare your network with a zoo model and list every deviation with the paper's "
-        "section and why it matters. TARGET is path/to/file.py:ClassOrFunction or package.module:attr; "
-        "IMPORTING IT RUNS THAT FILE'S CODE, as running your own script would. Checkpoint, pickle and "
-        "TorchScript files are refused: check reads Python source only. Exit status: 0 no deviation, "
-        "1 deviations found, 2 usage error.",
-    )
-    p.add_argument("target", metavar="TARGET", help="path/to/file.py:ClassOrFunction or package.module:attr")
-    p.add_argument(
-        "--against",
-        default="alexnet",
-        metavar="NAME",
-        help="the zoo model to compare with (default alexnet; see `cnnlab models`)",
-    )
-    p.add_argument("--kwargs", nargs="+", metavar="KEY=VALUE", help="arguments for your class or function")
-    p.add_argument("--input-size", help="CxHxW of the dummy input (default: the reference's own)")
-    p.add_argument("--num-classes", type=int, help="classes of the reference (default: your output width)")
-    p.add_argument(
-        "--init",
-        action="store_true",
-        help="also compare initial weight std and biases with the paper's (AlexNet Sec. 5)",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_cmd_check)
-
-
 __all__ = ["Deviation", "Report", "check", "format_report", "load_target"]

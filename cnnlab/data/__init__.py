@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.commands.common import add_data_args  # the flags live with the others, torch-free
 from cnnlab.data.augment import (
     NORMALIZE,
     PCA_SCALES,
@@ -56,40 +57,6 @@ __all__ = [
     "read_image",
     "shard_indices",
 ]
-
-
-def add_data_args(
-    parser: argparse.ArgumentParser,
-    default: str | None = "fashion-mnist",
-    required: bool | None = None,
-    default_text: str | None = None,
-) -> None:
-    """The data flags every command that reads a data set shares: --dataset, --data-dir, --download and
-    --skip-bad-images. `required` defaults to "no default given"; `default_text` describes a default
-    the command works out itself (eval: the data set the checkpoint saw)."""
-    g = parser.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        default=default,
-        required=default is None if required is None else required,
-        metavar="NAME",
-        help=f"one of {', '.join(names())} (default: {default_text or default})",
-    )
-    g.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="where the data set's files are (default: the system location, then ~/.cache/cnnlab)",
-    )
-    g.add_argument(
-        "--download",
-        action="store_true",
-        help="fetch a missing data set through torchvision (needs a network)",
-    )
-    g.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
-    )
 
 
 def load_from_args(args: argparse.Namespace, split: str) -> ArrayDataset | FolderDataset:

@@ -271,11 +271,30 @@ class Augmenter:
             light = lighting_offsets(alpha.to(dev), self.eigvals, self.eigvecs, aug.pca_scale)
         return self._finish(x, light)
 
+    def tencrop_pad(self) -> int:
+        """The padding ten-crop adds around each test image: 0 when the image is larger than the crop both
+        ways (the paper's case: 224 patches of 256 images), else the run's training pad, so the corner
+        crops are the extreme translations training drew. With no pad to use the ten crops would be
+        the centre crop and its mirror five times over: refused."""
+        (bh, bw), c = self.base, self.crop
+        if bh > c and bw > c:
+            return 0
+        if self.pad == 0:
+            raise CnnlabError(
+                f"--views tencrop needs images larger than the {c}x{c} crop, or a run trained on padded "
+                f"random crops: these are {bh}x{bw} and the run trained without, so all ten crops would be "
+                "the centre crop and its mirror; use --views flip (the same result, five times faster)"
+            )
+        return self.pad
+
     def eval(self, x: torch.Tensor, views: str = "center") -> torch.Tensor:
         """An evaluation batch: uint8 [B, C, H, W] -> float32 [V, B, C, s, s]."""
         self._check(x)
         B, s = x.shape[0], self.aug.input_size
-        v = eval_views(self._to_base(x), views, self.crop)
+        base = self._to_base(x)
+        if views == "tencrop" and self.tencrop_pad():
+            base = F.pad(base, (self.tencrop_pad(),) * 4)  # zeros, as training pads (black, or the mean)
+        v = eval_views(base, views, self.crop)
         V = v.shape[0]
         v = v.reshape(V * B, *v.shape[2:])
         if self.crop != s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlab import argtypes, data
+from cnnlab import data
 
 
 def _describe(ds: data.ArrayDataset | data.FolderDataset) -> str:
@@ -45,18 +45,3 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _fmt(t: Any, digits: int = 4) -> str:
     return "[" + ", ".join(f"{float(v):.{digits}f}" for v in t) + "]"
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("data", help="show a data set: where it was found, sizes, classes, statistics")
-    data.add_data_args(p)
-    p.add_argument("--stats", action="store_true", help="also compute mean/std and the PCA lighting's eigen")
-    p.add_argument("--list", action="store_true", help="list the data set names and exit")
-    p.add_argument(
-        "--show-skipped",
-        type=argtypes.non_negative,
-        default=10,
-        metavar="N",
-        help="list N skipped files (10)",
-    )
-    p.set_defaults(func=_cmd_data)

@@ -153,6 +153,8 @@ class BatchLoader:
                 persistent_workers=num_workers > 0,
             )
         self.augmenter = Augmenter(aug, stats, size, self.device, prepad=train and self._dl is None)
+        if not train and views == "tencrop":
+            self.augmenter.tencrop_pad()  # refused here, before any batch, when the crops cannot differ
         if self._dl is None:
             # Training pads its copy once (a few MB) instead of every batch.
             self._images = self.augmenter.pad_source(images) if train else images

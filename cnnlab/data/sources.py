@@ -22,7 +22,7 @@ from cnnlab.data import cifar
 from cnnlab.data.dataset import ArrayDataset, canonical_split
 from cnnlab.data.folder import FolderDataset
 from cnnlab.data.idx import find_idx, load_idx_pair
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -215,5 +215,6 @@ def load(
         return FolderDataset(path, split, skip_bad_images=skip_bad_images)
     key = ALIASES.get(name.lower(), name.lower())
     if key not in LOADERS:
-        raise CnnlabError(f"unknown data set {name!r}; choose one of: {', '.join(names())}")
+        hint = did_you_mean(name, LOADERS)
+        raise CnnlabError(f"unknown data set {name!r}{hint}; choose one of: {', '.join(names())}")
     return LOADERS[key](split, _user_dir(data_dir), download)

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import argtypes, models
+from cnnlab import models
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
@@ -23,7 +23,7 @@ from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, write_index, write_report
 
-__all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "register_cli", "reproduce", "reproduce_all"]
+__all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "reproduce", "reproduce_all"]
 
 # Claim id -> module with `run(Experiment) -> ClaimResult`, in the order `all` runs them.
 CLAIM_MODULES: dict[str, ModuleType] = {
@@ -74,7 +74,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
 
 
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
-    seeds = f"seed{'s' if len(exp.seeds) > 1 else ''} {', '.join(map(str, exp.seeds))}"
+    seeds = f"seed{'s' if len(exp.seeds) != 1 else ''} {', '.join(map(str, exp.seeds))}"
     exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {exp.model}, {seeds}")
     t0 = time.perf_counter()
     result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
@@ -156,52 +156,3 @@ def _cmd_reproduce(args: Any) -> int:
         reproduce(args.claim, **options)
     sys.stdout.flush()
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    claims = ", ".join(CLAIM_MODULES)
-    p = subparsers.add_parser(
-        "reproduce",
-        help="run one of the paper's claims (or all) and report the paper's number, ours and a verdict",
-        description="Reproduce a claim of the AlexNet paper at a scale this machine affords. Writes "
-        "report.md (setting, the paper's number, ours with the spread over seeds, a verdict), its plots "
-        f"and result.json into --out; `all` adds index.md. Claims: {claims}.",
-    )
-    p.add_argument("claim", choices=[*CLAIM_MODULES, "all"], metavar="CLAIM", help=f"one of {claims}, or all")
-    p.add_argument(
-        "--budget",
-        default="small",
-        choices=list(budgets.BUDGETS),
-        help="tiny: seconds (tests); small: minutes on a CPU (default); full: a GPU or a long run",
-    )
-    p.add_argument(
-        "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
-    )
-    p.add_argument(
-        "--seeds", type=argtypes.positive, metavar="N", help="seeds per arm (default: the budget's)"
-    )
-    p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
-    p.add_argument(
-        "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
-    )
-    p.add_argument("--model", metavar="NAME", help="model (default alexnet_small; alexnet for full on a GPU)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="fetch a missing data set through torchvision (needs a network)",
-    )
-    p.add_argument(
-        "--skip-bad-images",
-        action="store_true",
-        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
-    )
-    p.add_argument(
-        "--progress",
-        default="none",
-        choices=("none", "lines", "bar"),
-        help="training progress of each run (default none: one line per finished run)",
-    )
-    p.add_argument("--fresh", action="store_true", help="retrain runs already finished in --out")
-    p.set_defaults(func=_cmd_reproduce)

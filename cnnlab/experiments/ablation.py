@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
-from cnnlab.experiments.verdict import compare, mean, mean_std, pct
+from cnnlab.experiments.verdict import compare, mean, mean_std, pct, plural
 
 # The `standard` setting as it is: the arm every standard-setting claim shares (see budget.py).
 BASELINE = Arm("baseline", "baseline")
@@ -61,7 +61,7 @@ def ablation(
         exp.folder / plot,
         labelled,
         [("val_top1_err", "validation top-1 error"), ("train_top1_err", "training top-1 error")],
-        title=f"{on.label} vs {off.label} ({exp.dataset}, {len(exp.seeds)} seeds)",
+        title=f"{on.label} vs {off.label} ({exp.dataset}, {plural(len(exp.seeds), 'seed')})",
     )
     return ClaimResult(
         exp.claim,

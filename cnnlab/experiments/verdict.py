@@ -36,6 +36,11 @@ def pct(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}%"
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 seed", "2 seeds": a count and its noun, as a plot title or a sentence says it."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def points(x: float) -> str:
     """A difference of fractions in percentage points."""
     return "n/a" if not math.isfinite(x) else f"{100 * x:.2f} points"

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 
 from cnnlab import limits
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models.layers import Net
 
 
@@ -193,7 +193,8 @@ def _check_size(name: str, counts: dict[str, Any], values: dict[str, Any]) -> No
 
 def _check_name(name: str) -> None:
     if name not in _BUILDERS:
-        raise CnnlabError(f"unknown model {name!r}: choose one of {', '.join(_BUILDERS)}")
+        hint = did_you_mean(name, _BUILDERS)
+        raise CnnlabError(f"unknown model {name!r}{hint}: choose one of {', '.join(_BUILDERS)}")
 
 
 _TRUE = {"true", "yes", "on", "1"}

@@ -10,13 +10,11 @@ One picture per module, each with its command:
 - `runpage`: one self-contained HTML page for a whole run (`cnnlab report`, `write_report`).
 
 `common` holds what they share (the net and its preprocessing from a checkpoint, saving figures) and
-`layers` which tensors are a net's feature maps. Modules are imported when a command runs, so
-`cnnlab --help` does not pay for matplotlib.
+`layers` which tensors are a net's feature maps. The commands' flags are in cnnlab/commands/pictures.py
+(torch-free); a module here is imported only when its command runs.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from cnnlab.pictures.paper import (
     MIN_WIDTH,
@@ -47,26 +45,7 @@ __all__ = [
     "kernel_image",
     "nearest",
     "raw_image",
-    "register_cli",
     "subset",
     "write_filters",
     "write_neighbors",
 ]
-
-# The sub-commands' modules, in the order `cnnlab --help` lists their commands.
-COMMAND_MODULES = (
-    "cnnlab.pictures.paper",
-    "cnnlab.pictures.activations",
-    "cnnlab.pictures.occlusion",
-    "cnnlab.pictures.gradcam",
-    "cnnlab.pictures.mistakes",
-    "cnnlab.pictures.runpage",
-)
-
-
-def register_cli(sub: Any) -> None:
-    """Every picture command (cnnlab.cli lists this package as one of its COMMAND_MODULES)."""
-    import importlib
-
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register_cli(sub)

@@ -110,19 +110,3 @@ def _cmd(args: argparse.Namespace) -> int:
     for layer in found:
         print(f"{layer.name} {layer.shape_text}: most active maps {', '.join(map(str, layer.top))}")
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "activations",
-        help="feature maps of every layer for one image (Zeiler & Fergus 2014)",
-        description="Draw each layer's most active feature maps for one image, one row per layer "
-        "labelled with its name and shape.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
-    p.add_argument("image", metavar="IMAGE", help="image file (png, jpg, ...)")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--layers", metavar="L1,L2", help="layers to show, e.g. conv1,conv2 (default: all)")
-    p.add_argument("--top", type=int, default=8, metavar="K", help="maps per layer, most active first (8)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=_cmd)

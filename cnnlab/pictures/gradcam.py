@@ -159,18 +159,3 @@ def _cmd(args: argparse.Namespace) -> int:
             f"{found.layer} {heat.shape[0]}x{heat.shape[1]}, peak at row {r}, column {c}"
         )
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "gradcam",
-        help="Grad-CAM heat maps: where the net looks for a class (Selvaraju et al. 2017)",
-        description="Overlay each image with the Grad-CAM map of the predicted (or a chosen) class.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the PNG files")
-    p.add_argument("--layer", help="feature-map layer (default: the last conv stage, e.g. conv5)")
-    p.add_argument("--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=_cmd)

@@ -119,23 +119,3 @@ def _cmd(args: argparse.Namespace) -> int:
             f"true {subject.classes[m.true]} ({common.percent(m.p_true)})"
         )
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    from cnnlab import data
-
-    p = sub.add_parser(
-        "mistakes",
-        help="the most confident wrong predictions on a data set, as a grid",
-        description="Evaluate a checkpoint on a data set and draw its most confident mistakes.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    data.add_data_args(p, default=None)
-    p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
-    p.add_argument("--count", type=int, default=24, metavar="N", help="mistakes to show (24)")
-    p.add_argument("--views", default="center", choices=("center", "flip", "tencrop"), help="test views")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=_cmd)

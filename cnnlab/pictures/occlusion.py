@@ -159,20 +159,3 @@ def _cmd(args: argparse.Namespace) -> int:
         f"{len(found.tops) * len(found.lefts)} positions"
     )
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "occlusion",
-        help="occlusion sensitivity map of one image (Zeiler & Fergus 2014)",
-        description="Slide a grey square (the data's mean) over an image and map the class probability.",
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
-    p.add_argument("image", metavar="IMAGE", help="image file (png, jpg, ...)")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--patch", type=int, default=8, help="side of the grey square in input pixels (8)")
-    p.add_argument("--stride", type=int, default=4, help="step between square positions (4)")
-    p.add_argument("--class", dest="class_name", metavar="NAME", help="class to map (default: predicted)")
-    p.add_argument("--batch-size", type=int, default=256, help="occluded copies per forward pass (256)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=_cmd)

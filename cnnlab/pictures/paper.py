@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab import argtypes
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
@@ -352,40 +351,3 @@ def _cmd_neighbors(args: argparse.Namespace) -> int:
         pairs = ", ".join(f"{i} ({x:.3g})" for i, x in zip(j, d, strict=True))
         print(f"test {q}: nearest train images {pairs}")
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    from cnnlab import data
-
-    p = sub.add_parser("filters", help="the first conv layer's kernels as an image (the paper's Figure 3)")
-    p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--init", action="store_true", help="SOURCE is a model name: draw its untrained kernels")
-    p.add_argument(
-        "--in-channels", type=argtypes.positive, default=3, help="with --init: 1 for grey inputs (3)"
-    )
-    p.add_argument(
-        "--cols", type=argtypes.positive, help="kernels per row in each panel (default: a square-ish grid)"
-    )
-    p.add_argument(
-        "--seed", type=argtypes.seed, default=0, help="with --init: the random initialisation's seed"
-    )
-    p.set_defaults(func=_cmd_filters)
-
-    p = sub.add_parser(
-        "neighbors", help="test images and their nearest training images in feature space (Fig. 4)"
-    )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file of a trained run")
-    p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    data.add_data_args(p, default=None)
-    p.add_argument("--queries", type=argtypes.positive, default=8, help="test images to look up (8)")
-    p.add_argument("--k", type=argtypes.positive, default=6, help="neighbours per query (6, as in the paper)")
-    p.add_argument(
-        "--bank-size", type=argtypes.positive, help="search a random part of the training set (default: all)"
-    )
-    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="feature extraction batch (256)")
-    p.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), help="cpu or cuda (default: cuda when available)"
-    )
-    p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
-    p.set_defaults(func=_cmd_neighbors)

@@ -393,24 +393,3 @@ def _cmd(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(f"wrote {path}")
     return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser(
-        "report",
-        help="one self-contained HTML page for a training run",
-        description="Write an HTML page (pictures embedded, no network needed) with a run's settings, "
-        "curves, numbers, confusion matrix, mistakes, kernels, neighbours and Grad-CAM maps.",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `cnnlab train` (its --out)")
-    p.add_argument("-o", "--output", metavar="FILE.html", help="page to write (default RUN_DIR/report.html)")
-    p.add_argument(
-        "--checkpoint", default="best", choices=CHECKPOINTS, help="which checkpoint to look inside"
-    )
-    p.add_argument("--mistakes", type=int, default=24, metavar="N", help="mistakes to show (24; 0: none)")
-    p.add_argument("--queries", type=int, default=6, metavar="N", help="neighbour rows (6; 0: none)")
-    p.add_argument("--bank-size", type=int, default=10_000, metavar="N",
-                   help="training images the neighbour search scans (10000; 0: all)")  # fmt: skip
-    p.add_argument("--gradcams", type=int, default=8, metavar="N", help="Grad-CAM images (8; 0: none)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.set_defaults(func=_cmd)

@@ -8,7 +8,8 @@
     runfolder.py  the run folder: its paths, lock and marker, and when it may be created or cleared
     records.py    config.json, metrics.csv, TensorBoard, summary.txt
     distributed.py  torchrun/DDP as a mode of the same loop
-    main.py       train(): set up, open the folder, loop, finish; the `cnnlab train` command
+    main.py       train(): set up, open the folder, loop, finish
+    command.py    the `cnnlab train` command's flags (torch-free: parsing imports nothing heavy)
 
 A "run" is one training run and its folder (--out): `Run` is a run set up, `RunConfig` its settings.
 """

@@ -1,5 +1,5 @@
 """`train(cfg)`: one run from start to finish, for one process, one GPU or many (torchrun); and the
-`cnnlab train` command over it.
+function behind the `cnnlab train` command (its flags: command.py).
 
     set up (setup.build_run)  ->  open the folder  ->  the epochs (loop.Loop)  ->  curves and summary
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
-from cnnlab.training.config import RunConfig, TrainConfig, add_arguments, from_args, given_fields
+from cnnlab.training.config import RunConfig, TrainConfig, from_args, given_fields
 from cnnlab.training.loop import Loop
 from cnnlab.training.recipes import run_dir_name
 from cnnlab.training.runfolder import RunLock
@@ -89,14 +89,3 @@ def _cmd_train(args: Any) -> int:
     if result.stopped in ("SIGINT", "SIGTERM"):
         return 128 + int(getattr(signal, result.stopped))
     return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="train a model (paper or fast recipe), resumable, distributed with torchrun",
-        description="Train a model. Writes config.json, metrics.csv, curves.png, checkpoints/ and "
-        "summary.txt into --out. Run with torchrun for distributed data parallel training.",
-    )
-    add_arguments(p)
-    p.set_defaults(func=_cmd_train)

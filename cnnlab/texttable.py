@@ -1,0 +1,18 @@
+"""Plain text tables, the one style every command prints (torch-free: `cnnlab models` uses it)."""
+
+from __future__ import annotations
+
+
+def render(header: list[str], body: list[list[str]], right: set[int]) -> str:
+    """A plain text table; columns in `right` are right-aligned (numbers)."""
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(out).rstrip()
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *(line(r) for r in body), rule])

@@ -1,0 +1,126 @@
+"""The command line parses without torch: `--help`, `models`, a command's help and argument errors answer
+in a fraction of a second (torch costs seconds to import). Also: "did you mean" for mistyped names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab import cli, commands
+from cnnlab.errors import CnnlabError, did_you_mean
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs `cnnlab ARGV` in a fresh interpreter and reports the exit code and whether torch got imported.
+PROBE = """
+import json, sys
+from cnnlab.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules}), file=sys.stderr)
+"""
+
+
+def probe(*argv: str) -> tuple[int, bool, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return report["code"], report["torch"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["models"],
+        ["models", "--num-classes", "10"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["reproduce", "--help"],
+        ["trian"],  # an unknown command
+        ["train", "--epochs", "many"],  # a bad value
+        ["eval", "x.pt", "--views", "tencop"],  # a bad choice
+        ["export", "x.pt"],  # a missing required flag
+    ],
+)
+def test_parsing_never_imports_torch(argv: list[str]) -> None:
+    code, torch_imported, out = probe(*argv)
+    assert not torch_imported, out
+    assert code in (0, 2, None), out
+
+
+def test_every_command_is_parsed_torch_free() -> None:
+    # Every sub-command's help, in one interpreter: a command module that imports torch fails here.
+    code = """
+import contextlib, io, sys
+from cnnlab.cli import build_parser
+parser = build_parser()
+names = list(parser._subparsers._group_actions[0].choices)
+for name in names:
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            parser.parse_args([name, "--help"])
+        except SystemExit:
+            pass
+print(len(names), "torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    count, torch_imported = done.stdout.split()
+    assert int(count) >= 18 and torch_imported == "False", done.stdout + done.stderr
+
+
+def test_a_command_runs_its_module_after_parsing(capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli.build_parser().parse_args(["summary", "alexnet_small"])
+    assert args.func == commands.Lazy("cnnlab.summary", "_cmd_summary")
+    assert cli.main(["summary", "lenet5", "--num-classes", "10"]) == 0
+    assert "total params: 60,850" in capsys.readouterr().out
+
+
+def test_the_top_level_help_is_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "AlexNet, VGG and GoogLeNet" in out and "quickstart" in out
+    assert "register_cli" not in out and "argument parsing" not in out
+
+
+def test_did_you_mean() -> None:
+    hint = did_you_mean("fashion_mnistt", ["fashion-mnist", "mnist", "cifar10"])
+    assert hint == " (did you mean 'fashion-mnist'?)"
+    assert did_you_mean("AlexNet", ["alexnet", "vgg16"]) == " (did you mean 'alexnet'?)"
+    assert did_you_mean("resnet50", ["alexnet", "vgg16"]) == ""
+
+
+def test_unknown_names_get_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab import data, models
+
+    suggestion = r"unknown data set 'fashion_mnistt' \(did you mean 'fashion-mnist'\?\)"
+    with pytest.raises(CnnlabError, match=suggestion):
+        data.load("fashion_mnistt", "train")
+    with pytest.raises(CnnlabError, match=r"unknown model 'alexnett' \(did you mean 'alexnet'\?\)"):
+        models.create("alexnett")
+    assert cli.main(["summary", "vgg166"]) == 2
+    assert "did you mean 'vgg16'?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["trian"])
+    assert "invalid choice: 'trian' (did you mean 'train'?)" in capsys.readouterr().err
+
+
+def test_the_torch_free_names_match_the_live_ones() -> None:
+    from cnnlab import choices, experiments, export
+    from cnnlab.commands import reproduce
+    from cnnlab.data import sources
+    from cnnlab.experiments import budget
+
+    assert tuple(sources.LOADERS) == choices.DATASETS
+    assert tuple(experiments.CLAIM_MODULES) == reproduce.CLAIMS
+    assert tuple(budget.BUDGETS) == reproduce.BUDGETS
+    assert export.FORMATS == choices.EXPORT_FORMATS
