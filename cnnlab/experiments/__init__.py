@@ -21,7 +21,7 @@ from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
-from cnnlab.experiments.results import ClaimResult, write_index, write_report
+from cnnlab.experiments.results import SMOKE, ClaimResult, write_index, write_report
 
 __all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "register_cli", "reproduce", "reproduce_all"]
 
@@ -56,7 +56,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
     b = budgets.get(options.pop("budget"))
     seeds = options.pop("seeds")
-    seeds = b.seeds if seeds is None else seeds
+    seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
     model = options.pop("model") or budgets.default_model(b)
@@ -75,12 +75,16 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
 
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
     seeds = f"seed{'s' if len(exp.seeds) > 1 else ''} {', '.join(map(str, exp.seeds))}"
-    exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {exp.model}, {seeds}")
+    model = budgets.FIGURE1_MODEL if exp.claim == "relu-vs-tanh" else exp.model
+    exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {model}, {seeds}")
     t0 = time.perf_counter()
     result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
     result.seconds = time.perf_counter() - t0
-    path = write_report(result, exp.folder, exp.budget.name)
-    exp.log(f"{exp.claim}: {result.verdict.verdict}. {result.ours}")
+    path = write_report(result, exp.folder, exp.budget)
+    if exp.budget.smoke:
+        exp.log(f"{exp.claim}: {SMOKE} {result.ours}")
+    else:
+        exp.log(f"{exp.claim}: {result.verdict.verdict}. {result.ours}")
     exp.log(f"report: {path}")
     return result, path
 
@@ -130,7 +134,7 @@ def reproduce_all(
     for claim in CLAIM_MODULES:
         exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
         done.append(_run(exp))
-    index = write_index(done, root, budget)
+    index = write_index(done, root, budgets.get(budget))
     log(f"index: {index}")
     return [r for r, _ in done], index
 
@@ -164,7 +168,8 @@ def register_cli(subparsers: Any) -> None:
         "reproduce",
         help="run one of the paper's claims (or all) and report the paper's number, ours and a verdict",
         description="Reproduce a claim of the AlexNet paper at a scale this machine affords. Writes "
-        "report.md (setting, the paper's number, ours with the spread over seeds, a verdict), its plots "
+        "report.md (the paper's protocol and our departures from it, the paper's number, ours with a 95% "
+        "confidence interval over paired seeds, a verdict), its plots "
         f"and result.json into --out; `all` adds index.md. Claims: {claims}.",
     )
     p.add_argument("claim", choices=[*CLAIM_MODULES, "all"], metavar="CLAIM", help=f"one of {claims}, or all")
@@ -172,7 +177,8 @@ def register_cli(subparsers: Any) -> None:
         "--budget",
         default="small",
         choices=list(budgets.BUDGETS),
-        help="tiny: seconds (tests); small: minutes on a CPU (default); full: a GPU or a long run",
+        help="tiny: a smoke test (seconds; its numbers mean nothing, no verdicts); small: ~30 minutes on a "
+        "2-core CPU for all (default); medium: ~2 hours on a CPU; full: a GPU or a long run",
     )
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
@@ -184,7 +190,12 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument(
         "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
     )
-    p.add_argument("--model", metavar="NAME", help="model (default alexnet_small; alexnet for full on a GPU)")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model of the AlexNet-family claims (default alexnet_small; alexnet for full on a GPU); "
+        "relu-vs-tanh always trains figure1_net, Figure 1's net",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
     p.add_argument(

@@ -29,9 +29,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import layers as L
 from cnnlab.models.registry import register
 
-PAPER = (
-    "Krizhevsky, Sutskever & Hinton, NIPS 2012, Figure 1; the net read as cuda-convnet's layers-80sec"
-)
+PAPER = "Krizhevsky, Sutskever & Hinton, NIPS 2012, Figure 1; the net read as cuda-convnet's layers-80sec"
 POOLS = ("convnet", "max")
 INITS = ("kaiming", "paper", "default")
 WIDTHS = (32, 32, 64)
@@ -70,7 +68,8 @@ class Figure1Net(L.Net):
         rate = L.rate("dropout", dropout)
         if input_size not in (28, 32):
             raise CnnlabError(
-                f"input_size={input_size!r} is not valid: use 32 (CIFAR-10, the paper's) or 28 (Fashion-MNIST)"
+                f"input_size={input_size!r} is not valid: use 32 (CIFAR-10, the paper's) or 28 "
+                "(Fashion-MNIST)"
             )
         self.default_input_size = input_size
         self.final_side = _final_side(input_size)
@@ -98,18 +97,17 @@ class Figure1Net(L.Net):
         self.avgpool = nn.AdaptiveAvgPool2d(self.final_side)
         features = channels * self.final_side**2
         head: list[tuple[str, nn.Module]] = [("drop", nn.Dropout(rate))] if rate > 0 else []
-        self.classifier = nn.Sequential(OrderedDict([*head, ("fc10", nn.Linear(features, num_classes))]))
-        self._init(init, activation)
+        fc = nn.Linear(features, num_classes)
+        self.classifier = nn.Sequential(OrderedDict([*head, ("fc10", fc)]))
+        self._init(init, activation, fc)
 
-    def _init(self, scheme: str, activation: str) -> None:
+    def _init(self, scheme: str, activation: str, fc: nn.Linear) -> None:
         if scheme == "paper":
             # The AlexNet paper's N(0, 0.01) for every layer, biases 0 (cuda-convnet's layer-params-80sec
             # uses 0.01 too, and 1e-4 for conv1 on unnormalised pixels).
             L.init_weights(self, "paper", allowed=INITS)
         else:
-            L.init_weights(
-                self, scheme, activation_name=activation, finals=[self.classifier.fc10], allowed=INITS
-            )
+            L.init_weights(self, scheme, activation_name=activation, finals=[fc], allowed=INITS)
 
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
         return L.modules_named(self.features, L.SIZE_CHANGING)
@@ -126,7 +124,7 @@ class Figure1Net(L.Net):
         return self.classifier[:-1](x)
 
     def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.features.conv1)
+        return L.convs(self.features.get_submodule("conv1"))
 
 
 @register(
