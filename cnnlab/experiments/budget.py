@@ -72,6 +72,7 @@ BUDGETS: dict[str, Budget] = {
         dataset="digits",
         seeds=2,
         ensemble_nets=3,
+        claim_seeds={"paper-init": 1},
         common={"limit_train": 160, "limit_val": 96, "batch_size": 64, "epochs": 1},
         settings={
             "standard": {},
@@ -80,7 +81,7 @@ BUDGETS: dict[str, Budget] = {
             "init": {},
         },
         val_split=32,
-        lr_grid=(0.01, 0.05),
+        lr_grid=(0.05,),
         thresholds={"digits": 0.85},  # a bar two epochs clear, so the smoke test takes every code path
         default_input=8,
         model="alexnet_small",
