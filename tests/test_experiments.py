@@ -7,6 +7,7 @@ standard-setting claims have in common are trained once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -21,7 +22,7 @@ from cnnlab import cli
 from cnnlab.data import cifar
 from cnnlab.experiments import CLAIM_MODULES, budget, dropout, ensemble, paper_init, relu_tanh, reproduce
 from cnnlab.experiments.paper import CLAIMS
-from cnnlab.experiments.results import SMOKE
+from cnnlab.experiments.results import SMOKE, write_index
 from cnnlab.experiments.runner import Arm, Run, Runner
 from cnnlab.experiments.verdict import (
     CONTRADICTED,
@@ -267,6 +268,26 @@ def test_finished_runs_are_reused(tmp_path: Path, shared_runs: Path) -> None:
     assert run_lines and all("(reused)" in ln for ln in run_lines)
     assert again.ours == first.ours and again.verdict == first.verdict
     assert "95% CI" in first.ours  # two paired seeds: an interval, even in a smoke test
+
+
+def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
+    tmp_path: Path, shared_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same machinery with `smoke` off (tiny's runs, reused): a verdict in the report and the index."""
+    monkeypatch.setitem(budget.BUDGETS, "tiny", dataclasses.replace(budget.get("tiny"), smoke=False))
+    lines: list[str] = []
+    result, path = reproduce(
+        "lrn", budget="tiny", out=tmp_path / "lrn", runs_dir=shared_runs, log=lines.append
+    )
+    text = path.read_text()
+    assert text.startswith("# ") and f"## Verdict: {result.verdict.verdict}" in text
+    assert f"lrn: {result.verdict.verdict}." in "\n".join(lines)
+    doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
+    assert doc["verdict"] == result.verdict.verdict and not doc["smoke_test"]
+    index = write_index([(result, path)], tmp_path, budget.get("tiny"), 12.0)
+    table = index.read_text()
+    assert "| verdict |" in table and f"**{result.verdict.verdict}**" in table
+    assert f"Settled: {int(result.verdict.settled)} of 1 claims." in table
 
 
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|full]`.
+"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|medium|full]`.
 
 Each claim module trains the arms it compares through the common runner (`runner.Runner`, which calls
 `cnnlab.train.train`), measures, and returns a `ClaimResult`; this module writes its report.md, plots and
@@ -128,13 +128,14 @@ def reproduce_all(
 ) -> tuple[list[ClaimResult], Path]:
     """Every claim, sharing one runs folder (default OUT/runs), each report in OUT/CLAIM/; then
     OUT/index.md."""
+    t0 = time.perf_counter()
     root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}")
     runs = Path(runs_dir) if runs_dir else root / "runs"
     done: list[tuple[ClaimResult, Path]] = []
     for claim in CLAIM_MODULES:
         exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
         done.append(_run(exp))
-    index = write_index(done, root, budgets.get(budget))
+    index = write_index(done, root, budgets.get(budget), time.perf_counter() - t0)
     log(f"index: {index}")
     return [r for r, _ in done], index
 
