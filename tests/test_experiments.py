@@ -337,6 +337,7 @@ def _write_cifar(folder: Path, per_batch: int) -> None:
     write_cifar_meta(folder, cifar.CLASSES)
 
 
+@pytest.mark.slow
 def test_claims_run_on_cifar10_at_the_papers_thresholds(tmp_path: Path) -> None:
     """With CIFAR-10 batches present, Figure 1 runs at 25% training error on 32 px figure1_net, and LRN is
     judged against the paper's CIFAR-10 effect (13% -> 11%)."""
