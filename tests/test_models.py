@@ -52,6 +52,7 @@ def test_registry_lists_every_family_and_info() -> None:
         "googlenet",
         "googlenet_torchvision",
         "lenet5",
+        "figure1_net",
     }
     assert set(names) == expected
     info = models.info("alexnet")

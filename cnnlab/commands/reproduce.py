@@ -13,7 +13,7 @@ CLAIMS = (
     "relu-vs-tanh", "lrn", "overlapping-pooling", "pca-lighting", "dropout", "ten-crop", "ensemble",
     "paper-init",
 )  # fmt: skip
-BUDGETS = ("tiny", "small", "full")
+BUDGETS = ("tiny", "small", "medium", "full")
 
 
 def register_cli(sub: Any) -> None:
@@ -22,7 +22,8 @@ def register_cli(sub: Any) -> None:
         "reproduce",
         help="run one of the paper's claims (or all) and report the paper's number, ours and a verdict",
         description="Reproduce a claim of the AlexNet paper at a scale this machine affords. Writes "
-        "report.md (setting, the paper's number, ours with the spread over seeds, a verdict), its plots "
+        "report.md (the paper's protocol and our departures from it, the paper's number, ours with a 95% "
+        "confidence interval over paired seeds, a verdict), its plots "
         f"and result.json into --out; `all` adds index.md. Claims: {claims}.",
     )
     p.add_argument("claim", choices=[*CLAIMS, "all"], metavar="CLAIM", help=f"one of {claims}, or all")
@@ -30,7 +31,8 @@ def register_cli(sub: Any) -> None:
         "--budget",
         default="small",
         choices=BUDGETS,
-        help="tiny: seconds (tests); small: minutes on a CPU (default); full: a GPU or a long run",
+        help="tiny: a smoke test (seconds; its numbers mean nothing, no verdicts); small: ~30 minutes on a "
+        "2-core CPU for all (default); medium: ~2 hours on a CPU; full: a GPU or a long run",
     )
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
@@ -42,7 +44,12 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"
     )
-    p.add_argument("--model", metavar="NAME", help="model (default alexnet_small; alexnet for full on a GPU)")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="model of the AlexNet-family claims (default alexnet_small; alexnet for full on a GPU); "
+        "relu-vs-tanh always trains figure1_net, Figure 1's net",
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--data-dir", metavar="DIR", help="folder holding the data set's files")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|full]`.
+"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|medium|full]`.
 
 Each claim module trains the arms it compares through the common runner (`runner.Runner`, which calls
 `cnnlab.train.train`), measures, and returns a `ClaimResult`; this module writes its report.md, plots and
@@ -21,7 +21,7 @@ from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
-from cnnlab.experiments.results import ClaimResult, write_index, write_report
+from cnnlab.experiments.results import SMOKE, ClaimResult, write_index, write_report
 
 __all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "reproduce", "reproduce_all"]
 
@@ -56,7 +56,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
     b = budgets.get(options.pop("budget"))
     seeds = options.pop("seeds")
-    seeds = b.seeds if seeds is None else seeds
+    seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
     model = options.pop("model") or budgets.default_model(b)
@@ -75,12 +75,16 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
 
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
     seeds = f"seed{'s' if len(exp.seeds) != 1 else ''} {', '.join(map(str, exp.seeds))}"
-    exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {exp.model}, {seeds}")
+    model = budgets.FIGURE1_MODEL if exp.claim == "relu-vs-tanh" else exp.model
+    exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {model}, {seeds}")
     t0 = time.perf_counter()
     result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
     result.seconds = time.perf_counter() - t0
-    path = write_report(result, exp.folder, exp.budget.name)
-    exp.log(f"{exp.claim}: {result.verdict.verdict}. {result.ours}")
+    path = write_report(result, exp.folder, exp.budget)
+    if exp.budget.smoke:
+        exp.log(f"{exp.claim}: {SMOKE} {result.ours}")
+    else:
+        exp.log(f"{exp.claim}: {result.verdict.verdict}. {result.ours}")
     exp.log(f"report: {path}")
     return result, path
 
@@ -124,13 +128,14 @@ def reproduce_all(
 ) -> tuple[list[ClaimResult], Path]:
     """Every claim, sharing one runs folder (default OUT/runs), each report in OUT/CLAIM/; then
     OUT/index.md."""
+    t0 = time.perf_counter()
     root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}")
     runs = Path(runs_dir) if runs_dir else root / "runs"
     done: list[tuple[ClaimResult, Path]] = []
     for claim in CLAIM_MODULES:
         exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
         done.append(_run(exp))
-    index = write_index(done, root, budget)
+    index = write_index(done, root, budgets.get(budget), time.perf_counter() - t0)
     log(f"index: {index}")
     return [r for r, _ in done], index
 

@@ -1,34 +1,47 @@
-"""How big each experiment is: the three budgets and the three training settings the claims share.
+"""How big each experiment is: the budgets, and the four training settings the claims share.
 
 Settings (TrainConfig fields on top of the paper's recipe, section 5):
 - `standard`: the paper's recipe and augmentation scaled down (random crops from images resized by the
   paper's 256/224 ratio, mirrors, PCA lighting 0.1, dropout 0.5, LRN, overlapping pools, Kaiming init).
-  The lrn, overlapping-pooling, pca-lighting, paper-init, ten-crop and ensemble claims change one thing
-  in it, so their baseline runs are the same runs (trained once, see `runner`).
-- `plain`: Figure 1's conditions: no regularisation of any kind (no dropout, weight decay or
-  augmentation) and a constant learning rate (section 3.1).
+  The lrn, overlapping-pooling, pca-lighting, ten-crop and ensemble claims change one thing in it (or
+  nothing), so their baseline runs are the same runs (trained once, see `runner`).
+- `figure1`: Figure 1's conditions on Figure 1's net (`figure1_net`): no regularisation of any kind (no
+  dropout, weight decay or augmentation) and a constant learning rate, which relu-vs-tanh searches per arm.
 - `overfit`: few images, no augmentation, constant learning rate: overfitting shows within the budget
   (section 4.2 is about a net that overfits without dropout).
+- `init`: the standard setting; the budgets that can afford it train longer at the paper's learning rate
+  0.01 held constant (no drops while a net sits at chance), for N(0, 0.01) weights to have a fair chance.
+
+Every run holds `val_split` images of its training subset out (where `cnnlab train` has --val-split): the
+held-out images choose things (best epoch, learning rates, convergence), the test images score the claim.
+`limit_train` below counts the images trained on; the held-out ones come on top.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from cnnlab import models
 from cnnlab.errors import CnnlabError
+from cnnlab.training import TrainConfig
 
-SETTINGS = ("standard", "plain", "overfit")
+SETTINGS = ("standard", "figure1", "overfit", "init")
+FIGURE1_MODEL = "figure1_net"
 
 # The paper crops 224 (227) from 256: the same ratio decides the side small images are resized to.
 RESIZE_RATIO = 256 / 224
 
-# Training-error threshold of the relu-vs-tanh claim per data set. The paper's 25% is for CIFAR-10; the
-# easier sets get a lower one so that reaching it takes a few epochs, as 25% does on CIFAR-10.
-THRESHOLDS: dict[str, float] = {"cifar10": 0.25, "fashion-mnist": 0.20, "mnist": 0.05, "digits": 0.5}
+# Training-error threshold of relu-vs-tanh per data set: the paper's 25% on CIFAR-10, and for the others an
+# error of the same difficulty (docs/claims.md, "The Figure 1 threshold"). On CIFAR-10 a linear softmax
+# classifier ends near 60% test error and a four-layer net like Figure 1's near 18% (cuda-convnet's
+# layers-18pct); 25% lies 83% of the way from the first to the second. On Fashion-MNIST the same two
+# reference points are about 16% (logistic regression in the Fashion-MNIST benchmark) and 9% (its small
+# CNNs), and 83% of the way is 10%. MNIST (about 8% and 1%): 2%. Digits (8x8, tiny budget): a smoke value.
+THRESHOLDS: dict[str, float] = {"cifar10": 0.25, "fashion-mnist": 0.10, "mnist": 0.02, "digits": 0.5}
 DEFAULT_THRESHOLD = 0.25
 
 
@@ -37,61 +50,109 @@ class Budget:
     name: str
     description: str
     dataset: str  # default data set
-    seeds: int  # default seeds per arm
-    ensemble_nets: int  # nets the ensemble claim trains (at least --seeds)
+    seeds: int  # default paired seeds per arm
+    ensemble_nets: int  # nets the ensemble claim trains (at least the seeds)
     common: dict[str, Any]  # TrainConfig fields for every setting
     settings: dict[str, dict[str, Any]]  # per setting, on top of `common`
+    val_split: int  # images held out of every run's training subset, for selection
+    lr_grid: tuple[float, ...]  # relu-vs-tanh: each arm's learning-rate search
+    claim_seeds: dict[str, int] = field(default_factory=dict)  # per claim, instead of `seeds`
+    # relu-vs-tanh thresholds this budget's runs can reach, where lower than THRESHOLDS' (a departure)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    sweep_seeds: tuple[int, ...] = (1000,)  # the search's seeds, apart from the measured ones
     default_input: int | None = None  # input side on the default data set (None: the model's)
     model: str | None = None  # None: alexnet where CUDA is present, else alexnet_small
+    smoke: bool = False  # tiny: the numbers mean nothing and no verdict is printed
 
 
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget(
         "tiny",
-        "seconds per claim, for tests: scikit-learn's 8x8 digits, a few hundred images, 1-3 epochs",
+        "a smoke test for the machinery, seconds per claim: scikit-learn's 8x8 digits, 1-3 epochs",
         dataset="digits",
-        seeds=1,
+        seeds=2,
         ensemble_nets=3,
-        common={"limit_train": 192, "limit_val": 96, "batch_size": 64, "epochs": 1},
+        claim_seeds={"paper-init": 1},
+        common={"limit_train": 160, "limit_val": 96, "batch_size": 64, "epochs": 1},
         settings={
             "standard": {},
-            "plain": {"epochs": 3, "lr": 0.05},
+            "figure1": {"epochs": 2, "limit_train": 128},
             "overfit": {"limit_train": 128, "epochs": 3},
+            "init": {},
         },
+        val_split=32,
+        lr_grid=(0.05,),
+        thresholds={"digits": 0.85},  # a bar two epochs clear, so the smoke test takes every code path
         default_input=8,
         model="alexnet_small",
+        smoke=True,
     ),
     "small": Budget(
         "small",
-        "minutes per claim on a laptop CPU: Fashion-MNIST subsets, alexnet_small at 28 px, a few epochs",
+        "about 30 minutes for `all` on a 2-core CPU: Fashion-MNIST subsets, many short paired seeds",
         dataset="fashion-mnist",
-        seeds=2,
-        ensemble_nets=5,
+        seeds=8,
+        ensemble_nets=8,
+        claim_seeds={"relu-vs-tanh": 5, "dropout": 5, "paper-init": 2},
         common={"limit_val": 2000, "batch_size": 128},
         settings={
-            # ~200 steps at the paper's lr 0.01 (the paper takes ~450,000).
-            "standard": {"limit_train": 5000, "epochs": 5},
-            # Figure 1 picks each net's fastest lr; 0.03 is faster than 0.01 for both here.
-            "plain": {"limit_train": 4000, "epochs": 6, "lr": 0.03},
+            # 2000 images x 4 epochs: ~64 steps at the paper's lr 0.01 (the paper takes ~450,000).
+            "standard": {"limit_train": 2000, "epochs": 4},
+            # Batch 32: Figure 1 counts epochs, and a small subset needs the steps to get anywhere.
+            "figure1": {"limit_train": 2000, "epochs": 5, "batch_size": 32, "limit_val": 1000},
             # 8 steps an epoch: the higher lr lets the net fit its 1000 images within the budget.
-            "overfit": {"limit_train": 1000, "epochs": 20, "lr": 0.03},
+            "overfit": {"limit_train": 1000, "epochs": 12, "lr": 0.03, "limit_val": 1000},
+            # The standard runs themselves (the Kaiming control is the shared baseline): a short budget.
+            "init": {"limit_train": 2000, "epochs": 4},
         },
+        val_split=500,
+        lr_grid=(0.003, 0.01, 0.03),
+        # The equivalent 10% takes more steps than 30 minutes hold; the paper's 25% comes in ~3 epochs.
+        thresholds={"fashion-mnist": 0.25, "mnist": 0.05},
+        model="alexnet_small",
+    ),
+    "medium": Budget(
+        "medium",
+        "about 2 hours on a 2-core CPU (minutes on a GPU): larger subsets, longer runs, 10 paired seeds",
+        dataset="fashion-mnist",
+        seeds=10,
+        ensemble_nets=10,
+        claim_seeds={"relu-vs-tanh": 8, "dropout": 8, "paper-init": 3},
+        common={"limit_val": 3000, "batch_size": 128},
+        settings={
+            "standard": {"limit_train": 5000, "epochs": 6},
+            "figure1": {"limit_train": 3000, "epochs": 10, "batch_size": 32, "limit_val": 2000},
+            "overfit": {"limit_train": 1000, "epochs": 25, "lr": 0.03, "limit_val": 2000},
+            # ~800 steps at the paper's constant lr 0.01: time for N(0, 0.01) weights to leave chance.
+            "init": {
+                "limit_train": 5000,
+                "epochs": 20,
+                "limit_val": 2000,
+                "lr": 0.01,
+                "schedule": "constant",
+            },
+        },
+        val_split=1000,
+        lr_grid=(0.003, 0.01, 0.03, 0.1),
+        thresholds={"fashion-mnist": 0.18, "mnist": 0.03},  # what 10 epochs of 3,000 images reach
         model="alexnet_small",
     ),
     "full": Budget(
         "full",
-        "a GPU or a long run: the whole data set, many epochs, several seeds (alexnet at 227 on a GPU)",
+        "a GPU or a long run: the whole data set, many epochs, 10 seeds (alexnet at 227 on a GPU)",
         dataset="fashion-mnist",
-        seeds=3,
-        ensemble_nets=7,
+        seeds=10,
+        ensemble_nets=10,
+        claim_seeds={"paper-init": 3},
         common={"batch_size": 128},
         settings={
             "standard": {"epochs": 30},
-            # Subsets keep an epoch short enough to time the threshold crossing (relu-vs-tanh) and to
-            # let overfitting show (dropout).
-            "plain": {"limit_train": 10000, "epochs": 30, "lr": 0.03},
+            "figure1": {"epochs": 30},
             "overfit": {"limit_train": 5000, "epochs": 60, "lr": 0.03},
+            "init": {"epochs": 30, "lr": 0.01, "schedule": "constant"},
         },
+        val_split=10000,
+        lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1),
     ),
 }
 
@@ -107,7 +168,7 @@ _SETTING_FIELDS: dict[str, dict[str, Any]] = {
         "flip": True,
         "pca_std": 0.1,
     },
-    "plain": {
+    "figure1": {
         "activation": "relu",
         "dropout": 0.0,
         "weight_decay": 0.0,
@@ -122,6 +183,17 @@ _SETTING_FIELDS: dict[str, dict[str, Any]] = {
         "flip": False,
         "pca_std": 0.0,
         "schedule": "constant",
+    },
+    # The standard setting; budgets that can afford it make the rate constant (no drops at chance).
+    "init": {
+        "activation": "relu",
+        "lrn": True,
+        "overlap_pool": True,
+        "dropout": 0.5,
+        "init": "kaiming",
+        "random_crop": True,
+        "flip": True,
+        "pca_std": 0.1,
     },
 }
 
@@ -139,27 +211,51 @@ def default_model(budget: Budget) -> str:
     return "alexnet" if torch.cuda.is_available() else "alexnet_small"
 
 
-def threshold(dataset: str) -> float:
+def threshold(dataset: str, budget: Budget | None = None) -> float:
+    """The relu-vs-tanh threshold on `dataset`: the budget's own where it sets one (its runs are too short
+    for the equivalent one), else the paper's (CIFAR-10) or the equivalent (THRESHOLDS)."""
+    if budget is not None and dataset in budget.thresholds:
+        return budget.thresholds[dataset]
     return THRESHOLDS.get(dataset, DEFAULT_THRESHOLD)
+
+
+def seeds_for(budget: Budget, claim: str) -> int:
+    return budget.claim_seeds.get(claim, budget.seeds)
+
+
+def has_val_split() -> bool:
+    """Whether this cnnlab's `cnnlab train` can hold a validation split out (--val-split)."""
+    return any(f.name == "val_split" for f in dataclasses.fields(TrainConfig))
 
 
 def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str, Any]:
     """The TrainConfig fields of setting `kind` (every arm and seed of a claim starts from these)."""
     if kind not in SETTINGS:
         raise ValueError(f"unknown setting {kind!r}")
-    # The claims as measured in docs/claims.md: validation on the test set and per-channel normalisation
-    # (the paper recipe now holds out a split and subtracts the mean image; adopting both is issue #13's).
-    fields: dict[str, Any] = {
-        "model": model, "dataset": dataset, "recipe": "paper", "val_split": 0, "normalize": "channel",
-    }  # fmt: skip
+    if kind == "figure1":
+        model = FIGURE1_MODEL  # Figure 1's claim is about Figure 1's net, whatever --model says
+    # Per-channel normalisation, stated rather than left to the recipe (whose default may change).
+    fields: dict[str, Any] = {"model": model, "dataset": dataset, "recipe": "paper", "normalize": "channel"}
     fields.update(budget.common)
     fields.update(budget.settings[kind])
     fields.update(_SETTING_FIELDS[kind])
-    size = budget.default_input if dataset == budget.dataset and budget.default_input else None
-    size = size or models.info(model).input_size
+    if kind == "figure1":
+        # The net is drawn for 32 px (CIFAR-10) or 28 px (Fashion-MNIST, MNIST); other images are resized.
+        size = 32 if dataset == "cifar10" else 28
+        fields["model_opt"] = [f"input_size={size}"]
+        if dataset not in ("cifar10", "fashion-mnist", "mnist"):
+            fields["resize"] = size
+    else:
+        own = budget.default_input if dataset == budget.dataset else None
+        size = own or models.info(model).input_size
     fields["input_size"] = size
-    if kind == "standard":
+    if kind in ("standard", "init"):
         # Crops from a larger image, as the paper's 224 from 256: random crops for training, and the
         # corners of the ten-crop test differ from the centre.
         fields["resize"] = round(size * RESIZE_RATIO)
+    if has_val_split():
+        held = budget.val_split
+        fields["val_split"] = held
+        if fields.get("limit_train"):
+            fields["limit_train"] = int(fields["limit_train"]) + held  # the split comes out of the subset
     return fields

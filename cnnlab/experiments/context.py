@@ -57,7 +57,7 @@ def resolved(run: Run) -> dict[str, Any]:
 def describe(run: Run, varied: str, *extra: str) -> list[str]:
     """'What we ran' bullets for a claim whose arms differ only in `varied`, then `extra` ones."""
     doc = resolved(run)
-    c, aug, d = doc["config"], doc["augment"], doc["data"]
+    c, aug = doc["config"], doc["augment"]
     opts = ", ".join(f"{k}={v}" for k, v in doc["model"]["options"].items())
     crops = "random crops" if aug["random_crop"] else "centre crops"
     if aug["resize"]:
@@ -69,13 +69,29 @@ def describe(run: Run, varied: str, *extra: str) -> list[str]:
         augment.append("mirrors")
     augment.append(f"PCA lighting {aug['pca_std']}" if aug["pca_std"] else "no PCA lighting")
     return [
-        f"data: {c['dataset']}, {d['train']['count']} training images, {d['val']['count']} validation "
-        f"images ({d['val']['split']} split)",
+        data_line(doc),
         f"model: {c['model']} ({opts}; {doc['model']['parameters']:,} parameters), "
         f"input {c['input_size']} px",
         f"training: {c['epochs']} epoch{'s' if c['epochs'] != 1 else ''}, batch {c['batch_size']}, "
         f"SGD lr {c['lr']} ({c['schedule']}), "
         f"momentum {c['momentum']}, weight decay {c['weight_decay']}; {', '.join(augment)}",
-        f"arms differ only in {varied}; validation on the {c['val_views']} view",
+        f"arms differ only in {varied}; validation and test on the {c['val_views']} view",
         *extra,
     ]
+
+
+def data_line(doc: dict[str, Any]) -> str:
+    """Which images a run trained on, chose on (held out) and was scored on (the test set)."""
+    c, d = doc["config"], doc["data"]
+    test = d.get("test", d["val"])
+    if c.get("val_split") and "test" in d:
+        return (
+            f"data: {c['dataset']}, {d['train']['count']} training images; {d['val']['count']} held out of "
+            "the training set for every choice (best epoch, learning rate, convergence); "
+            f"{test['count']} test images for the numbers reported"
+        )
+    return (
+        f"data: {c['dataset']}, {d['train']['count']} training images, {test['count']} test images "
+        f"({test['split']} split; this cnnlab has no held-out split, so the few choices made are made on "
+        "them too)"
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import cnnlab
 from cnnlab import report
 from cnnlab.checkpoint import write_text
+from cnnlab.experiments.budget import Budget
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.runner import Run
 from cnnlab.experiments.verdict import Verdict, mean
@@ -21,13 +22,19 @@ from cnnlab.experiments.verdict import Verdict, mean
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
 
+SMOKE = "smoke test (--budget tiny): these numbers mean nothing and no verdict is given."
+
+
 @dataclass
 class ClaimResult:
     claim: str
-    ours: str  # our number(s) in one line, for the index
+    ours: str  # our number(s) in one line, for the index: the effect with its 95% CI
     verdict: Verdict
     setting: list[str]  # what was run, one bullet each
     table: list[list[str]]  # the measurements; first row is the header
+    protocol: str = ""  # the paper's protocol for this claim (section, figure), in our words
+    departures: list[str] = field(default_factory=list)  # every way our run differs from that protocol
+    extra_tables: list[tuple[str, list[list[str]]]] = field(default_factory=list)  # (title, rows)
     plots: list[str] = field(default_factory=list)  # file names in the claim's folder
     notes: list[str] = field(default_factory=list)
     runs: list[Run] = field(default_factory=list)
@@ -45,13 +52,21 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def write_report(result: ClaimResult, folder: Path, budget: str) -> Path:
-    """report.md and result.json in `folder`; returns the report's path."""
+def _sentence(text: str) -> str:
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
+    """report.md and result.json in `folder`; returns the report's path. A smoke-test budget's report says
+    so in its first line and gives no verdict."""
     paper = CLAIMS[result.claim]
+    head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
     lines = [
+        *head,
         f"# {paper.title}",
         "",
-        f"`cnnlab reproduce {result.claim} --budget {budget}` (cnnlab {cnnlab.__version__}, "
+        f"`cnnlab reproduce {result.claim} --budget {budget.name}` (cnnlab {cnnlab.__version__}, "
         f"{report.format_seconds(result.seconds)})",
         "",
         "## What the paper says",
@@ -60,9 +75,13 @@ def write_report(result: ClaimResult, folder: Path, budget: str) -> Path:
         "",
         f"**Paper's number:** {paper.number}",
         "",
-        "## What we ran",
-        "",
-        *(f"- {s}" for s in result.setting),
+    ]
+    if result.protocol:
+        lines += ["**The paper's protocol:** " + result.protocol, ""]
+    lines += ["## What we ran", "", *(f"- {s}" for s in result.setting), ""]
+    lines += ["## Departures from the paper's protocol", ""]
+    lines += [f"- {d}" for d in result.departures] if result.departures else ["- none"]
+    lines += [
         "",
         "## What we measured",
         "",
@@ -70,12 +89,12 @@ def write_report(result: ClaimResult, folder: Path, budget: str) -> Path:
         "",
         *_table(result.table),
         "",
-        *(f"![{p}]({p})\n" for p in result.plots),
-        f"## Verdict: {result.verdict.verdict}",
-        "",
-        result.verdict.reason[0].upper() + result.verdict.reason[1:] + ".",
-        "",
     ]
+    for title, rows in result.extra_tables:
+        lines += [f"{title}:", "", *_table(rows), ""]
+    lines += [f"![{p}]({p})\n" for p in result.plots]
+    if not budget.smoke:
+        lines += [f"## Verdict: {result.verdict.verdict}", "", _sentence(result.verdict.reason), ""]
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
     if result.runs:
@@ -94,12 +113,14 @@ def write_report(result: ClaimResult, folder: Path, budget: str) -> Path:
     write_text(path, "\n".join(lines))
     doc = {
         "claim": result.claim,
-        "budget": budget,
+        "budget": budget.name,
+        "smoke_test": budget.smoke,
         "paper": paper.number,
         "paper_values": paper.values,
         "ours": result.ours,
-        "verdict": result.verdict.verdict,
-        "reason": result.verdict.reason,
+        "verdict": None if budget.smoke else result.verdict.verdict,
+        "reason": None if budget.smoke else result.verdict.reason,
+        "departures": result.departures,
         "numbers": result.numbers,
         "seconds": result.seconds,
     }
@@ -118,21 +139,38 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def write_index(results: Sequence[tuple[ClaimResult, Path]], folder: Path, budget: str) -> Path:
-    """index.md: one row per claim (paper, ours, verdict), linking each claim's report."""
-    rows = [["claim", "paper", "ours", "verdict"]]
+def write_index(
+    results: Sequence[tuple[ClaimResult, Path]],
+    folder: Path,
+    budget: Budget,
+    wall_seconds: float | None = None,
+) -> Path:
+    """index.md: one row per claim (paper, ours with its CI, verdict, departures), linking each report."""
+    total = wall_seconds if wall_seconds is not None else sum(r.seconds for r, _ in results)
+    if budget.smoke:
+        rows = [["claim", "paper", "ours (smoke test)", "departures"]]
+    else:
+        rows = [["claim", "paper", "ours (95% CI over paired seeds)", "verdict", "departures"]]
     for r, report_path in results:
         link = f"[{r.claim}]({_rel(report_path, folder)})"
-        rows.append([link, CLAIMS[r.claim].number, r.ours, f"**{r.verdict.verdict}**"])
-    total = sum(r.seconds for r, _ in results)
+        departures = f"{len(r.departures)} (see report)" if r.departures else "none"
+        verdict = [] if budget.smoke else [f"**{r.verdict.verdict}**"]
+        rows.append([link, CLAIMS[r.claim].number, r.ours, *verdict, departures])
+    settled = sum(r.verdict.settled for r, _ in results)
+    head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
+    tally = [] if budget.smoke else [f"Settled: {settled} of {len(results)} claims.", ""]
     lines = [
+        *head,
         "# The AlexNet paper's claims, reproduced at small scale",
         "",
-        f"`cnnlab reproduce all --budget {budget}` (cnnlab {cnnlab.__version__}, "
+        f"`cnnlab reproduce all --budget {budget.name}` (cnnlab {cnnlab.__version__}, "
         f"this invocation took {report.format_seconds(total)}; finished runs found in the runs folder are "
-        "reused, not retrained). Each claim's report has the setting, every seed and "
-        "the reason for its verdict. A difference smaller than the spread over seeds is inconclusive.",
+        "reused, not retrained). Each claim's report has the paper's protocol, our departures from it, every "
+        "seed and the reason for its verdict. A claim is settled when the 95% interval of its effect "
+        "excludes zero (reproduced or contradicted) or excludes the paper's effect size (no effect of the "
+        "paper's size).",
         "",
+        *tally,
         *_table(rows),
         "",
     ]

@@ -5,12 +5,18 @@ need the same run (the `standard` baseline serves six of them) share one folder 
 directory and train it once. A finished folder (summary.txt present) is reused, an interrupted one is
 resumed from its last checkpoint, and `fresh` retrains everything. A run whose loss turns non-finite is
 recorded as failed (failed.txt) instead of stopping the experiment: for the init claim that is a result.
+
+Which set a number comes from: with a held-out split (`cnnlab train --val-split`), metrics.csv's `val_*`
+columns are the held-out images and `test_*` the official test set; runs from before that split existed
+have only `val_*`, which then is the test set. `Run.heldout` (selection: best epoch, learning-rate search,
+convergence) and `Run.test` (the numbers a claim reports) read the right column either way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import time
@@ -58,6 +64,30 @@ class Run:
 
     def curve(self, key: str) -> list[float]:
         return [float(r[key]) for r in self.history]
+
+    @property
+    def held_out(self) -> bool:
+        """Whether the run validated on images held out of its training set (`test_*`: the test set)."""
+        return bool(self.history) and "test_top1_err" in self.history[0] and self._split_size() > 0
+
+    def _split_size(self) -> float:
+        try:
+            doc = json.loads((self.dir / "config.json").read_text())
+            return float(doc["config"].get("val_split") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0.0
+
+    def test(self, metric: str) -> str:
+        """The metrics.csv column of `metric` (e.g. "top1_err") on the test set."""
+        if self.history and f"test_{metric}" in self.history[0]:
+            return f"test_{metric}"
+        return f"val_{metric}"  # a run without the test_* columns validated on the test set
+
+    @staticmethod
+    def heldout(metric: str) -> str:
+        """The column of `metric` on the validation images: held out of training when the run had a split
+        (the only set anything may be selected on), the test set in runs from before the split existed."""
+        return f"val_{metric}"
 
     @property
     def checkpoint_path(self) -> Path:
@@ -129,7 +159,7 @@ class Runner:
         if run.failed:
             what = "failed: the loss became non-finite"
         else:
-            what = f"val top-1 error {report.pct(run.last('val_top1_err'))}"
+            what = f"test top-1 error {report.pct(run.last(run.test('top1_err')))}"
         when = "reused" if seconds is None else report.format_seconds(seconds)
         self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]")
         return run
@@ -143,18 +173,38 @@ class Runner:
         return out
 
 
+def _hold_out() -> Callable[[Any, int, int], tuple[Any, Any]] | None:
+    """The trainer's own held-out split function, where this version of cnnlab has one."""
+    try:
+        module = importlib.import_module("cnnlab.training.split")
+    except ImportError:
+        return None
+    fn: Callable[[Any, int, int], tuple[Any, Any]] = module.hold_out
+    return fn
+
+
 def evaluate_run(
-    run: Run, *, split: str = "val", views: str = "center", batch_size: int = 250
+    run: Run, *, split: str = "test", views: str = "center", batch_size: int = 250
 ) -> dict[str, Any]:
-    """`evaluate.evaluate` of a run's final weights on the images it validated on (split "val"), or on
-    the very training subset it learnt from (split "train"), preprocessed as its run did, in eval mode."""
+    """`evaluate.evaluate` of a run's final weights on the test images it was scored on (split "test"),
+    or on the very training images it learnt from (split "train": its subset, less any held-out split),
+    preprocessed as its run did, in eval mode."""
     ckpt = checkpoint.load(run.checkpoint_path)
     cfg = from_saved(ckpt["config"], ckpt["model_options"])
     dev = resolve_device(cfg.device)
     train_split = split == "train"
-    ds = data.load(cfg.dataset, split, cfg.data_dir or None, skip_bad_images=cfg.skip_bad_images)
+    ds = data.load(
+        cfg.dataset,
+        "train" if train_split else "test",
+        cfg.data_dir or None,
+        skip_bad_images=cfg.skip_bad_images,
+    )
     # The same subset the run drew (data.limit is the trainer's own choice of images).
     ds = data.limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
+    held = int(getattr(cfg, "val_split", 0) or 0)
+    hold_out = _hold_out()
+    if train_split and held and hold_out is not None:
+        ds = hold_out(ds, held, cfg.seed)[0]
     net = checkpoint.restore(ckpt, dev)
     loader = data.BatchLoader(
         ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=cfg.seed, device=dev, views=views

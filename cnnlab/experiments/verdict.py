@@ -1,24 +1,35 @@
-"""Honest verdicts: a difference counts only when it is larger than the spread over seeds.
+"""Honest verdicts: a 95% confidence interval of the effect over paired seeds, and SPEC section 8's rule.
 
-`compare` judges "the arm the paper favours has the lower value": reproduced when the mean difference
-points the paper's way and exceeds the seed spread, not reproduced when it points the other way by more
-than the spread, inconclusive otherwise (including when a single seed leaves no spread to judge by).
-The spread is the larger sample standard deviation of the two arms (unpaired: different nets), or the
-standard deviation of the per-seed differences (paired: the same net measured two ways, e.g. ten-crop
-and centre crop), because there the nets' own spread cancels out.
+Every claim reduces to one number per seed, the *effect*, signed so that a positive value is what the paper
+says (e.g. "error without LRN minus error with LRN"). Arms that share a seed share the data order, the
+augmentation stream and, where the architectures allow, the initial weights, so the per-seed differences
+are paired and the nets' own spread cancels out. The interval is a t-interval over those differences
+(`t_interval`), or a bootstrap over nets where the effect is not a per-seed difference (`bootstrap`).
+
+The rule (`judge`):
+- **reproduced**: the interval lies above zero (the paper's direction);
+- **contradicted**: it lies below zero;
+- **no effect of the paper's size at this scale**: it contains zero but excludes the paper's effect size;
+- **inconclusive**: it contains both; the report then says how many seeds would settle it at the observed
+  spread (`seeds_needed`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
+CONTRADICTED = "contradicted"
+NO_EFFECT = "no effect of the paper's size at this scale"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+VERDICTS = (REPRODUCED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE)
+SETTLED = (REPRODUCED, CONTRADICTED, NO_EFFECT)
+LEVEL = 0.95
+MAX_SEEDS = 1000  # seeds_needed gives up beyond this
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,28 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {self.verdict!r}")
+
+    @property
+    def settled(self) -> bool:
+        return self.verdict in SETTLED
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The mean effect and its confidence interval over `n` seeds (or nets)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    sd: float  # sample standard deviation of the per-seed effects (NaN below two)
+    method: str  # "t" or "bootstrap"
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+# -- formatting ------------------------------------------------------------------------------------------
 
 
 def pct(x: float) -> str:
@@ -44,6 +77,10 @@ def plural(n: int, noun: str) -> str:
 def points(x: float) -> str:
     """A difference of fractions in percentage points."""
     return "n/a" if not math.isfinite(x) else f"{100 * x:.2f} points"
+
+
+def signed_points(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:+.2f} points"
 
 
 def finite(values: Sequence[float]) -> list[float]:
@@ -67,68 +104,187 @@ def mean_std(values: Sequence[float], fmt: Callable[[float], str] = pct) -> str:
     return fmt(m) if not math.isfinite(s) else f"{fmt(m)} ± {fmt(s)}"
 
 
-def compare(
-    claimed: Sequence[float],
-    other: Sequence[float],
+def with_ci(iv: Interval, fmt: Callable[[float], str] = signed_points) -> str:
+    """'+1.20 points (95% CI -0.30 points to +2.70 points, 6 seeds)'."""
+    if not math.isfinite(iv.low):
+        return f"{fmt(iv.mean)} ({iv.n} seed{'s' if iv.n != 1 else ''}: no interval)"
+    return f"{fmt(iv.mean)} (95% CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds)"
+
+
+# -- Student's t, without scipy --------------------------------------------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: int) -> float:
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile of Student's t with `df` degrees of freedom (bisection on the CDF)."""
+    if not 0.0 < p < 1.0 or df < 1:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+# -- intervals -------------------------------------------------------------------------------------------
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
+    """Mean ± t(n-1) * sd / sqrt(n) over the finite values; NaN bounds with fewer than two."""
+    v = finite(values)
+    n, m, s = len(v), mean(v), std(v)
+    if n < 2:
+        return Interval(m, math.nan, math.nan, n, math.nan, "t")
+    half = t_quantile(0.5 + level / 2.0, n - 1) * s / math.sqrt(n)
+    return Interval(m, m - half, m + half, n, s, "t")
+
+
+def bootstrap(
+    n: int,
+    statistic: Callable[[Sequence[int]], float],
+    *,
+    level: float = LEVEL,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Percentile bootstrap over `n` units (nets): `statistic` of index lists drawn with replacement.
+
+    Used where the effect is not a difference per seed (an ensemble's gain over its members)."""
+    whole = statistic(list(range(n)))
+    if n < 2:
+        return Interval(whole, math.nan, math.nan, n, math.nan, "bootstrap")
+    rng = random.Random(seed)
+    stats = sorted(
+        s
+        for s in (statistic([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+        if math.isfinite(s)
+    )
+    if not stats:
+        return Interval(whole, math.nan, math.nan, n, math.nan, "bootstrap")
+    lo_i = math.floor((1 - level) / 2 * (len(stats) - 1))
+    hi_i = math.ceil((1 + level) / 2 * (len(stats) - 1))
+    return Interval(whole, stats[lo_i], stats[hi_i], n, statistics.stdev(stats), "bootstrap")
+
+
+def seeds_needed(sd: float, distance: float, level: float = LEVEL) -> int | None:
+    """The fewest seeds whose t-interval half-width, at standard deviation `sd`, is below `distance`;
+    None when no number up to MAX_SEEDS would do (or the spread is unknown)."""
+    if not (math.isfinite(sd) and math.isfinite(distance)) or distance <= 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, MAX_SEEDS + 1):
+        if t_quantile(0.5 + level / 2.0, n - 1) * sd / math.sqrt(n) < distance:
+            return n
+    return None
+
+
+# -- the rule --------------------------------------------------------------------------------------------
+
+
+def judge(
+    iv: Interval,
     *,
     what: str,
-    claimed_label: str,
-    other_label: str,
-    paired: bool = False,
-    fmt: Callable[[float], str] = points,
+    paper: float | None,
+    fmt: Callable[[float], str] = signed_points,
+    open_low: bool = False,
+    open_high: bool = False,
+    dropped: int = 0,
 ) -> Verdict:
-    """Does `claimed` have the lower `what` than `other`, beyond the seed spread?
+    """SPEC section 8's rule on the interval `iv` of an effect that is positive in the paper's direction.
 
-    Values are per seed (NaN marks a run that failed; it is left out and said so). Paired values are the
-    same nets measured two ways and must line up seed by seed.
+    `paper` is the paper's effect size on the same scale (None when the paper gives no number: then only
+    reproduced, contradicted or inconclusive). `open_low`/`open_high`: some per-seed values were bounds
+    (a run that never reached a threshold), so the interval's low or high end is not known to be final.
     """
-    a, b = finite(claimed), finite(other)
-    dropped = len(claimed) - len(a) + len(other) - len(b)
-    note = f" ({dropped} failed run{'s' if dropped != 1 else ''} left out)" if dropped else ""
-    if not a or not b:
-        return Verdict(INCONCLUSIVE, f"no finished runs to compare{note}")
-    if paired:
-        if dropped or len(a) != len(b):
-            raise ValueError("paired comparison needs the same finished seeds in both arms")
-        diffs = [y - x for x, y in zip(a, b, strict=True)]
-        diff, spread, kind = mean(diffs), std(diffs), "spread of the per-seed differences"
-    else:
-        diff = mean(b) - mean(a)
-        spreads = finite([std(a), std(b)])
-        spread, kind = (max(spreads) if spreads else math.nan), "seed spread"
-    if not math.isfinite(spread):
+    note = f" ({dropped} failed or unmeasured seed{'s' if dropped != 1 else ''} left out)" if dropped else ""
+    size = f"the paper's {fmt(paper)}" if paper is not None else ""
+    if iv.n < 2 or not math.isfinite(iv.low):
         return Verdict(
             INCONCLUSIVE,
-            f"{claimed_label} is {'lower' if diff > 0 else 'higher'} in {what} by {fmt(abs(diff))}, "
-            f"but one seed gives no spread to judge the difference by (use --seeds 2 or more){note}",
+            f"{what}: {fmt(iv.mean)} from {iv.n} seed{'s' if iv.n != 1 else ''}; an interval needs at "
+            f"least 2 paired seeds (use --seeds 2 or more){note}",
         )
-    if abs(diff) <= spread:
+    ci = f"{what}: {with_ci(iv, fmt)}"
+    if iv.low > 0 and not open_low:
+        rel = ""
+        if paper is not None:
+            rel = (
+                f"; smaller than {size}"
+                if iv.high < paper
+                else f"; larger than {size}"
+                if iv.low > paper
+                else f"; consistent with {size}"
+            )
+        return Verdict(REPRODUCED, f"{ci}: the interval lies on the paper's side of zero{rel}{note}")
+    if iv.high < 0 and not open_high:
         return Verdict(
-            INCONCLUSIVE,
-            f"the difference in {what} ({claimed_label} minus {other_label}: {fmt(-diff)}) is within the "
-            f"{kind} ({fmt(spread)}){note}",
+            CONTRADICTED, f"{ci}: the interval lies on the other side of zero from the paper{note}"
         )
-    if diff > 0:
-        return Verdict(
-            REPRODUCED,
-            f"{claimed_label} is lower in {what} than {other_label} by {fmt(diff)}, more than the {kind} "
-            f"({fmt(spread)}){note}",
-        )
-    return Verdict(
-        NOT_REPRODUCED,
-        f"{claimed_label} is higher in {what} than {other_label} by {fmt(-diff)}, more than the {kind} "
-        f"({fmt(spread)}): the opposite of the paper{note}",
+    if paper is not None and not open_high and paper > iv.high and iv.contains(0.0):
+        return Verdict(NO_EFFECT, f"{ci}: it contains zero and excludes {size}{note}")
+    if open_low or open_high:
+        why = "some seeds never reached the threshold, so their values are only bounds"
+        return Verdict(INCONCLUSIVE, f"{ci}: {why}; a longer budget would settle it{note}")
+    distance = abs(iv.mean) if paper is None else max(abs(iv.mean), paper - iv.mean)
+    need = seeds_needed(iv.sd, distance)
+    need_text = (
+        f"about {need} paired seeds would settle it at the observed spread (sd {fmt(iv.sd).lstrip('+')})"
+        if need is not None
+        else f"no affordable number of seeds would settle it (sd {fmt(iv.sd).lstrip('+')})"
     )
+    contains = "zero and " + size if paper is not None else "zero"
+    return Verdict(INCONCLUSIVE, f"{ci}: it contains {contains}; {need_text}{note}")
 
 
-def combine(parts: Sequence[tuple[str, Verdict]]) -> Verdict:
-    """One verdict for a claim with several parts: reproduced only if every part is; not reproduced if any
-    part is contradicted; else inconclusive. The reason lists each part."""
-    verdicts = [v.verdict for _, v in parts]
-    if all(v == REPRODUCED for v in verdicts):
-        overall = REPRODUCED
-    elif NOT_REPRODUCED in verdicts:
-        overall = NOT_REPRODUCED
-    else:
-        overall = INCONCLUSIVE
-    return Verdict(overall, "; ".join(f"{name}: {v.verdict} ({v.reason})" for name, v in parts))
+def primary(parts: Sequence[tuple[str, Verdict]]) -> Verdict:
+    """A claim with several parts takes its first (headline) part's verdict; the reason lists each part."""
+    return Verdict(parts[0][1].verdict, "; ".join(f"{name}: {v.verdict} ({v.reason})" for name, v in parts))
