@@ -31,6 +31,17 @@ def amp_dtype(name: str) -> torch.dtype | None:
     return AMP_DTYPES.get(name)
 
 
+def fast_amp_dtype(device_type: str) -> str:
+    """The mixed precision that makes training faster on this device, or "none": fp16 on CUDA (with loss
+    scaling); bf16 on CPUs with bf16 dot-product instructions (AVX512-BF16 or AMX), where oneDNN's bf16
+    convolutions run about 1.7x faster than fp32 (docs/training.md); without them bf16 is emulated, slower."""
+    if device_type == "cuda":
+        return "fp16"
+    if device_type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "bf16"
+    return "none"
+
+
 def autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision in `dtype` on the device, or nothing when `dtype` is None."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)

@@ -48,6 +48,7 @@ def test_registry_lists_every_family_and_info() -> None:
         "alexnet_torchvision",
         "alexnet_half",
         "alexnet_small",
+        "alexnet_fast",
         *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
         "googlenet",
         "googlenet_torchvision",

@@ -63,7 +63,7 @@ def test_model_options_record_every_switch_as_built() -> None:
     cfg = resolved("alexnet_small", recipe="fast", model_opt=["width=0.5"], lrn=False)
     assert cfg.model_options == {
         "activation": "relu", "lrn": False, "overlap_pool": True, "dropout": 0.0, "init": "kaiming",
-        "batch_norm": True, "width": 0.5,
+        "batch_norm": True, "width": 0.5, "pool_early": True,
     }  # fmt: skip
     assert resolved("alexnet_small").model_options["dropout"] == 0.5  # the paper recipe: the model's own
     with pytest.raises(CnnlabError, match="model alexnet_small has no switch colour: valid switches are"):

@@ -96,8 +96,13 @@ def conv_layers(
     first: int = 1,
     pool_padding: int = 0,
     lrn_groups: int = 1,
+    pool_early: bool = False,
 ) -> OrderedDict[str, nn.Module]:
-    """The named layers for rows of the table, numbered from `first`; appends bias-1 convs to `bias_one`."""
+    """The named layers for rows of the table, numbered from `first`; appends bias-1 convs to `bias_one`.
+
+    pool_early: each pool straight after its conv (conv -> pool -> norm -> act): max-pooling commutes with
+    the ReLU, so only the norm sees other statistics, and the norm and ReLU run on a quarter of the pixels.
+    """
     feats: OrderedDict[str, nn.Module] = OrderedDict()
     channels = in_channels
     activation, lrn, batch_norm = switches.activation, switches.lrn, switches.batch_norm
@@ -114,6 +119,8 @@ def conv_layers(
         feats[f"conv{i}"] = conv
         if spec.bias_one:
             bias_one.append(conv)
+        if pool_early and spec.pool:
+            feats[f"pool{i}"] = L.max_pool(switches.overlap_pool, pool_padding)
         if batch_norm:  # BN replaces LRN when on (Ioffe & Szegedy 2015 dropped LRN the same way)
             feats[f"bn{i}"] = nn.BatchNorm2d(spec.out)
         feats[f"{activation}{i}"] = L.activation(activation)
@@ -121,7 +128,7 @@ def conv_layers(
         if spec.norm and lrn and not batch_norm:
             # Sec. 3.3's constants; each tower normalises its own maps.
             stages.append((f"norm{i}", L.LocalResponseNorm.of(spec.out, L.ALEXNET_LRN, groups=lrn_groups)))
-        if spec.pool:
+        if spec.pool and not pool_early:
             stages.append((f"pool{i}", L.max_pool(switches.overlap_pool, pool_padding)))
         feats.update(reversed(stages) if spec.pool_first else stages)
         channels = spec.out
@@ -158,6 +165,7 @@ class AlexNet(L.Net):
         pool_out: int = 6,
         pool_padding: int = 0,
         input_size: int = 227,
+        pool_early: bool = False,
     ) -> None:
         L.check_common(num_classes, in_channels)
         super().__init__(in_channels)
@@ -167,8 +175,9 @@ class AlexNet(L.Net):
         self.towers = towers
         bias_one: list[nn.Module] = []
         feats = conv_layers(
-            table, in_channels, switches, bias_one=bias_one, pool_padding=pool_padding, lrn_groups=towers
-        )
+            table, in_channels, switches, bias_one=bias_one, pool_padding=pool_padding, lrn_groups=towers,
+            pool_early=pool_early,
+        )  # fmt: skip
         channels = table[-1].out
         self.features = nn.Sequential(feats)
         # At the paper's input size pool5 is already 6x6 and this is the identity; it lets other sizes run.
@@ -307,7 +316,9 @@ def alexnet_small(
     *,
     switches: AlexNetSwitches = SWITCHES,
     width: float = 1.0,
+    pool_early: bool = False,
 ) -> AlexNet:
+    """pool_early: conv -> pool -> norm -> ReLU in every layer (the fast recipe's, see `conv_layers`)."""
     return AlexNet(
         small_table(width),
         L.scaled(L.positive("width", width), 256),
@@ -317,4 +328,48 @@ def alexnet_small(
         pool_out=4,
         pool_padding=1,  # 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4: the same 4x4 map for both data sets
         input_size=28,
+        pool_early=L.flag("pool_early", pool_early),
+    )
+
+
+def fast_table(width: float) -> tuple[ConvSpec, ...]:
+    """The fast recipe's small-image net: three 3x3 convs of 32-64-128 maps, each one pooled (3x3/2, padded
+    by 1: 28 -> 14 -> 7 -> 4). Fewer maps early and more late than layers-18pct's 32-32-64 5x5 convs, for
+    about the same multiply-adds: +0.7% validation accuracy after 3 epochs (docs/training.md)."""
+    w = L.positive("width", width)
+    return (
+        ConvSpec(L.scaled(w, 32), 3, padding=1, norm=True, pool=True, pool_first=True),  # conv1
+        ConvSpec(L.scaled(w, 64), 3, padding=1, norm=True, pool=True, pool_first=True, bias_one=True),
+        ConvSpec(L.scaled(w, 128), 3, padding=1, pool=True, bias_one=True),  # conv3
+    )
+
+
+FAST_SWITCHES = replace(SWITCHES, batch_norm=True, dropout=0.0)
+
+
+@register(
+    family="alexnet",
+    input_size=28,
+    paper=PAPER + "; batch norm (Ioffe & Szegedy 2015)",
+    description="the fast recipe's small-image AlexNet: 3x3 convs 32-64-128, pool -> BN -> ReLU",
+)
+def alexnet_fast(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: AlexNetSwitches = FAST_SWITCHES,
+    width: float = 1.0,
+    pool_early: bool = True,
+) -> AlexNet:
+    """conv -> pool -> BN -> ReLU x3, fc 256 -> 256 -> classes: batch norm on by default, no dropout."""
+    return AlexNet(
+        fast_table(width),
+        L.scaled(L.positive("width", width), 256),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        switches=switches,
+        pool_out=4,
+        pool_padding=1,
+        input_size=28,
+        pool_early=L.flag("pool_early", pool_early),
     )

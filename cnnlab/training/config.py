@@ -103,7 +103,9 @@ class TrainConfig:
     workers: int = _f(0, "decoding processes for image folders")
     # Speed.
     device: str = _f("auto", "device", choices=DEVICES)
-    amp: bool = _f(False, "mixed precision (bf16 on the CPU, fp16 on CUDA unless --amp-dtype)")
+    amp: bool | None = _f(
+        None, "mixed precision (bf16 on the CPU, fp16 on CUDA unless --amp-dtype; fast recipe: on where fast)"
+    )
     amp_dtype: str | None = _f(None, "mixed precision type", choices=("bf16", "fp16"))
     channels_last: bool | None = _f(None, "channels-last memory format (fast recipe: on)")
     compile: bool = _f(False, "torch.compile the model")
@@ -192,6 +194,8 @@ class RunConfig:
     stop_after: int
     progress: str
     report: bool
+    # Added later, with the value that earlier runs had.
+    min_warmup_steps: int = 0  # onecycle: the rise is never steeper than reaching the peak in this many
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
