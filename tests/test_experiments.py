@@ -300,7 +300,8 @@ def test_plot_titles_count_seeds_in_words(
     titles: list[str] = []
     monkeypatch.setattr(ablation, "plot_curves", lambda *a, title, **k: titles.append(title))
     reproduce("lrn", budget="tiny", out=tmp_path / "a", runs_dir=shared_runs, log=lambda line: None)
-    assert titles and titles[0].endswith("(digits, 1 seed)"), titles
+    seeds = budget.get("tiny").seeds
+    assert titles and titles[0].endswith(f"(digits, {plural(seeds, 'seed')})"), titles
 
 
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:
