@@ -1,4 +1,4 @@
-"""`figure1_net`: the AlexNet paper's Figure 1 net read as cuda-convnet's layers-80sec (SPEC section 8)."""
+"""`figure1_net`: the AlexNet paper's Figure 1 net read as cuda-convnet's layers-80sec."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a run says (the plan, the whole-run ETA, the final line) and what it records (issue 17): the model's
+"""What a run says (the plan, the whole-run ETA, the final line) and what it records: the model's
 switches as built, recipes that keep torchvision's layout, the paper's mean-image normalisation, tidy
 metrics and readable resume refusals."""
 

@@ -2,7 +2,7 @@
 
 The paper's protocol: at test time, the softmax averaged over the four corner and the centre 224x224 patches
 and their mirrors; every test number of the paper is measured so. It gives no number for the gain; the
-verdict uses cuda-convnet2's (SPEC section 7): top-1 42.5% one view -> 40.4% multiview, 2.1 points.
+verdict uses cuda-convnet2's published errors: top-1 42.5% one view -> 40.4% multiview, 2.1 points.
 
 Both views test the same trained nets (the `standard` baseline), so the comparison is paired net by net.
 """
@@ -19,7 +19,7 @@ PROTOCOL = (
     "section 4.1: at test time the net averages its softmax over ten 224x224 patches (the four corners and "
     "the centre, and their reflections) of the 256x256 image. The paper gives no number for the gain."
 )
-# cuda-convnet2's top-1 error, one view and multiview (SPEC section 7): the gain the verdict measures against.
+# cuda-convnet2's published top-1 error, one view and multiview: the gain the verdict measures against.
 CONVNET2_TOP1 = (0.425, 0.404)
 
 

@@ -1,4 +1,4 @@
-"""Honest verdicts: a 95% confidence interval of the effect over paired seeds, and SPEC section 8's rule.
+"""Honest verdicts: a 95% confidence interval of the effect over paired seeds, and the settling rule.
 
 Every claim reduces to one number per seed, the *effect*, signed so that a positive value is what the paper
 says (e.g. "error without LRN minus error with LRN"). Arms that share a seed share the data order, the
@@ -239,7 +239,7 @@ def judge(
     open_high: bool = False,
     dropped: int = 0,
 ) -> Verdict:
-    """SPEC section 8's rule on the interval `iv` of an effect that is positive in the paper's direction.
+    """The settling rule on the interval `iv` of an effect that is positive in the paper's direction.
 
     `paper` is the paper's effect size on the same scale (None when the paper gives no number: then only
     reproduced, contradicted or inconclusive). `open_low`/`open_high`: some per-seed values were bounds

@@ -2,7 +2,7 @@
 
 The paper says only "a four-layer convolutional neural network" trained on CIFAR-10 without regularisation.
 We read it as cuda-convnet's example net `layers-80sec` (about 26% test error in 80 s), which has four
-weight layers (SPEC section 8):
+weight layers:
 
     conv1  32 filters 5x5, pad 2   -> pool1 max 3x3 stride 2     32 -> 16 px
     conv2  32 filters 5x5, pad 2   -> pool2 3x3 stride 2         16 -> 8
