@@ -318,20 +318,17 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
 def _check_forward_fits(ckpt: dict[str, Any]) -> None:
     """Refuse a checkpoint whose input size makes one image's forward pass too big for this machine
     (a tampered augment.input_size of 10^6, say), measured on the meta device before anything is built."""
-    from cnnlab import limits, models, summary
+    from cnnlab import limits, summary
 
     aug = ckpt.get("augment")
     if not isinstance(aug, dict) or not isinstance(aug.get("input_size"), int):
         return
     c, side = int(ckpt["in_channels"]), int(aug["input_size"])
     base = max(side, aug.get("resize") or 0) + 2 * int(aug.get("pad") or 0)
-    try:
-        with torch.device("meta"):
-            shape = models.create_from(ckpt["model_name"], int(ckpt["num_classes"]), c, ckpt["model_options"])
-        found = summary.trace(shape, (c, side, side), 1)
-    except CnnlabError:
-        raise
-    except Exception:  # a model that cannot run on meta: the real forward reports its own errors
+    found = summary.trace_on_meta(
+        ckpt["model_name"], int(ckpt["num_classes"]), c, ckpt["model_options"], (c, side, side)
+    )
+    if found is None:
         return
     if found.error is not None:
         raise CnnlabError(f"checkpoint {getattr(ckpt, 'path', '')}: {found.error}") from None

@@ -188,6 +188,29 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     return Trace(rows, error)
 
 
+def trace_on_meta(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    options: dict[str, Any],
+    input_size: tuple[int, int, int],
+    batch_size: int = 1,
+) -> Trace | None:
+    """`trace` of zoo model `name` built on the meta device (shapes only, nothing allocated), for memory
+    estimates made before the real model exists; None when the model cannot run on meta (the real forward
+    then reports its own errors). Bad names or switches raise CnnlabError."""
+    from cnnlab import models
+
+    try:
+        with torch.device("meta"):
+            shape = models.create_from(name, num_classes, in_channels, options)
+        return trace(shape, input_size, batch_size)
+    except CnnlabError:
+        raise
+    except Exception:
+        return None
+
+
 def layer_table(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1) -> list[LayerRow]:
     """One row per executed leaf layer in execution order; raises the model's `CnnlabError` on a bad input."""
     result = trace(model, input_size, batch_size)

@@ -148,15 +148,11 @@ def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
     # The padded base batch in float, its crops and the normalised result: about three copies.
     batch = f"a batch of {per_rank} {channels}x{side}x{side} images"
     limits.check_fits(3 * 4 * per_rank * channels * side * side, batch, fix, ctx.device)
-    try:
-        with torch.device("meta"):
-            shape = models.create_from(cfg.model, len(train_ds.classes), channels, cfg.model_options)
-        found = summary.trace(shape, (channels, cfg.input_size, cfg.input_size), per_rank)
-    except CnnlabError:
-        raise
-    except Exception:  # a model that cannot run on meta: the real forward reports its own errors
-        return
-    if found.error is None:  # activations kept for the backward pass, and their gradients
+    size = (channels, cfg.input_size, cfg.input_size)
+    found = summary.trace_on_meta(
+        cfg.model, len(train_ds.classes), channels, cfg.model_options, size, per_rank
+    )
+    if found is not None and found.error is None:  # activations kept for backward, and their gradients
         need = 2 * summary.totals(found.rows).activation_bytes
         what = f"training {cfg.model} on batches of {per_rank} at {cfg.input_size} px"
         limits.check_fits(need, what, fix, ctx.device)
