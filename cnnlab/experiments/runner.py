@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import time
@@ -31,6 +30,7 @@ from cnnlab.errors import CnnlabError, NonFiniteLoss
 from cnnlab.training import TrainConfig, train
 from cnnlab.training.recipes import from_saved
 from cnnlab.training.runfolder import RunFolder
+from cnnlab.training.setup import run_datasets
 
 # Settings that do not change what a run computes (and so are not part of its folder's digest).
 _NOT_IN_DIGEST = frozenset(
@@ -173,16 +173,6 @@ class Runner:
         return out
 
 
-def _hold_out() -> Callable[[Any, int, int], tuple[Any, Any]] | None:
-    """The trainer's own held-out split function, where this version of cnnlab has one."""
-    try:
-        module = importlib.import_module("cnnlab.training.split")
-    except ImportError:
-        return None
-    fn: Callable[[Any, int, int], tuple[Any, Any]] = module.hold_out
-    return fn
-
-
 def evaluate_run(
     run: Run, *, split: str = "test", views: str = "center", batch_size: int = 250
 ) -> dict[str, Any]:
@@ -192,19 +182,8 @@ def evaluate_run(
     ckpt = checkpoint.load(run.checkpoint_path)
     cfg = from_saved(ckpt["config"], ckpt["model_options"])
     dev = resolve_device(cfg.device)
-    train_split = split == "train"
-    ds = data.load(
-        cfg.dataset,
-        "train" if train_split else "test",
-        cfg.data_dir or None,
-        skip_bad_images=cfg.skip_bad_images,
-    )
-    # The same subset the run drew (data.limit is the trainer's own choice of images).
-    ds = data.limit(ds, cfg.limit_train if train_split else cfg.limit_val, cfg.seed, train_split)
-    held = int(getattr(cfg, "val_split", 0) or 0)
-    hold_out = _hold_out()
-    if train_split and held and hold_out is not None:
-        ds = hold_out(ds, held, cfg.seed)[0]
+    train_ds, _, test_ds = run_datasets(cfg)  # the trainer's own draw: subset, held-out split
+    ds = train_ds if split == "train" else test_ds
     net = checkpoint.restore(ckpt, dev)
     loader = data.BatchLoader(
         ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=cfg.seed, device=dev, views=views

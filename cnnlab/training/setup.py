@@ -76,7 +76,7 @@ def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) 
     if asked.resume:
         saved = resume.checkpoint_to_resume(folder)
         cfg = resume.resume_config(asked, given, saved, folder)
-        train_ds, val_ds, test_ds = _split(cfg, *_read_data(cfg))
+        train_ds, val_ds, test_ds = run_datasets(cfg)
         resume.check_same_data(folder, saved, train_ds, val_ds, test_ds, cfg)
     else:
         full_train, test_ds = _read_data(asked)
@@ -104,6 +104,12 @@ def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) 
 
 
 # -- the data, the resolved config and the held-out split ----------------------------------------------------
+
+
+def run_datasets(cfg: RunConfig) -> tuple[Any, Any, Any]:
+    """A run's (train, validation, test) sets, drawn as the run drew them: for a resume, or to evaluate a
+    finished run on the very images it learnt from or was scored on."""
+    return _split(cfg, *_read_data(cfg))
 
 
 def _read_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
