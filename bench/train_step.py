@@ -31,7 +31,7 @@ from bench import common
 from cnnlab import models
 from cnnlab.device import amp_dtype, autocast, fast_amp_dtype
 from cnnlab.training import recipes
-from cnnlab.training.config import TrainConfig
+from cnnlab.settings import TrainConfig
 
 # One place for the optimiser of the eager rows: the paper's SGD, identical for both sides.
 SGD: dict[str, Any] = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}

@@ -9,6 +9,7 @@ traceback). With these types argparse refuses them like any unknown flag: `cnnla
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -51,3 +52,54 @@ def seed(text: str) -> int:
 
 
 seed.__name__ = "seed"
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a number > 0")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a number >= 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1): momentum, warm-up share, label smoothing."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in [0, 1)")
+    return value
+
+
+def count_or_fraction(text: str) -> float:
+    """--val-split: a number of images, a fraction in (0, 1) of them, or 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value == 0 or 0 < value < 1 or (value >= 1 and value == int(value)))):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a number of images (e.g. 10000), a fraction in (0, 1) (e.g. 0.1) or 0"
+        )
+    return int(value) if value >= 1 else value
+
+
+positive_number.__name__ = "number > 0"
+non_negative_number.__name__ = "number >= 0"
+fraction.__name__ = "fraction"
+count_or_fraction.__name__ = "count or fraction"

@@ -24,7 +24,7 @@ from cnnlab.errors import CnnlabError, did_you_mean
 COMMAND_MODULES: tuple[str, ...] = (
     "cnnlab.commands.networks",
     "cnnlab.commands.pictures",
-    "cnnlab.training.command",
+    "cnnlab.commands.train",
     "cnnlab.commands.runs",
     "cnnlab.commands.reproduce",
 )

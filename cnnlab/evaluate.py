@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import outfiles
+from cnnlab import collective, outfiles
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
-from cnnlab.training import distributed
 
 
 class Accumulator:
@@ -64,8 +63,8 @@ class Accumulator:
         )
         confusion = self.confusion.clone()
         if reduce:  # distributed: every rank evaluated its own shard
-            distributed.all_reduce_sum(sums)
-            distributed.all_reduce_sum(confusion)
+            collective.all_reduce_sum(sums)
+            collective.all_reduce_sum(confusion)
         nll, top1, top5, n = sums.tolist()
         if n == 0:
             raise CnnlabError("nothing to evaluate: the data set is empty")
@@ -127,7 +126,7 @@ def evaluate(
     for m in nets:
         m.eval()
     k = len(loader.classes)
-    keep = keep_probs and not (distributed.dist.is_available() and distributed.dist.is_initialized())
+    keep = keep_probs and not collective.active()
     ens = Accumulator(k, device, keep)
     members = [Accumulator(k, device, False) for _ in nets] if len(nets) > 1 else []
     try:

@@ -11,7 +11,7 @@ from conftest import fashion_mnist_installed
 from cnnlab import models
 from cnnlab.device import fast_amp_dtype
 from cnnlab.training import TrainConfig, train
-from cnnlab.training.config import TrainConfig as Asked
+from cnnlab.settings import TrainConfig as Asked
 from cnnlab.training.recipes import Facts, Schedule, resolve
 
 

@@ -30,7 +30,7 @@ from cnnlab.data import cifar, read_image
 from cnnlab.data.folder import verify_image
 from cnnlab.data.idx import load_idx_pair, read_idx
 from cnnlab.errors import CnnlabError
-from cnnlab.training.config import TrainConfig, check
+from cnnlab.settings import TrainConfig, check
 
 # CNNLAB_FUZZ_SCALE=50 runs fifty times the examples with fresh random draws (a deeper campaign by hand).
 SCALE = float(os.environ.get("CNNLAB_FUZZ_SCALE", "1"))

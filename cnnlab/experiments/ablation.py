@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cnnlab.experiments.context import Experiment, describe, resolved
+from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
@@ -62,15 +62,14 @@ def paired(on: Sequence[Run], off: Sequence[Run], metric: str = "top1_err") -> l
 
 def standard_departures(exp: Experiment, run: Run) -> list[str]:
     """How the `standard` setting departs from the paper's ImageNet training (section 5)."""
-    doc = resolved(run)
-    c, d = doc["config"], doc["data"]
+    c, d = run.config, run.record["data"]
     return [
-        f"Data: {exp.dataset} ({d['train']['count']:,} training images, {c['input_size']} px), not ImageNet "
+        f"Data: {exp.dataset} ({d['train']['count']:,} training images, {c.input_size} px), not ImageNet "
         "(1.2 million images at 224 px, 1000 classes); top-1 error over 10 classes.",
-        f"Model: {c['model']} (AlexNet's layer pattern for small images), not the paper's "
+        f"Model: {c.model} (AlexNet's layer pattern for small images), not the paper's "
         "60-million-parameter net on two GPUs.",
-        f"{c['epochs']} epoch{'s' if c['epochs'] != 1 else ''} "
-        f"(about {c['epochs'] * d['train']['count'] // c['batch_size']:,} steps) instead of roughly 90 "
+        f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} "
+        f"(about {c.epochs * d['train']['count'] // c.batch_size:,} steps) instead of roughly 90 "
         "epochs (450,000 steps); the plateau drops of the learning rate (decided on the held-out images) "
         "barely come into play.",
         "Kaiming initialisation instead of N(0, 0.01) with biases of 1 (whether that trains "

@@ -1,12 +1,14 @@
 """How big each experiment is: the budgets, and the four training settings the claims share.
 
-Settings (TrainConfig fields on top of the paper's recipe, section 5):
+Settings (TrainConfig fields on top of the paper's recipe, section 5, and the model's own switches):
 - `standard`: the paper's recipe and augmentation scaled down (random crops from images resized by the
-  paper's 256/224 ratio, mirrors, PCA lighting 0.1, dropout 0.5, LRN, overlapping pools, Kaiming init).
+  paper's 256/224 ratio, mirrors, PCA lighting 0.1; the AlexNet family's dropout 0.5, LRN, overlapping
+  pools and Kaiming init are its models' defaults).
   The lrn, overlapping-pooling, pca-lighting, ten-crop and ensemble claims change one thing in it (or
   nothing), so their baseline runs are the same runs (trained once, see `runner`).
-- `figure1`: Figure 1's conditions on Figure 1's net (`figure1_net`): no regularisation of any kind (no
-  dropout, weight decay or augmentation) and a constant learning rate, which relu-vs-tanh searches per arm.
+- `figure1`: Figure 1's conditions on Figure 1's net (`figure1_net`, ReLU and no dropout by default): no
+  regularisation of any kind (no dropout, weight decay or augmentation) and a constant learning rate,
+  which relu-vs-tanh searches per arm.
 - `overfit`: few images, no augmentation, constant learning rate: overfitting shows within the budget
   (section 4.2 is about a net that overfits without dropout).
 - `init`: the standard setting; the budgets that can afford it train longer at the paper's learning rate
@@ -19,7 +21,6 @@ held-out images choose things (best epoch, learning rates, convergence), the tes
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,6 @@ import torch
 
 from cnnlab import models
 from cnnlab.errors import CnnlabError
-from cnnlab.training import TrainConfig
 
 SETTINGS = ("standard", "figure1", "overfit", "init")
 FIGURE1_MODEL = "figure1_net"
@@ -156,46 +156,20 @@ BUDGETS: dict[str, Budget] = {
     ),
 }
 
-# What each setting changes in the paper's recipe (see the module's docstring).
-_SETTING_FIELDS: dict[str, dict[str, Any]] = {
-    "standard": {
-        "activation": "relu",
-        "lrn": True,
-        "overlap_pool": True,
-        "dropout": 0.5,
-        "init": "kaiming",
-        "random_crop": True,
-        "flip": True,
-        "pca_std": 0.1,
-    },
+# What each setting changes in the paper's recipe (the defaults of `TrainConfig`, cnnlab/settings.py) and
+# in the model's own switches; `standard` changes nothing, and `init` is `standard` (only its budgets differ).
+_OVERRIDES: dict[str, dict[str, Any]] = {
+    "standard": {},
     "figure1": {
-        "activation": "relu",
-        "dropout": 0.0,
         "weight_decay": 0.0,
         "random_crop": False,
         "flip": False,
         "pca_std": 0.0,
         "schedule": "constant",
     },
-    "overfit": {
-        "dropout": 0.5,
-        "random_crop": False,
-        "flip": False,
-        "pca_std": 0.0,
-        "schedule": "constant",
-    },
-    # The standard setting; budgets that can afford it make the rate constant (no drops at chance).
-    "init": {
-        "activation": "relu",
-        "lrn": True,
-        "overlap_pool": True,
-        "dropout": 0.5,
-        "init": "kaiming",
-        "random_crop": True,
-        "flip": True,
-        "pca_std": 0.1,
-    },
+    "overfit": {"random_crop": False, "flip": False, "pca_std": 0.0, "schedule": "constant"},
 }
+_OVERRIDES["init"] = _OVERRIDES["standard"]
 
 
 def get(name: str) -> Budget:
@@ -223,11 +197,6 @@ def seeds_for(budget: Budget, claim: str) -> int:
     return budget.claim_seeds.get(claim, budget.seeds)
 
 
-def has_val_split() -> bool:
-    """Whether this cnnlab's `cnnlab train` can hold a validation split out (--val-split)."""
-    return any(f.name == "val_split" for f in dataclasses.fields(TrainConfig))
-
-
 def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str, Any]:
     """The TrainConfig fields of setting `kind` (every arm and seed of a claim starts from these)."""
     if kind not in SETTINGS:
@@ -238,7 +207,7 @@ def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str,
     fields: dict[str, Any] = {"model": model, "dataset": dataset, "recipe": "paper", "normalize": "channel"}
     fields.update(budget.common)
     fields.update(budget.settings[kind])
-    fields.update(_SETTING_FIELDS[kind])
+    fields.update(_OVERRIDES[kind])
     if kind == "figure1":
         # The net is drawn for 32 px (CIFAR-10) or 28 px (Fashion-MNIST, MNIST); other images are resized.
         size = 32 if dataset == "cifar10" else 28
@@ -253,9 +222,7 @@ def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str,
         # Crops from a larger image, as the paper's 224 from 256: random crops for training, and the
         # corners of the ten-crop test differ from the centre.
         fields["resize"] = round(size * RESIZE_RATIO)
-    if has_val_split():
-        held = budget.val_split
-        fields["val_split"] = held
-        if fields.get("limit_train"):
-            fields["limit_train"] = int(fields["limit_train"]) + held  # the split comes out of the subset
+    fields["val_split"] = budget.val_split
+    if fields.get("limit_train"):  # the split comes out of the subset
+        fields["limit_train"] = int(fields["limit_train"]) + budget.val_split
     return fields

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from cnnlab.experiments.context import Experiment, describe, resolved
+from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run, evaluate_run
 from cnnlab.experiments.verdict import judge, mean_std, primary, signed_points, t_interval, with_ci
@@ -100,8 +100,7 @@ def run(exp: Experiment) -> ClaimResult:
         ],
         title=f"dropout on a small training set ({exp.dataset})",
     )
-    doc = resolved(first)
-    c = doc["config"]
+    c, images = first.config, first.record["data"]["train"]["count"]
     tol = f"max({signed_points(TOLERANCE[0]).lstrip('+')}, {TOLERANCE[1]:.0%} of the best)"
     return ClaimResult(
         exp.claim,
@@ -115,8 +114,8 @@ def run(exp: Experiment) -> ClaimResult:
         rows,
         protocol=PROTOCOL,
         departures=[
-            f"{c['model']} on {doc['data']['train']['count']:,} {exp.dataset} images without augmentation, "
-            f"{c['epochs']} epochs at a constant lr {c['lr']}: a small training set makes the net overfit "
+            f"{c.model} on {images:,} {exp.dataset} images without augmentation, "
+            f"{c.epochs} epochs at a constant lr {c.lr}: a small training set makes the net overfit "
             "within the budget, as the paper's 60-million-parameter net overfits ImageNet without dropout.",
             "The paper gives no number for the overfitting; the verdict asks whether the gap shrinks (zero "
             "excluded), and reports the convergence half (paper: about 2x) as a second verdict.",

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from cnnlab.experiments.ablation import BASELINE, arm_rows, err_on_test, standard_departures
-from cnnlab.experiments.context import Experiment, describe, resolved
+from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Verdict, mean_std, pct
@@ -84,9 +84,9 @@ def _when(times: Sequence[float], epochs: int) -> str:
 def run(exp: Experiment) -> ClaimResult:
     arms = [PAPER, BIAS01, KAIMING]
     runs = exp.runner("init").runs(arms, exp.seeds)
-    doc = resolved(runs[KAIMING.name][0])
-    chance = 1.0 - 1.0 / len(doc["data"]["classes"])
-    epochs = int(doc["config"]["epochs"])
+    c, data = runs[KAIMING.name][0].config, runs[KAIMING.name][0].record["data"]
+    chance = 1.0 - 1.0 / len(data["classes"])
+    epochs = c.epochs
     left = {a.name: [leaves_chance(r, chance) for r in runs[a.name]] for a in arms}
     flags = {a.name: [math.isfinite(t) for t in left[a.name]] for a in arms}
     verdict = judge(flags[PAPER.name], chance, flags[KAIMING.name], flags[BIAS01.name])
@@ -116,14 +116,13 @@ def run(exp: Experiment) -> ClaimResult:
         hline=(TRAINS_BELOW * chance, f"{TRAINS_BELOW:.0%} of chance"),
     )
     failed = [r for a in arms for r in runs[a.name] if r.failed]
-    c = doc["config"]
     departures = [
         *standard_departures(exp, first_run)[:2],
-        f"{epochs} epochs (about {epochs * doc['data']['train']['count'] // c['batch_size']:,} steps) at lr "
-        f"{c['lr']} ({c['schedule']}), not about 90 epochs"
+        f"{epochs} epochs (about {epochs * data['train']['count'] // c.batch_size:,} steps) at lr "
+        f"{c.lr} ({c.schedule}), not about 90 epochs"
         + (
             "; the paper's lr held constant so no drop comes while a net sits at chance"
-            if c["schedule"] == "constant"
+            if c.schedule == "constant"
             else ""
         ),
         "The verdict counts the seeds that train; it does not compare how well.",

@@ -21,7 +21,7 @@ from typing import Any
 
 from cnnlab import report
 from cnnlab.experiments import budget
-from cnnlab.experiments.context import Experiment, describe, resolved
+from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import COLORS, ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
@@ -102,7 +102,7 @@ def _search(exp: Experiment, thr: float) -> tuple[dict[str, float], list[list[st
         for lr in grid
     ]
     runs = exp.runner("figure1").runs(arms, seeds)
-    chance = 1.0 - 1.0 / len(resolved(runs[arms[0].name][0])["data"]["classes"])
+    chance = 1.0 - 1.0 / len(runs[arms[0].name][0].record["data"]["classes"])
     chosen: dict[str, float] = {}
     rows = [["arm", *(f"lr {lr:g}" for lr in grid), "kept"]]
     found: dict[str, Any] = {}
@@ -155,8 +155,7 @@ def run(exp: Experiment) -> ClaimResult:
     ]
     runs = first.runs(arms, exp.seeds)
     relus, tanhs = runs["relu"], runs["tanh"]
-    doc = resolved(relus[0])
-    epochs, images = int(doc["config"]["epochs"]), int(doc["data"]["train"]["count"])
+    epochs, images = relus[0].config.epochs, int(relus[0].record["data"]["train"]["count"])
     t_relu = [math.nan if r.failed else crossing(r, thr, chance) for r in relus]
     t_tanh = [math.nan if r.failed else crossing(r, thr, chance) for r in tanhs]
     effects, open_low, open_high, dropped = per_seed_effects(t_relu, t_tanh, float(epochs))
@@ -212,7 +211,7 @@ def run(exp: Experiment) -> ClaimResult:
     )
     sweep_plot = "lr_search.png"
     plot_search(exp.folder / sweep_plot, search, float(epochs), thr)
-    departures = _departures(exp, thr, doc)
+    departures = _departures(exp, thr, relus[0])
     return ClaimResult(
         exp.claim,
         ours,
@@ -255,8 +254,8 @@ def run(exp: Experiment) -> ClaimResult:
     )
 
 
-def _departures(exp: Experiment, thr: float, doc: dict[str, Any]) -> list[str]:
-    c = doc["config"]
+def _departures(exp: Experiment, thr: float, run: Run) -> list[str]:
+    c, images = run.config, run.record["data"]["train"]["count"]
     paper_thr = CLAIMS[exp.claim].values["threshold"]
     out = [
         'The paper names no architecture beyond "four-layer"; we read it as cuda-convnet\'s layers-80sec '
@@ -266,7 +265,7 @@ def _departures(exp: Experiment, thr: float, doc: dict[str, Any]) -> list[str]:
         f"The learning-rate search covers {len(exp.budget.lr_grid)} rates "
         f"({', '.join(f'{lr:g}' for lr in exp.budget.lr_grid)}) on {len(exp.budget.sweep_seeds)} seed(s); "
         "the paper does not say how widely it searched.",
-        f"Batch {c['batch_size']}, SGD momentum {c['momentum']}, constant learning rate.",
+        f"Batch {c.batch_size}, SGD momentum {c.momentum}, constant learning rate.",
     ]
     equivalent = budget.threshold(exp.dataset)
     if exp.dataset != "cifar10":
@@ -282,9 +281,6 @@ def _departures(exp: Experiment, thr: float, doc: dict[str, Any]) -> list[str]:
             f"Threshold {pct(thr)} instead of {pct(equivalent)}: the --budget {exp.budget.name} runs are too "
             "short to reach the equivalent one (--budget medium or full get closer to it).",
         )
-    if c.get("limit_train"):
-        out.append(
-            f"Epochs are passes over a subset of {doc['data']['train']['count']:,} training images, not the "
-            "paper's 50,000."
-        )
+    if c.limit_train:
+        out.append(f"Epochs are passes over a subset of {images:,} training images, not the paper's 50,000.")
     return out

@@ -6,10 +6,10 @@ directory and train it once. A finished folder (summary.txt present) is reused, 
 resumed from its last checkpoint, and `fresh` retrains everything. A run whose loss turns non-finite is
 recorded as failed (failed.txt) instead of stopping the experiment: for the init claim that is a result.
 
-Which set a number comes from: with a held-out split (`cnnlab train --val-split`), metrics.csv's `val_*`
-columns are the held-out images and `test_*` the official test set; runs from before that split existed
-have only `val_*`, which then is the test set. `Run.heldout` (selection: best epoch, learning-rate search,
-convergence) and `Run.test` (the numbers a claim reports) read the right column either way.
+Which set a number comes from: metrics.csv's `val_*` columns are the validation images (held out of the
+training set with `--val-split`, else the test set itself) and `test_*` the official test set.
+`Run.heldout` (selection: best epoch, learning-rate search, convergence) and `Run.test` (the numbers a
+claim reports) name the columns.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from cnnlab import checkpoint, data, evaluate, report
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError, NonFiniteLoss
 from cnnlab.training import TrainConfig, train
-from cnnlab.training.recipes import from_saved
+from cnnlab.training.build import run_datasets
 from cnnlab.training.runfolder import RunFolder
-from cnnlab.training.setup import run_datasets
 
 # Settings that do not change what a run computes (and so are not part of its folder's digest).
 _NOT_IN_DIGEST = frozenset(
@@ -66,27 +65,29 @@ class Run:
         return [float(r[key]) for r in self.history]
 
     @property
+    def record(self) -> dict[str, Any]:
+        """The run's config.json: its settings ("config"), model, augmentation and data."""
+        doc: dict[str, Any] = json.loads((self.dir / "config.json").read_text())
+        return doc
+
+    @property
+    def config(self) -> TrainConfig:
+        """The settings the run was trained with, resolved, as its config.json records them."""
+        return TrainConfig.from_dict(self.record["config"], str(self.dir / "config.json"))
+
+    @property
     def held_out(self) -> bool:
         """Whether the run validated on images held out of its training set (`test_*`: the test set)."""
-        return bool(self.history) and "test_top1_err" in self.history[0] and self._split_size() > 0
+        return bool(self.history) and self.config.val_split > 0
 
-    def _split_size(self) -> float:
-        try:
-            doc = json.loads((self.dir / "config.json").read_text())
-            return float(doc["config"].get("val_split") or 0)
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0.0
-
-    def test(self, metric: str) -> str:
+    @staticmethod
+    def test(metric: str) -> str:
         """The metrics.csv column of `metric` (e.g. "top1_err") on the test set."""
-        if self.history and f"test_{metric}" in self.history[0]:
-            return f"test_{metric}"
-        return f"val_{metric}"  # a run without the test_* columns validated on the test set
+        return f"test_{metric}"
 
     @staticmethod
     def heldout(metric: str) -> str:
-        """The column of `metric` on the validation images: held out of training when the run had a split
-        (the only set anything may be selected on), the test set in runs from before the split existed."""
+        """The column of `metric` on the validation images (the only set anything may be selected on)."""
         return f"val_{metric}"
 
     @property
@@ -180,7 +181,7 @@ def evaluate_run(
     or on the very training images it learnt from (split "train": its subset, less any held-out split),
     preprocessed as its run did, in eval mode."""
     ckpt = checkpoint.load(run.checkpoint_path)
-    cfg = from_saved(ckpt["config"], ckpt["model_options"])
+    cfg = TrainConfig.from_dict(ckpt["config"], str(run.checkpoint_path))
     dev = resolve_device(cfg.device)
     train_ds, _, test_ds = run_datasets(cfg)  # the trainer's own draw: subset, held-out split
     ds = train_ds if split == "train" else test_ds

@@ -15,10 +15,13 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from cnnlab.collective import all_reduce_sum, any_rank
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 
 T = TypeVar("T")
+# The collectives the loop calls, from the module evaluation shares (cnnlab/collective.py).
+__all__ = ["Context", "all_reduce_sum", "any_rank", "on_main", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -56,22 +59,6 @@ def setup(device: str) -> Context:
 def teardown(ctx: Context) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks in place (no-op on one process)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when `flag` is true on any of them (a stop request, a non-finite loss)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def on_main(ctx: Context, fn: Callable[[], T]) -> T | None:

@@ -22,10 +22,10 @@ from torch import nn
 import cnnlab
 from cnnlab import checkpoint, models, report
 from cnnlab.device import amp_dtype, autocast
-from cnnlab.errors import CnnlabError, NonFiniteLoss
+from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.training import distributed, plan, records, runfolder
-from cnnlab.training.setup import Run
+from cnnlab.training.build import Run
 from cnnlab.training.signals import StopRequest
 
 
@@ -70,9 +70,7 @@ class Loop:
         self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        # Rows of a run from before the test_* columns: its validation set was the test set.
-        self.history = [{**{f"test{k[3:]}": v for k, v in r.items() if k.startswith("val_")}, **r}
-                        for r in saved["metrics"]]  # fmt: skip
+        self.history = list(saved["metrics"])
         self.best_err = float(saved["best_val_top1_err"])
         self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
         self.partial = dict(saved["partial"]) or None
@@ -340,18 +338,6 @@ class Loop:
         runfolder.mark_checkpointed(folder.root)  # from now on a restart may not clear this folder
 
     # -- the end ------------------------------------------------------------------------------------------
-    def _write_report(self) -> None:
-        """report.html, the run on one page (pictures/runpage.py); a run is complete without it, so a
-        failure to draw it is said in one line, not raised."""
-        from cnnlab.pictures.runpage import write_report
-
-        try:
-            page = write_report(self.run.folder.root, device=str(self.ctx.device), say=lambda _: None)
-        except CnnlabError as exc:
-            self.progress.always(f"report.html not written: {exc}")
-            return
-        self.progress.always(f"report: {page}")
-
     def finish(self, stopped: str | None) -> dict[str, Any]:
         """curves.png, then summary.txt last (only for a complete run); the final numbers."""
         final = records.final_numbers(self.history)
@@ -374,8 +360,6 @@ class Loop:
                 "processes": f"{self.ctx.world_size} on {self.ctx.device}",
             }
             self.progress.always(records.write_summary(folder, self.cfg, facts, final))
-            if self.cfg.report:
-                self._write_report()
         elif stopped is not None:
             how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
             self.progress.always(

@@ -1,7 +1,7 @@
 """`train(cfg)`: one run from start to finish, for one process, one GPU or many (torchrun); and the
 function behind the `cnnlab train` command (its flags: command.py).
 
-    set up (setup.build_run)  ->  open the folder  ->  the epochs (loop.Loop)  ->  curves and summary
+    set up (build.build_run)  ->  open the folder  ->  the epochs (loop.Loop)  ->  curves and summary
 
 A signal while the data is read and the model built stops the process at once, with one line and no
 traceback; from the first write to the folder on, it waits for the end of a step (signals.py).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.settings import TrainConfig, asked_from_args, asked_of
 from cnnlab.training import distributed
-from cnnlab.training.config import RunConfig, TrainConfig, from_args, given_fields
+from cnnlab.training.build import build_run
 from cnnlab.training.loop import Loop
 from cnnlab.training.recipes import run_dir_name
 from cnnlab.training.runfolder import RunLock
-from cnnlab.training.setup import build_run
 from cnnlab.training.signals import Interrupt, StoppedBeforeStart, StopRequest
 
 
@@ -33,21 +34,23 @@ class TrainResult:
     history: list[dict[str, Any]]
     final: dict[str, Any]
     model: nn.Module
-    config: RunConfig
+    config: TrainConfig  # resolved
     stopped: str | None = None  # why the run stopped early ("SIGTERM", "stop_after"), None when complete
+    main_process: bool = True  # rank 0 (the only one that writes files)
 
 
-def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
+def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> TrainResult:
     """Train (or resume) one run; the Python API behind `cnnlab train`.
 
-    `given` names the settings the user chose (the CLI passes the flags given); a resumed run refuses
-    to change any other. From Python, every field differing from TrainConfig's default counts as given.
+    `given` names the settings the user chose (the CLI passes the flags given): the recipe fills the
+    others, and a resumed run refuses to change any but the few it may. From Python, every setting that
+    differs from its default counts as given.
     """
     if not cfg.resume and not (cfg.model and cfg.dataset):
         raise CnnlabError("--model and --dataset are required (or --resume --out RUN to continue a run)")
     if cfg.resume and not cfg.out and not (cfg.model and cfg.dataset):
         raise CnnlabError("--resume needs the run folder: --out RUN")
-    given = given_fields(cfg) if given is None else given
+    asked = asked_of(cfg) if given is None else {name: getattr(cfg, name) for name in given}
     stop, lock = StopRequest(), RunLock()
     again = "run the same command again"
     if cfg.resume:
@@ -58,7 +61,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
         try:
             try:
                 ctx = distributed.setup(cfg.device)
-                loop = Loop(build_run(cfg, given, ctx, lock), stop, lock)
+                loop = Loop(build_run(asked, ctx, lock), stop, lock)
                 stop.immediate = False
             except Interrupt:
                 raise stop.before_start("nothing was written", again) from None
@@ -72,7 +75,8 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
             else:
                 stopped = loop.run_epochs()
             final = loop.finish(stopped)
-            return TrainResult(loop.run.folder.root, list(loop.history), final, loop.raw, loop.cfg, stopped)
+            root, history = loop.run.folder.root, list(loop.history)
+            return TrainResult(root, history, final, loop.raw, loop.cfg, stopped, ctx.is_main)
         finally:
             lock.release()
             if ctx is not None:
@@ -80,12 +84,30 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
 
 
 def _cmd_train(args: Any) -> int:
-    cfg, given = from_args(args)
+    asked = asked_from_args(args)
     try:
-        result = train(cfg, given)
+        result = train(TrainConfig().replace(**asked), asked)
     except StoppedBeforeStart as exc:
         print(f"cnnlab: {exc}", file=sys.stderr)
         return 128 + int(getattr(signal, exc.signal_name))
     if result.stopped in ("SIGINT", "SIGTERM"):
         return 128 + int(getattr(signal, result.stopped))
+    if result.stopped is None and result.config.report and result.main_process and result.history:
+        _write_page(result)
     return 0
+
+
+def _write_page(result: TrainResult) -> None:
+    """report.html, the run on one page; a run is complete without it, so a failure to draw it is said in
+    one line, not raised. The command draws it (pictures sit above training); from Python, call
+    `cnnlab.pictures.runpage.write_report(result.run_dir)`."""
+    # Imported here: the pictures layer sits above training (the command line may call both; a
+    # command body that moves to cnnlab/commands/ in phase 2 of issue #21).
+    from cnnlab.pictures.runpage import write_report
+
+    try:
+        page = write_report(result.run_dir, device=result.config.device, say=lambda _: None)
+    except CnnlabError as exc:
+        print(f"report.html not written: {exc}", flush=True)
+        return
+    print(f"report: {page}", flush=True)

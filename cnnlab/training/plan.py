@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from cnnlab import report
+from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.training import recipes
-from cnnlab.training.config import RunConfig
 
 LONG_CPU_EPOCHS = 20
 ETA_AFTER = 10  # steps timed before the first whole-run estimate (after WARMUP_STEPS untimed ones)
@@ -24,7 +24,7 @@ def _n(count: int) -> str:
     return f"{count:,}"
 
 
-def validation_text(cfg: RunConfig, val_images: int) -> str:
+def validation_text(cfg: TrainConfig, val_images: int) -> str:
     """Which images `val_*` measures and what is chosen on them (plan line, summary, config.json)."""
     if cfg.val_split:
         chosen = "best.pt" + (" and the lr drops" if cfg.schedule == "plateau" else "")
@@ -36,13 +36,13 @@ def validation_text(cfg: RunConfig, val_images: int) -> str:
     return f"the test set (no --val-split): nothing is chosen on it, best.pt is the last epoch{drops}"
 
 
-def layout_note(cfg: RunConfig) -> str:
+def layout_note(cfg: TrainConfig) -> str:
     """A torchvision-compatible model the recipe would have changed the layout of: said, not done."""
     if not recipes.keeps_torchvision_layout(cfg.model):
         return ""
     withheld = [
         k
-        for k, v in recipes.RECIPES[cfg.recipe].switches.items()
+        for k, v in RECIPE_TABLE[cfg.recipe].items()
         if k in recipes.LAYOUT_SWITCHES and k in cfg.model_options and cfg.model_options[k] != v
     ]
     if not withheld:
@@ -54,7 +54,7 @@ def layout_note(cfg: RunConfig) -> str:
     )
 
 
-def plan_lines(cfg: RunConfig, run: Any, device: str, parameters: int) -> list[str]:
+def plan_lines(cfg: TrainConfig, run: Any, device: str, parameters: int) -> list[str]:
     steps = len(run.train_loader)
     sets = f"{_n(len(run.train_ds))} training"
     if run.test_loader is not None:

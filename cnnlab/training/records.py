@@ -17,16 +17,15 @@ import torch
 import cnnlab
 from cnnlab import report
 from cnnlab.checkpoint import write_text
-from cnnlab.training.config import RunConfig
-from cnnlab.training.recipes import RECIPES
+from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.training.runfolder import RunFolder
 
 
-def write_config(folder: RunFolder, cfg: RunConfig, facts: dict[str, Any]) -> None:
+def write_config(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any]) -> None:
     """config.json: every resolved setting, the recipe it came from, the model, data and versions."""
     doc = {
         "config": cfg.to_dict(),
-        "recipe": {"name": cfg.recipe, **dict(vars(RECIPES[cfg.recipe]))},
+        "recipe": {"name": cfg.recipe, "overrides": RECIPE_TABLE[cfg.recipe]},
         **facts,
         "versions": {
             "python": platform.python_version(),
@@ -77,7 +76,7 @@ def final_numbers(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return final
 
 
-def write_summary(folder: RunFolder, cfg: RunConfig, facts: dict[str, Any], final: dict[str, Any]) -> str:
+def write_summary(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any], final: dict[str, Any]) -> str:
     """summary.txt, the run's last file; returns the closing line to print. Each number names its set."""
     held_out = cfg.val_split > 0
     sets = f"{facts['train_images']} train / {facts['test_images']} test images"

@@ -8,6 +8,7 @@ command line: cnnlab never imports code that a checkpoint names.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,15 @@ from cnnlab import checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import user
 from cnnlab.models.registry import coerce_switch
-from cnnlab.training import recipes
-from cnnlab.training.config import (
+from cnnlab.settings import (
     MODEL_SWITCHES,
     PER_INVOCATION,
     RESUME_MAY_CHANGE,
-    RunConfig,
     TrainConfig,
     flag,
     parse_model_options,
 )
+from cnnlab.training import recipes
 from cnnlab.training.runfolder import RunFolder
 
 
@@ -37,9 +37,16 @@ def checkpoint_to_resume(folder: RunFolder) -> dict[str, Any]:
     return checkpoint.load(folder.last)
 
 
-def resume_config(asked: TrainConfig, given: set[str], saved: dict[str, Any], folder: RunFolder) -> RunConfig:
+def saved_config(saved: dict[str, Any], where: object) -> TrainConfig:
+    """The settings a checkpoint recorded."""
+    return TrainConfig.from_dict(saved["config"], str(where))
+
+
+def resume_config(asked: Mapping[str, Any], saved: dict[str, Any], folder: RunFolder) -> TrainConfig:
     """The run's saved config with the few settings a resumed run may change; refuse any other change."""
-    run = recipes.from_saved(saved["config"], saved["model_options"])
+    run = saved_config(saved, folder.last)
+    given = set(asked)
+    plain = TrainConfig().replace(**asked)
     name = str(saved["model_name"])
     where = f"the run in {folder.root} trained {name} with {saved['num_classes']} classes"
     if user.is_user_spec(name) and "model" not in given:
@@ -47,33 +54,32 @@ def resume_config(asked: TrainConfig, given: set[str], saved: dict[str, Any], fo
             f"--resume: the run in {folder.root} trained your own network {name}; cnnlab never imports code "
             f"a checkpoint names: pass --model {name} (the same file) to resume it"
         )
-    if "model" in given and not same_network(asked.model, name):
+    if "model" in given and not same_network(plain.model, name):
         raise CnnlabError(
-            f"--resume: {folder.last} holds model {name!r}, not {asked.model!r}; "
+            f"--resume: {folder.last} holds model {name!r}, not {plain.model!r}; "
             "drop --model or use another --out"
         )
     # An image folder that moved is the same data when its content hash says so (`check_same_data`).
-    moved = "dataset" in given and asked.dataset != run.dataset
-    if moved and not (asked.dataset.startswith("folder:") and run.dataset.startswith("folder:")):
+    moved = "dataset" in given and plain.dataset != run.dataset
+    if moved and not (plain.dataset.startswith("folder:") and run.dataset.startswith("folder:")):
         raise CnnlabError(
-            f"--resume: {where} on {run.dataset!r}, not {asked.dataset!r}; "
+            f"--resume: {where} on {run.dataset!r}, not {plain.dataset!r}; "
             "drop --dataset or use another --out"
         )
     _refuse_changes(asked, given - _same_split(asked, run, saved), run)
-    changes: dict[str, Any] = {
-        name: getattr(asked, name) for name in given & (RESUME_MAY_CHANGE - PER_INVOCATION)
-    }
+    changes: dict[str, Any] = {name: asked[name] for name in given & (RESUME_MAY_CHANGE - PER_INVOCATION)}
     if moved:
-        changes["dataset"] = asked.dataset
+        changes["dataset"] = plain.dataset
     merged = run.replace(
         **changes,
         out=str(folder.root),  # the folder may have moved since
         resume=True,
         overwrite=False,
-        device=asked.device,
-        workers=asked.workers,
-        progress=asked.progress,
-        stop_after=asked.stop_after or 0,
+        device=plain.device,
+        workers=plain.workers,
+        progress=plain.progress,
+        stop_after=plain.stop_after,
+        download=plain.download,
     )
     trained = int(saved["epoch"]) + (1 if int(saved["step"]) else 0)  # a started epoch counts
     if merged.epochs < trained:
@@ -100,13 +106,13 @@ def same_network(asked: str, recorded: str) -> bool:
     return a == b or (a.endswith(".py") and b.endswith(".py") and Path(a).resolve() == Path(b).resolve())
 
 
-def _refuse_changes(asked: TrainConfig, given: set[str], run: RunConfig) -> None:
+def _refuse_changes(asked: Mapping[str, Any], given: set[str], run: TrainConfig) -> None:
     """A resumed run keeps its settings: any other flag given must say what the run already has."""
     changed = []
     for name in sorted(given - RESUME_MAY_CHANGE - {"model", "dataset", "model_opt", *MODEL_SWITCHES}):
-        have = run.amp_dtype != "none" if name == "amp" else getattr(run, name)
-        if getattr(asked, name) != have:
-            changed.append(f"{flag(name)} {getattr(asked, name)!r} differs from the run's {have!r}")
+        have = getattr(run, name)
+        if asked[name] != have:
+            changed.append(f"{flag(name)} {asked[name]!r} differs from the run's {have!r}")
     for key, value in parse_model_options(asked).items():
         have = run.model_options.get(key)
         if have is None or not _same_option(key, value, have):
@@ -120,15 +126,15 @@ def _refuse_changes(asked: TrainConfig, given: set[str], run: RunConfig) -> None
         )
 
 
-def _same_split(asked: TrainConfig, run: RunConfig, saved: dict[str, Any]) -> set[str]:
+def _same_split(asked: Mapping[str, Any], run: TrainConfig, saved: dict[str, Any]) -> set[str]:
     """{"val_split"} when --val-split, a count or a fraction, asks for the split the run holds out."""
-    if asked.val_split is None:
+    if "val_split" not in asked:
         return set()
     trained_on = saved.get("dataset", {}).get("count") if isinstance(saved.get("dataset"), dict) else None
     if not isinstance(trained_on, int):
         return set()
     try:
-        same = recipes.held_out(asked.val_split, 0.0, trained_on + run.val_split) == run.val_split
+        same = recipes.held_out(asked["val_split"], 0.0, trained_on + int(run.val_split)) == run.val_split
     except CnnlabError:
         return set()
     return {"val_split"} if same else set()
@@ -145,7 +151,7 @@ def _same_option(key: str, value: Any, have: Any) -> bool:
 
 
 def check_same_data(
-    folder: RunFolder, saved: dict[str, Any], train_ds: Any, val_ds: Any, test_ds: Any, cfg: RunConfig
+    folder: RunFolder, saved: dict[str, Any], train_ds: Any, val_ds: Any, test_ds: Any, cfg: TrainConfig
 ) -> None:
     """Refuse to resume on data other than the run's: the checkpoint records the training set's identity
     and config.json the validation and test sets', each with a content hash (`identity()`). --data-dir
@@ -156,7 +162,7 @@ def check_same_data(
             f"--resume: the checkpoint's {saved['model_name']} has {saved['num_classes']} classes, "
             f"data set {cfg.dataset!r} has {len(train_ds.classes)}"
         )
-    moved = cfg.dataset != recipes.from_saved(saved["config"], saved["model_options"]).dataset
+    moved = cfg.dataset != saved_config(saved, folder.last).dataset
     try:
         recorded = json.loads(folder.config.read_text())["data"]
     except (OSError, ValueError, KeyError, TypeError):

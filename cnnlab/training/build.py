@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from torch import nn
 from cnnlab import checkpoint, data, limits, models
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained, user
+from cnnlab.settings import TrainConfig, check
 from cnnlab.training import distributed, recipes, resume
-from cnnlab.training.config import RunConfig, TrainConfig, check
 from cnnlab.training.distributed import Context
 from cnnlab.training.runfolder import RunFolder, RunLock, check_dir
 from cnnlab.training.split import hold_out
@@ -32,7 +33,7 @@ from cnnlab.training.split import hold_out
 class Run:
     """One training run, built and checked: what the loop trains. Its folder is not yet written."""
 
-    cfg: RunConfig
+    cfg: TrainConfig
     folder: RunFolder
     ctx: Context
     train_ds: Any
@@ -65,21 +66,23 @@ class Run:
         return self.cfg.val_split > 0
 
 
-def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) -> Run:
-    """Every step of setting a run up; raises CnnlabError (touching nothing) on anything impossible."""
+def build_run(asked: Mapping[str, Any], ctx: Context, lock: RunLock) -> Run:
+    """Every step of setting a run up from the settings the user gave; raises CnnlabError (touching
+    nothing) on anything impossible."""
     t0 = time.perf_counter()
-    check(asked)  # the flags as given: refuse impossible values before reading anything
-    folder = RunFolder(Path(recipes.run_dir_name(asked)))
+    check(asked)  # the settings as given: refuse impossible values before reading anything
+    plain = TrainConfig().replace(**asked)  # what the user gave, no recipe yet: enough to find the data
+    folder = RunFolder(Path(recipes.run_dir_name(plain)))
     # A folder that another process is training into is refused first, before anything is read.
     distributed.on_main(ctx, lambda: lock.acquire(folder.root, create=False))
     saved: dict[str, Any] | None = None
-    if asked.resume:
+    if plain.resume:
         saved = resume.checkpoint_to_resume(folder)
-        cfg = resume.resume_config(asked, given, saved, folder)
-        train_ds, val_ds, test_ds = run_datasets(cfg)
+        cfg = resume.resume_config(asked, saved, folder)
+        train_ds, val_ds, test_ds = _split(cfg, *_read_data(cfg, plain.download))
         resume.check_same_data(folder, saved, train_ds, val_ds, test_ds, cfg)
     else:
-        full_train, test_ds = _read_data(asked)
+        full_train, test_ds = _read_data(plain, plain.download)
         cfg = _resolve(asked, full_train, ctx)
         train_ds, val_ds, test_ds = _split(cfg, full_train, test_ds)
     distributed.on_main(ctx, lambda: check_dir(folder.root, cfg.resume, cfg.overwrite))
@@ -106,15 +109,15 @@ def build_run(asked: TrainConfig, given: set[str], ctx: Context, lock: RunLock) 
 # -- the data, the resolved config and the held-out split ----------------------------------------------------
 
 
-def run_datasets(cfg: RunConfig) -> tuple[Any, Any, Any]:
-    """A run's (train, validation, test) sets, drawn as the run drew them: for a resume, or to evaluate a
-    finished run on the very images it learnt from or was scored on."""
-    return _split(cfg, *_read_data(cfg))
+def run_datasets(cfg: TrainConfig) -> tuple[Any, Any, Any]:
+    """A finished run's (train, validation, test) sets, drawn as the run drew them, to evaluate it on the
+    very images it learnt from or was scored on (a saved run never downloads)."""
+    return _split(cfg, *_read_data(cfg, download=False))
 
 
-def _read_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
+def _read_data(cfg: TrainConfig, download: bool) -> tuple[Any, Any]:
     """The training set (a random subset with --limit-train) and the test set (its first --limit-val)."""
-    where, download = cfg.data_dir or None, getattr(cfg, "download", False)  # a RunConfig never downloads
+    where = cfg.data_dir or None
     train_ds = data.load(cfg.dataset, "train", where, download, skip_bad_images=cfg.skip_bad_images)
     test_ds = data.load(cfg.dataset, "test", where, download, skip_bad_images=cfg.skip_bad_images)
     return data.limit(train_ds, cfg.limit_train, cfg.seed, True), data.limit(
@@ -122,27 +125,29 @@ def _read_data(cfg: TrainConfig | RunConfig) -> tuple[Any, Any]:
     )
 
 
-def _resolve(asked: TrainConfig, train_ds: Any, ctx: Context) -> RunConfig:
+def _resolve(asked: Mapping[str, Any], train_ds: Any, ctx: Context) -> TrainConfig:
     """A new run: the recipe's values fill what the user left unset (the data's side decides resizing)."""
     side = getattr(train_ds, "image_size", (0, 0))
     native = side[0] if side[0] == side[1] else 0
-    if user.is_user_spec(asked.model):  # no switches of ours; the input side is the data's (or the paper's)
+    if user.is_user_spec(
+        asked["model"]
+    ):  # no switches of ours; the input side is the data's (or the paper's)
         size, switches = native or 224, {}
     else:
-        info = models.info(asked.model)
+        info = models.info(asked["model"])
         size, switches = info.input_size, dict(info.switches)
     facts = recipes.Facts(native, len(train_ds), size, switches)
     return recipes.resolve(asked, facts, ctx.device.type)
 
 
-def _split(cfg: RunConfig, train_ds: Any, test_ds: Any) -> tuple[Any, Any, Any]:
+def _split(cfg: TrainConfig, train_ds: Any, test_ds: Any) -> tuple[Any, Any, Any]:
     """(train, validation, test): --val-split images held out of the training set, or validation = test."""
     if not cfg.val_split:
         return train_ds, test_ds, test_ds
-    return (*hold_out(train_ds, cfg.val_split, cfg.seed), test_ds)
+    return (*hold_out(train_ds, int(cfg.val_split), cfg.seed), test_ds)
 
 
-def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
+def _check_memory(cfg: TrainConfig, train_ds: Any, ctx: Context) -> None:
     """Refuse sizes that cannot fit (an --input-size or --resize of 10^5, a --pad of 10^9) before anything
     is allocated: a batch's images as the augmentation holds them, and the net's activations for it."""
     from cnnlab import summary
@@ -167,7 +172,7 @@ def _check_memory(cfg: RunConfig, train_ds: Any, ctx: Context) -> None:
 # -- the network, the weights it starts from, the layers it keeps ------------------------------------------
 
 
-def _build_network(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Module:
+def _build_network(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.Module:
     """The zoo's model, or the user's own network (its file imported: it was named on this command line)."""
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every rerun
     if not user.is_user_spec(cfg.model):
@@ -179,7 +184,7 @@ def _build_network(cfg: RunConfig, num_classes: int, in_channels: int) -> nn.Mod
     return _user_network(cfg, num_classes, torch.zeros(1, in_channels, cfg.input_size, cfg.input_size))
 
 
-def _user_network(cfg: RunConfig, num_classes: int, x: torch.Tensor) -> nn.Module:
+def _user_network(cfg: TrainConfig, num_classes: int, x: torch.Tensor) -> nn.Module:
     """`--model FILE.py:Class`, built with --model-opt KEY=VALUE as its constructor's keyword arguments."""
     model = user.load_user_model(cfg.model, **cfg.model_options)
     in_channels = x.shape[1]
@@ -215,8 +220,8 @@ def network_source(spec: str) -> dict[str, str]:
 
 
 def _start_weights(
-    cfg: RunConfig, model: nn.Module, saved: dict[str, Any] | None
-) -> tuple[RunConfig, list[str]]:
+    cfg: TrainConfig, model: nn.Module, saved: dict[str, Any] | None
+) -> tuple[TrainConfig, list[str]]:
     """The weights the run starts from: the checkpoint's when resuming, else --weights (digest recorded)."""
     if saved is not None:
         checkpoint.load_weights(model, saved)
@@ -227,7 +232,7 @@ def _start_weights(
     return cfg.replace(weights_sha256=loaded.sha256), list(loaded.notes)
 
 
-def _freeze(cfg: RunConfig, model: nn.Module) -> pretrained.Frozen | None:
+def _freeze(cfg: TrainConfig, model: nn.Module) -> pretrained.Frozen | None:
     if not cfg.freeze:
         return None
     frozen = pretrained.freeze(model, cfg.freeze)
@@ -236,7 +241,7 @@ def _freeze(cfg: RunConfig, model: nn.Module) -> pretrained.Frozen | None:
     return frozen
 
 
-def _place(cfg: RunConfig, model: nn.Module, ctx: Context) -> nn.Module:
+def _place(cfg: TrainConfig, model: nn.Module, ctx: Context) -> nn.Module:
     model = model.to(ctx.device)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
@@ -245,7 +250,7 @@ def _place(cfg: RunConfig, model: nn.Module, ctx: Context) -> nn.Module:
 
 
 def _preprocessing(
-    cfg: RunConfig, train_ds: Any, saved: dict[str, Any] | None
+    cfg: TrainConfig, train_ds: Any, saved: dict[str, Any] | None
 ) -> tuple[data.DataStats, data.AugmentConfig]:
     """The normalisation statistics (the run's own when resuming) and the augmentation settings."""
     stats = data.DataStats.from_dict(saved["data_stats"]) if saved else data.compute_stats(train_ds)
@@ -263,7 +268,7 @@ def _preprocessing(
 
 
 def _loaders(
-    cfg: RunConfig,
+    cfg: TrainConfig,
     ctx: Context,
     train_ds: Any,
     val_ds: Any,
