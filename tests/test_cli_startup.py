@@ -47,6 +47,12 @@ def probe(*argv: str) -> tuple[int, bool, str]:
         ["reproduce", "--help"],
         ["trian"],  # an unknown command
         ["train", "--epochs", "many"],  # a bad value
+        # Impossible values of `train`'s settings are refused at parse time, like every command's.
+        ["train", "--model", "alexnet_small", "--dataset", "digits", "--epochs", "0"],
+        ["train", "--model", "alexnet_small", "--dataset", "digits", "--seed", str(2**64)],
+        ["train", "--model", "alexnet_small", "--dataset", "digits", "--lr", "nan"],
+        ["train", "--model", "alexnet_small", "--dataset", "digits", "--val-split", "1.5"],
+        ["train", "--model", "alexnet_small", "--dataset", "digits", "--momentum", "1"],
         ["eval", "x.pt", "--views", "tencop"],  # a bad choice
         ["export", "x.pt"],  # a missing required flag
     ],

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from cnnlab import checkpoint, report
-from cnnlab.training import TrainConfig, train
+from cnnlab.training import train
 
 ARGS = {
     "model": "alexnet_small", "dataset": "digits", "recipe": "paper", "epochs": "3", "batch-size": "128",
@@ -61,7 +61,7 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert doc["distributed"]["world_size"] == 2
 
-    single = train(TrainConfig(
+    single = train(dict(
         model="alexnet_small", dataset="digits", recipe="paper", epochs=3, batch_size=128, limit_train=160,
         val_split=32, limit_val=101, input_size=8, lr=0.05, dropout=0.0, val_views="flip", batch_norm=False,
         random_crop=False, flip=False, pca_std=0.0, model_opt=["width=0.25"], progress="none", out=str(tmp_path / "one"), report=False,  # noqa: E501

@@ -20,6 +20,7 @@ from _formats import write_cifar_batch, write_cifar_meta
 
 from cnnlab import cli
 from cnnlab.data import cifar
+from cnnlab.errors import CnnlabError
 from cnnlab.experiments import CLAIM_MODULES, budget, dropout, ensemble, paper_init, relu_tanh, reproduce
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import SMOKE, write_index
@@ -39,6 +40,7 @@ from cnnlab.experiments.verdict import (
     t_interval,
     t_quantile,
 )
+from cnnlab.settings import TrainConfig
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -200,24 +202,22 @@ def test_every_claim_has_a_module_a_paper_number_and_budgets_name_a_threshold() 
     )  # the small budget's paper-init reuses the baseline runs
 
 
-def test_runs_hold_a_split_out_where_train_can(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_hold_a_split_out() -> None:
     small = budget.get("small")
-    monkeypatch.setattr(budget, "has_val_split", lambda: True)
     fields = budget.setting(small, "standard", dataset="fashion-mnist", model="alexnet_small")
     assert fields["val_split"] == small.val_split
     assert fields["limit_train"] == small.settings["standard"]["limit_train"] + small.val_split
-    monkeypatch.setattr(budget, "has_val_split", lambda: False)
-    fields = budget.setting(small, "standard", dataset="fashion-mnist", model="alexnet_small")
-    assert "val_split" not in fields and fields["limit_train"] == small.settings["standard"]["limit_train"]
 
 
 def test_numbers_come_from_the_test_columns_and_choices_from_the_held_out_ones(tmp_path: Path) -> None:
-    old = Run(Arm("a", "a"), 0, tmp_path, [{"val_top1_err": 0.3}])
-    assert old.test("top1_err") == "val_top1_err" and not old.held_out  # before --val-split: val = test
-    new = Run(Arm("a", "a"), 0, tmp_path, [{"val_top1_err": 0.3, "test_top1_err": 0.2}])
-    assert new.test("top1_err") == "test_top1_err" and new.heldout("top1_err") == "val_top1_err"
+    run = Run(Arm("a", "a"), 0, tmp_path, [{"val_top1_err": 0.3, "test_top1_err": 0.2}])
+    assert run.test("top1_err") == "test_top1_err" and run.heldout("top1_err") == "val_top1_err"
+    # A run's settings are read through TrainConfig: a config.json of another layout is refused in one line.
     (tmp_path / "config.json").write_text(json.dumps({"config": {"val_split": 500}}))
-    assert new.held_out
+    with pytest.raises(CnnlabError, match="holds no config of this cnnlab's layout"):
+        assert run.held_out
+    (tmp_path / "config.json").write_text(json.dumps({"config": TrainConfig(val_split=500).to_dict()}))
+    assert run.held_out and run.config.val_split == 500
 
 
 # -- the machinery on the tiny budget -------------------------------------------------------------------

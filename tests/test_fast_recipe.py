@@ -11,7 +11,6 @@ from conftest import fashion_mnist_installed
 from cnnlab import models
 from cnnlab.device import fast_amp_dtype
 from cnnlab.training import TrainConfig, train
-from cnnlab.settings import TrainConfig as Asked
 from cnnlab.training.recipes import Facts, Schedule, resolve
 
 
@@ -25,19 +24,19 @@ def test_onecycle_peaks_lower_when_the_run_is_too_short_to_warm_up() -> None:
     assert lrs[-1] == 0.0
 
 
-def resolved(**kw: object) -> object:
-    asked = Asked(model="alexnet_small", dataset="fashion-mnist", **kw)  # type: ignore[arg-type]
+def resolved(**kw: object) -> TrainConfig:
+    asked = {"model": "alexnet_small", "dataset": "fashion-mnist", **kw}
     facts = Facts(28, 60_000, 28, dict(models.info("alexnet_small").switches))
     return resolve(asked, facts, "cpu")
 
 
 def test_fast_recipe_takes_mixed_precision_only_where_it_is_fast() -> None:
     cfg = resolved(recipe="fast")
-    assert cfg.amp_dtype == fast_amp_dtype("cpu")  # type: ignore[attr-defined]
-    assert cfg.model_options["pool_early"] is True  # type: ignore[attr-defined]
-    assert resolved(recipe="fast", amp=False).amp_dtype == "none"  # type: ignore[attr-defined]
-    assert resolved(recipe="paper").amp_dtype == "none"  # type: ignore[attr-defined]
-    assert resolved(recipe="paper", amp=True).amp_dtype == "bf16"  # type: ignore[attr-defined]
+    assert cfg.amp_dtype == fast_amp_dtype("cpu")
+    assert cfg.model_options["pool_early"] is True
+    assert resolved(recipe="fast", amp=False).amp_dtype == "none"
+    assert resolved(recipe="paper").amp_dtype == "none"
+    assert resolved(recipe="paper", amp=True).amp_dtype == "bf16"
     assert fast_amp_dtype("cuda") == "fp16"
 
 

@@ -151,8 +151,15 @@ def test_page_renders_in_a_browser(page: Path, tmp_path: Path) -> None:
 
 
 def test_train_writes_the_page_at_the_end_unless_asked_not_to(tmp_path: Path) -> None:
-    with_page = train(tiny(tmp_path / "with", epochs=1, dropout=0.0, report=True))
-    page = with_page.run_dir / "report.html"
+    # The command draws the page (pictures sit above training); train() from Python leaves it out.
+    args = ["train", "--model", "alexnet_small", "--dataset", "digits", "--recipe", "fast", "--epochs", "1",
+            "--batch-size", "64", "--input-size", "8", "--model-opt", "width=0.25", "--dropout", "0",
+            "--progress", "none"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "with")]) == 0
+    page = tmp_path / "with" / "report.html"
     assert page.is_file() and len(images_of(page.read_text())) >= 4
-    without = train(tiny(tmp_path / "without", epochs=1, dropout=0.0, report=False))
-    assert not (without.run_dir / "report.html").exists()
+    assert main([*args, "--out", str(tmp_path / "without"), "--no-report"]) == 0
+    assert (tmp_path / "without" / "summary.txt").is_file()
+    assert not (tmp_path / "without" / "report.html").exists()
+    quiet = train(tiny(tmp_path / "python", epochs=1, dropout=0.0, report=True))
+    assert not (quiet.run_dir / "report.html").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -17,7 +16,7 @@ from test_train import tiny
 
 from cnnlab import checkpoint, models
 from cnnlab.errors import CnnlabError
-from cnnlab.training import TrainConfig, train
+from cnnlab.training import train
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +54,8 @@ def test_weights_then_freeze_keeps_the_frozen_layers_and_their_statistics(
 def test_a_resumed_fine_tune_keeps_its_layers_frozen(tmp_path: Path, source: Path) -> None:
     start = checkpoint.load(source)["model"]
     cfg = tiny(tmp_path / "run", epochs=2, weights=str(source), freeze="features")
-    assert train(dataclasses.replace(cfg, stop_after=25)).stopped == "stop_after"
-    resumed = train(TrainConfig(out=str(tmp_path / "run"), resume=True, progress="none"))
+    assert train({**cfg, "stop_after": 25}).stopped == "stop_after"
+    resumed = train({"out": str(tmp_path / "run"), "resume": True, "progress": "none"})
     assert torch.equal(resumed.model.state_dict()["features.conv2.weight"], start["features.conv2.weight"])
     assert torch.equal(
         resumed.model.state_dict()["features.bn2.running_mean"], start["features.bn2.running_mean"]

@@ -16,7 +16,7 @@ from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
 from cnnlab import checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.training import TrainConfig, train
+from cnnlab.training import train
 
 
 def _ckpt(value: float) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
     ckpt = checkpoint.load(out / "checkpoints" / "last.pt")
     assert ckpt["step"] > 0 and ckpt["partial"]["count"] == ckpt["step"] * 16  # the mid-epoch position
     assert not (out / "summary.txt").exists()
-    resumed = train(TrainConfig(out=str(out), resume=True, stop_after=2, progress="none"))
+    resumed = train({"out": str(out), "resume": True, "stop_after": 2, "progress": "none"})
     after = checkpoint.load(out / "checkpoints" / "last.pt")
     assert resumed.stopped == "stop_after"
     assert (after["epoch"], after["step"]) == (ckpt["epoch"], ckpt["step"] + 2)

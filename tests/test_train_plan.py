@@ -55,8 +55,8 @@ def test_a_long_cpu_run_is_warned_about(tmp_path: Path, capsys: pytest.CaptureFi
 
 def resolved(model: str, **asked: Any) -> Any:
     info = models.info(model)
-    cfg = TrainConfig(model=model, dataset="digits", **asked)
-    return resolve(cfg, Facts(0, 1000, info.input_size, dict(info.switches)), "cpu")
+    settings = {"model": model, "dataset": "digits", **asked}
+    return resolve(settings, Facts(0, 1000, info.input_size, dict(info.switches)), "cpu")
 
 
 def test_model_options_record_every_switch_as_built() -> None:

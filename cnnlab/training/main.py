@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,18 +39,25 @@ class TrainResult:
     main_process: bool = True  # rank 0 (the only one that writes files)
 
 
-def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> TrainResult:
+def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None = None) -> TrainResult:
     """Train (or resume) one run; the Python API behind `cnnlab train`.
 
-    `given` names the settings the user chose (the CLI passes the flags given): the recipe fills the
-    others, and a resumed run refuses to change any but the few it may. From Python, every setting that
-    differs from its default counts as given.
+    What the user gave decides: the recipe fills the other settings, and a resumed run refuses to change
+    any but the few it may. A mapping is exactly what was given; of a TrainConfig, the settings named in
+    `given` (the CLI passes the flags given), or else every setting that differs from its default (so
+    `TrainConfig(recipe="fast", amp=False)` leaves amp to the recipe: pass {"recipe": "fast", "amp": False}).
     """
+    if isinstance(settings, Mapping):
+        asked = dict(settings)
+    elif given is None:
+        asked = asked_of(settings)
+    else:
+        asked = {name: getattr(settings, name) for name in given}
+    cfg = TrainConfig().replace(**asked)
     if not cfg.resume and not (cfg.model and cfg.dataset):
         raise CnnlabError("--model and --dataset are required (or --resume --out RUN to continue a run)")
     if cfg.resume and not cfg.out and not (cfg.model and cfg.dataset):
         raise CnnlabError("--resume needs the run folder: --out RUN")
-    asked = asked_of(cfg) if given is None else {name: getattr(cfg, name) for name in given}
     stop, lock = StopRequest(), RunLock()
     again = "run the same command again"
     if cfg.resume:
@@ -86,7 +93,7 @@ def train(cfg: TrainConfig, given: Iterable[str] | None = None) -> TrainResult:
 def _cmd_train(args: Any) -> int:
     asked = asked_from_args(args)
     try:
-        result = train(TrainConfig().replace(**asked), asked)
+        result = train(asked)
     except StoppedBeforeStart as exc:
         print(f"cnnlab: {exc}", file=sys.stderr)
         return 128 + int(getattr(signal, exc.signal_name))
