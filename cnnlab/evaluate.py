@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import collective, outfiles
+from cnnlab import checkpoint, collective, data, outfiles, report
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
 
@@ -182,8 +182,6 @@ def evaluate_checkpoints(
 ) -> dict[str, Any]:
     """Evaluate each checkpoint (with its own preprocessing) and, for several, their ensemble. `model`
     names the user's own network for checkpoints that hold one (`checkpoint.build_model`)."""
-    from cnnlab import checkpoint, data
-
     if not paths:
         raise CnnlabError("give at least one checkpoint")
     if limit is not None and limit < 1:
@@ -239,8 +237,6 @@ def _print_result(result: dict[str, Any]) -> None:
 
 
 def _cmd_eval(args: Any) -> int:
-    from cnnlab import report
-
     # Checked before minutes of evaluation: the folder the results go to.
     if args.out is not None:
         outfiles.check_folder(args.out, "--out")  # an empty --out is an error, not the default

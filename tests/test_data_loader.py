@@ -135,8 +135,10 @@ def test_cli_data_command(capsys: pytest.CaptureFixture[str], tmp_path: object) 
 def test_add_data_args() -> None:
     import argparse
 
+    from cnnlab.commands.common import add_data_args
+
     parser = argparse.ArgumentParser()
-    data.add_data_args(parser)
+    add_data_args(parser)
     args = parser.parse_args(["--dataset", "digits", "--data-dir", "/x", "--skip-bad-images"])
     assert (args.dataset, args.data_dir, args.download, args.skip_bad_images) == ("digits", "/x", False, True)
     ds = data.load_from_args(parser.parse_args(["--dataset", "digits"]), "test")

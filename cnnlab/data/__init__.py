@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.commands.common import add_data_args  # the flags live with the others, torch-free
 from cnnlab.data.augment import (
     NORMALIZE,
     PCA_SCALES,
@@ -42,7 +41,6 @@ __all__ = [
     "BatchLoader",
     "DataStats",
     "FolderDataset",
-    "add_data_args",
     "cache_dir",
     "compute_stats",
     "crop_flip",
@@ -60,7 +58,7 @@ __all__ = [
 
 
 def load_from_args(args: argparse.Namespace, split: str) -> ArrayDataset | FolderDataset:
-    """`load` with the flags `add_data_args` added."""
+    """`load` with the data flags every command shares (commands.common.add_data_args)."""
     return load(
         args.dataset,
         split,

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, data, limits, models
+from cnnlab import checkpoint, data, limits, models, summary
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained, user
 from cnnlab.settings import TrainConfig, check
@@ -150,8 +150,6 @@ def _split(cfg: TrainConfig, train_ds: Any, test_ds: Any) -> tuple[Any, Any, Any
 def _check_memory(cfg: TrainConfig, train_ds: Any, ctx: Context) -> None:
     """Refuse sizes that cannot fit (an --input-size or --resize of 10^5, a --pad of 10^9) before anything
     is allocated: a batch's images as the augmentation holds them, and the net's activations for it."""
-    from cnnlab import summary
-
     channels = int(getattr(train_ds, "channels", 3))
     per_rank = max(1, cfg.batch_size // ctx.world_size)
     side = max(cfg.input_size, cfg.resize) + 2 * cfg.pad
