@@ -9,8 +9,10 @@ traceback). With these types argparse refuses them like any unknown flag: `cnnla
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 def _whole(text: str) -> int:
@@ -103,3 +105,31 @@ positive_number.__name__ = "number > 0"
 non_negative_number.__name__ = "number >= 0"
 fraction.__name__ = "fraction"
 count_or_fraction.__name__ = "count or fraction"
+
+
+def split_key_value(text: str) -> tuple[str, str]:
+    """KEY=VALUE (--model-opt, --kwargs) as (key, value): the key a Python name (dashes as underscores)."""
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: write key=value, e.g. width=0.5")
+    return key, value.strip()
+
+
+def key_value(text: str) -> str:
+    """A KEY=VALUE flag, checked and kept as written."""
+    split_key_value(text)
+    return text
+
+
+def literal(value: Any) -> Any:
+    """A KEY=VALUE value for a user's network: a Python literal (10, 0.5, True, (3, 3)) or the string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+key_value.__name__ = "KEY=VALUE"

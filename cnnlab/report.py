@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnlab.checkpoint import write_bytes, write_text
+from cnnlab.texttable import pct
 
 # metrics.csv columns, in order; the training loop fills one row per epoch. `val_*` is the set the run
 # chooses on (a held-out part of the training set, or the test set when there is none), `test_*` the
@@ -199,10 +200,6 @@ def format_seconds(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def pct(err: float) -> str:
-    return "n/a" if math.isnan(err) else f"{100 * err:.2f}%"
 
 
 def epoch_line(row: Mapping[str, Any], epochs: int, held_out: bool = False, eta: float | None = None) -> str:

@@ -112,7 +112,9 @@ class TrainConfig:
     init: str | None = _f(None, "weight init scheme (e.g. paper, kaiming)", section="5")
     batch_norm: bool | None = _f(None, "batch-norm variant of the model")
     pool_early: bool | None = _f(None, "each pool straight after its conv (cheaper; same weights)")
-    model_opt: list[str] = _f([], "any other model switch as KEY=VALUE (repeatable), e.g. width=0.5")  # noqa: RUF009
+    model_opt: list[str] = _f(  # noqa: RUF009 (a field() with a default_factory, like the others)
+        [], "any other model switch as KEY=VALUE (repeatable), e.g. width=0.5", parse=argtypes.key_value
+    )
     model_options: dict[str, Any] = _f(  # noqa: RUF009 (a field() with a default_factory, like the others)
         {}, "every switch the model is built with: its defaults, the recipe's, the flags", flag=False
     )
@@ -258,10 +260,11 @@ def check(asked: Mapping[str, Any]) -> None:
         if meta["choices"] and value not in meta["choices"]:
             raise CnnlabError(f"{flag(name)} {value!r}: choose one of {', '.join(meta['choices'])}")
         if meta["parse"] is not None:
-            try:
-                meta["parse"](str(value))
-            except argparse.ArgumentTypeError as exc:
-                raise CnnlabError(f"argument {flag(name)}: {exc}") from None
+            for item in value if isinstance(value, list) else [value]:
+                try:
+                    meta["parse"](str(item))
+                except argparse.ArgumentTypeError as exc:
+                    raise CnnlabError(f"argument {flag(name)}: {exc}") from None
     if asked.get("nesterov") and asked.get("momentum") == 0:
         raise CnnlabError("--nesterov needs a momentum above 0; pass --momentum or --no-nesterov")
 
@@ -270,10 +273,8 @@ def parse_model_options(asked: Mapping[str, Any]) -> dict[str, Any]:
     """The switches given: the named flags, then --model-opt KEY=VALUE (values as typed)."""
     options = {n: asked[n] for n in MODEL_SWITCHES if asked.get(n) is not None}
     for item in asked.get("model_opt") or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CnnlabError(f"--model-opt {item!r} is not KEY=VALUE (e.g. --model-opt width=0.5)")
-        options[key.strip().replace("-", "_")] = value.strip()
+        key, value = argtypes.split_key_value(item)  # checked by `check`
+        options[key] = value
     return options
 
 
@@ -296,7 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name in ("model", "dataset"):
             kwargs["metavar"] = "NAME"
         if f.name == "model_opt":
-            kwargs.update(action="append", metavar="KEY=VALUE")
+            kwargs.update(action="append", metavar="KEY=VALUE", type=meta["parse"])
         elif "bool" in str(f.type):
             negatable = f.default is not False or f.name in recipe_set
             kwargs["action"] = argparse.BooleanOptionalAction if negatable else "store_true"

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals; "n/a" for a missing value (None, NaN, infinite)."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.2f}%"
+
 
 def render(header: list[str], body: list[list[str]], right: set[int]) -> str:
     """A plain text table; columns in `right` are right-aligned (numbers)."""

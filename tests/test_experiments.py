@@ -294,14 +294,12 @@ def test_plot_titles_count_seeds_in_words(
     tmp_path: Path, shared_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cnnlab.experiments import ablation
-    from cnnlab.experiments.verdict import plural
 
-    assert (plural(1, "seed"), plural(2, "seed"), plural(0, "net")) == ("1 seed", "2 seeds", "0 nets")
     titles: list[str] = []
     monkeypatch.setattr(ablation, "plot_curves", lambda *a, title, **k: titles.append(title))
     reproduce("lrn", budget="tiny", out=tmp_path / "a", runs_dir=shared_runs, log=lambda line: None)
     seeds = budget.get("tiny").seeds
-    assert titles and titles[0].endswith(f"(digits, {plural(seeds, 'seed')})"), titles
+    assert seeds > 1 and titles and titles[0].endswith(f"(digits, {seeds} seeds)"), titles
 
 
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ def test_split_sizes() -> None:
 
 @pytest.mark.parametrize("bad", [-1.0, 1.5, float("nan"), float("inf")])
 def test_impossible_splits_are_refused_before_anything_is_read(tmp_path: Path, bad: float) -> None:
-    with pytest.raises(CnnlabError, match="--val-split: .* is not a number of images"):
+    with pytest.raises(CnnlabError, match=r"--val-split: .* is not a number of images"):
         train(tiny(tmp_path / "run", val_split=bad))
     assert not (tmp_path / "run").exists()
 

@@ -92,7 +92,13 @@ def register_cli(sub: Any) -> None:
         metavar="NAME",
         help="the zoo model to compare with (default alexnet; see `cnnlab models`)",
     )
-    p.add_argument("--kwargs", nargs="+", metavar="KEY=VALUE", help="arguments for your class or function")
+    p.add_argument(
+        "--kwargs",
+        nargs="+",
+        type=argtypes.key_value,
+        metavar="KEY=VALUE",
+        help="arguments for your class or function",
+    )
     p.add_argument("--input-size", help="CxHxW of the dummy input (default: the reference's own)")
     p.add_argument("--num-classes", type=int, help="classes of the reference (default: your output width)")
     p.add_argument(

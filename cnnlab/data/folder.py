@@ -99,12 +99,6 @@ def check_pixels(im: Image.Image) -> None:
 def verify_image(path: str) -> str | None:
     """Why `path` is unreadable, or None. Fast for PNG (verify checks every chunk's CRC up to IEND) and
     for JPEG (verify + the end-of-image marker, decoding fully only when the marker is missing)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _verify(path)
-
-
-def _verify(path: str) -> str | None:
     # Called from threads: warnings are silenced by the caller, once, in the main thread
     # (catch_warnings in each thread would race on the process-wide filter list).
     try:
@@ -237,7 +231,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
             ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool,
         ):
             warnings.simplefilter("ignore")
-            reasons = list(pool.map(_verify, [str(p) for p, _ in files], chunksize=64))
+            reasons = list(pool.map(verify_image, [str(p) for p, _ in files], chunksize=64))
         bad = [(str(p), r) for (p, _), r in zip(files, reasons, strict=True) if r is not None]
         if bad and not skip_bad_images:
             path, reason = bad[0]

@@ -162,11 +162,6 @@ class BatchLoader:
     def __len__(self) -> int:
         return self.steps
 
-    @property
-    def num_samples(self) -> int:
-        """Samples this rank sees per epoch."""
-        return min(len(self._shard(0)), self.steps * self.batch_size)
-
     def _shard(self, epoch: int) -> torch.Tensor:
         return shard_indices(
             len(self.dataset), seed=self.seed, epoch=epoch, rank=self.rank, world_size=self.world_size,

@@ -27,6 +27,7 @@ from typing import Any
 from cnnlab import checkpoint, data, evaluate, report
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError, NonFiniteLoss
+from cnnlab.texttable import pct
 from cnnlab.training import TrainConfig, train
 from cnnlab.training.build import run_datasets
 from cnnlab.training.runfolder import RunFolder
@@ -160,7 +161,7 @@ class Runner:
         if run.failed:
             what = "failed: the loss became non-finite"
         else:
-            what = f"test top-1 error {report.pct(run.last(run.test('top1_err')))}"
+            what = f"test top-1 error {pct(run.last(run.test('top1_err')))}"
         when = "reused" if seconds is None else report.format_seconds(seconds)
         self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]")
         return run

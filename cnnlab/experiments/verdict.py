@@ -22,6 +22,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cnnlab.texttable import pct
+
 REPRODUCED = "reproduced"
 CONTRADICTED = "contradicted"
 NO_EFFECT = "no effect of the paper's size at this scale"
@@ -62,16 +64,6 @@ class Interval:
 
 
 # -- formatting ------------------------------------------------------------------------------------------
-
-
-def pct(x: float) -> str:
-    """A fraction as percent, or 'n/a' for a missing value."""
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f}%"
-
-
-def plural(n: int, noun: str) -> str:
-    """ "1 seed", "2 seeds": a count and its noun, as a plot title or a sentence says it."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def points(x: float) -> str:

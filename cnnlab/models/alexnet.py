@@ -15,7 +15,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
@@ -182,7 +181,6 @@ class AlexNet(L.Net):
         self.features = nn.Sequential(feats)
         # At the paper's input size pool5 is already 6x6 and this is the identity; it lets other sizes run.
         self.avgpool = nn.AdaptiveAvgPool2d(pool_out)
-        self.pool_out = pool_out
         n = len(table)
         hidden = [f"fc{n + 1}", f"fc{n + 2}"]
         self.classifier = nn.Sequential(
@@ -193,19 +191,6 @@ class AlexNet(L.Net):
         bias_one += [self.classifier.get_submodule(name) for name in hidden]
         final = self.classifier[-1]
         L.init_weights(self, switches.init, activation_name=activation, bias_one=bias_one, finals=[final])
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        return L.modules_named(self.features, L.SIZE_CHANGING)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.features(x)
-        if x.shape[-1] != self.pool_out or x.shape[-2] != self.pool_out:  # skip the identity pooling
-            x = self.avgpool(x)
-        return self.classifier[:-1](torch.flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
         [conv1] = L.convs(self.features.get_submodule("conv1"))

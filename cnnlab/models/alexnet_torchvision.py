@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
 from torch import nn
 
 from cnnlab.models import layers as L
@@ -84,13 +83,6 @@ class TorchvisionAlexNet(L.Net):
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
         found = L.modules_named(self.features, L.SIZE_CHANGING)
         return [(f"{paper} (features.{key})", m) for paper, (key, m) in zip(self._NAMES, found, strict=True)]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.classifier[:-1](torch.flatten(self.avgpool(self.features(x)), 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
         return L.convs(self.features[0])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
@@ -108,20 +107,6 @@ class Figure1Net(L.Net):
             L.init_weights(self, "paper", allowed=INITS)
         else:
             L.init_weights(self, scheme, activation_name=activation, finals=[fc], allowed=INITS)
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        return L.modules_named(self.features, L.SIZE_CHANGING)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.features(x)
-        if x.shape[-1] != self.final_side or x.shape[-2] != self.final_side:
-            x = self.avgpool(x)
-        x = torch.flatten(x, 1)
-        return self.classifier[:-1](x)
 
     def first_conv(self) -> list[nn.Conv2d]:
         return L.convs(self.features.get_submodule("conv1"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -281,12 +281,17 @@ class Net(nn.Module):
     """Base of every cnnlab model: input validation, `embed` and `first_conv`.
 
     Subclasses list their size-changing layers in order (`spatial_layers`); the forward pass calls
-    `check_input` first, which costs one set lookup once a size has been seen.
+    `check_input` first, which costs one set lookup once a size has been seen. The methods here serve the
+    torchvision layout (`features`, an adaptive `avgpool`, `classifier`); a model of another shape
+    overrides them.
     """
 
     arch: str = "net"
     default_input_size: int = 224
     family: ClassVar[str] = ""
+    features: nn.Sequential
+    avgpool: nn.AdaptiveAvgPool2d
+    classifier: nn.Sequential
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -294,11 +299,19 @@ class Net(nn.Module):
         self._sizes_ok: set[tuple[int, int]] = set()
 
     def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        raise NotImplementedError
+        return modules_named(self.features, SIZE_CHANGING)
+
+    def forward(self, x: torch.Tensor) -> Any:  # Any: GoogLeNet's adds its auxiliary outputs in training
+        return self.classifier[-1](self.embed(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations, the input of the final linear layer: [N, D]."""
-        raise NotImplementedError
+        self.check_input(x)
+        x = self.features(x)
+        out = self.avgpool.output_size
+        if tuple(x.shape[-2:]) != ((out, out) if isinstance(out, int) else out):
+            x = self.avgpool(x)  # skipped where it is the identity (the features already have its size)
+        return self.classifier[:-1](torch.flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
         """The first convolution, one per tower (the paper's Figure 3 shows both towers' filters)."""

@@ -120,10 +120,6 @@ class PartialConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.dense_weight(), self.bias)
 
-    def macs_per_output(self) -> float:
-        """Multiply-adds per output element, averaged over the maps (the layer table's FLOPs)."""
-        return self.weight.numel() / self.out_channels
-
     def extra_repr(self) -> str:
         return super().extra_repr() + f", partial: {self.weight.shape[0]} input slices (Table I)"
 
@@ -234,19 +230,6 @@ class LeNet5(L.Net):
                     # Fan-in 4: the paper's coefficient on the sum is U(-0.6, 0.6), i.e. 4x that on the mean.
                     nn.init.uniform_(m.weight, -2.4, 2.4)
                     nn.init.uniform_(m.bias, -0.6, 0.6)
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        return L.modules_named(self.features, L.SIZE_CHANGING)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        x = self.features(x)
-        if x.shape[-1] != 1 or x.shape[-2] != 1:
-            x = self.avgpool(x)
-        return self.classifier[:-1](torch.flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
         return L.convs(self.features[0])

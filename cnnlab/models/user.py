@@ -10,7 +10,7 @@ the names the file does define), a constructor that raised, or something that is
 
 from __future__ import annotations
 
-import ast
+import argparse
 import hashlib
 import importlib
 import importlib.util
@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab import argtypes
 from cnnlab.errors import CnnlabError
 
 # One import per file per process: `compare` builds a model twice (count, then timing), and a file's
@@ -50,14 +51,11 @@ def parse_kwargs(items: Iterable[str]) -> dict[str, Any]:
     (3, 3)) when they parse as one, else the plain string."""
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise CnnlabError(f"--kwargs {item!r}: write key=value, e.g. num_classes=10")
         try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text
+            key, text = argtypes.split_key_value(item)
+        except argparse.ArgumentTypeError as exc:
+            raise CnnlabError(f"--kwargs {exc}") from None
+        out[key] = argtypes.literal(text)
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, flatten, nn
+from torch import nn
 
 from cnnlab.models import layers as L
 from cnnlab.models.registry import register
@@ -90,16 +90,6 @@ class VGG(L.Net):
         return [
             (f"{name} (features.{key})", m) for name, (key, m) in zip(self._paper_names, found, strict=True)
         ]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier[-1](self.embed(x))
-
-    def embed(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        x = self.features(x)
-        if x.shape[-1] != 7 or x.shape[-2] != 7:  # 224 px already gives 7x7
-            x = self.avgpool(x)
-        return self.classifier[:-1](flatten(x, 1))
 
     def first_conv(self) -> list[nn.Conv2d]:
         return L.convs(self.features[0])

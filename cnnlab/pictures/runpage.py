@@ -19,7 +19,6 @@ import base64
 import datetime
 import html
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.texttable import pct
 
 CHECKPOINTS = ("best", "last")
 
@@ -93,10 +93,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequenc
 
 def missing(text: str) -> str:
     return f'<p class="missing">{html.escape(text)}</p>'
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ learning-rate schedule and the optimiser. The settings and the recipes themselve
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab import argtypes
 from cnnlab.device import fast_amp_dtype
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import coerce_switch
@@ -91,7 +91,7 @@ def model_options(cfg: TrainConfig, asked: Mapping[str, Any], defaults: dict[str
     none that would change a torchvision-compatible model's state dict), then the flags, typed."""
     given = parse_model_options(asked)
     if not defaults:  # a user's network: its constructor's keyword arguments, as Python literals
-        return {k: literal(v) for k, v in given.items()}
+        return {k: argtypes.literal(v) for k, v in given.items()}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise CnnlabError(
@@ -105,16 +105,6 @@ def model_options(cfg: TrainConfig, asked: Mapping[str, Any], defaults: dict[str
         and not (keep_layout and k in LAYOUT_SWITCHES)
     }  # fmt: skip
     return {**defaults, **recipe, **{k: coerce_switch(k, v, defaults[k]) for k, v in given.items()}}
-
-
-def literal(value: Any) -> Any:
-    """A --model-opt value for a user's network: a Python literal (10, 0.5, True, (3, 3)) or the string."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
 
 
 def held_out(asked: float | None, recipe: float, train_images: int) -> int:

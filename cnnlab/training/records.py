@@ -18,6 +18,7 @@ import cnnlab
 from cnnlab import report
 from cnnlab.checkpoint import write_text
 from cnnlab.settings import RECIPE_TABLE, TrainConfig
+from cnnlab.texttable import pct
 from cnnlab.training.runfolder import RunFolder
 
 
@@ -91,16 +92,16 @@ def write_summary(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any], fi
         "recipe": f"{cfg.recipe} ({cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.schedule})",
         "validation set": facts["validation"],
         "val views": cfg.val_views,
-        "final test top-1 error": report.pct(final["test_top1_err"]),
-        "final test top-5 error": report.pct(final["test_top5_err"]),
+        "final test top-1 error": pct(final["test_top1_err"]),
+        "final test top-5 error": pct(final["test_top5_err"]),
         "final test accuracy": f"{100 * (1 - final['test_top1_err']):.2f}%",
     }
     if held_out:
-        lines["final val top-1 error"] = report.pct(final["val_top1_err"])
+        lines["final val top-1 error"] = pct(final["val_top1_err"])
         lines["best val top-1 error"] = (
-            f"{report.pct(final['best_val_top1_err'])} (epoch {final['best_epoch']}: best.pt)"
+            f"{pct(final['best_val_top1_err'])} (epoch {final['best_epoch']}: best.pt)"
         )
-        lines["test top-1 error of best.pt"] = report.pct(final["best_test_top1_err"])
+        lines["test top-1 error of best.pt"] = pct(final["best_test_top1_err"])
     if cfg.weights:
         lines["started from"] = f"{cfg.weights} (sha256 {cfg.weights_sha256[:16]})"
     if cfg.freeze:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cnnlab import checkpoint
+from cnnlab import argtypes, checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.models import user
 from cnnlab.models.registry import coerce_switch
@@ -142,7 +142,7 @@ def _same_split(asked: Mapping[str, Any], run: TrainConfig, saved: dict[str, Any
 
 def _same_option(key: str, value: Any, have: Any) -> bool:
     """A flag's value (a CLI string for --model-opt) against the typed value the run recorded."""
-    if str(value) == str(have) or recipes.literal(value) == have:
+    if str(value) == str(have) or argtypes.literal(value) == have:
         return True
     try:
         return bool(coerce_switch(key, value, have) == have)
