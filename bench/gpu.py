@@ -133,11 +133,11 @@ def alexnet_rows(args: argparse.Namespace, device: str, peaks: dict[str, float])
 def tta_rows(args: argparse.Namespace, device: str, target: float) -> list[list[str]]:
     """Fashion-MNIST to `target` test accuracy: cnnlab's trainer against the plain loop, both on the GPU."""
     from bench.tta import NET, _model, time_to
-    from cnnlab.training import TrainConfig, train
+    from cnnlab.training import train
 
     quick: dict[str, Any] = {"epochs": 1, "limit_train": 512, "limit_val": 500} if args.quick else {}
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(
+        cfg = dict(  # the settings given (a mapping): the fast recipe fills the rest
             model=str(NET["name"]),
             dataset="fashion-mnist",
             recipe="fast",

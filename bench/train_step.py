@@ -31,7 +31,6 @@ from bench import common
 from cnnlab import models
 from cnnlab.device import amp_dtype, autocast, fast_amp_dtype
 from cnnlab.training import recipes
-from cnnlab.settings import TrainConfig
 
 # One place for the optimiser of the eager rows: the paper's SGD, identical for both sides.
 SGD: dict[str, Any] = {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
@@ -69,7 +68,7 @@ def cnnlab_side(model: nn.Module, *, channels_last: bool, compile: bool, amp: st
     """The model as `cnnlab train` runs it with these settings (see cnnlab/training/loop.py)."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    asked = TrainConfig(
+    asked = dict(
         model="bench", dataset="bench", recipe="paper", lr=SGD["lr"], momentum=SGD["momentum"],
         weight_decay=SGD["weight_decay"], nesterov=False,
     )  # fmt: skip

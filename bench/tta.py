@@ -2,7 +2,7 @@
 
 Both train the same network (alexnet_fast, the fast recipe's net) on Fashion-MNIST and
 evaluate the test set after every epoch. The clock counts training only (data, forward, backward,
-update); evaluation and set-up are excluded for both. cnnlab: `train(TrainConfig(recipe="fast"))`, its
+update); evaluation and set-up are excluded for both. cnnlab: `train({"recipe": "fast", ...})`, its
 per-epoch `epoch_seconds`. Peer: bench/plain.py (per-image torchvision pipeline in DataLoader workers,
 SGD + Nesterov, one-cycle). Each run is its own process, so its peak memory is its own: the process's
 VmHWM, and the peak of PSS summed over it and its loader workers.
@@ -53,7 +53,7 @@ def _stop_when_done(run_dir: Path, target: float, budget_s: float | None, done: 
 
 
 def worker_ours(args: argparse.Namespace) -> dict:
-    from cnnlab.training import TrainConfig, train
+    from cnnlab.training import train
 
     extra: dict = {"epochs": 1, "limit_train": 512, "limit_val": 500} if args.quick else {}
     if args.epochs:
@@ -71,7 +71,7 @@ def worker_ours(args: argparse.Namespace) -> dict:
         # A stop request that lands after the trainer has restored the previous handler must not kill
         # the process: make that previous handler a harmless one.
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
-        cfg = TrainConfig(
+        cfg = dict(  # the settings given (a mapping): the fast recipe fills the rest
             model=str(NET["name"]),
             dataset="fashion-mnist",
             recipe="fast",
@@ -97,10 +97,10 @@ def worker_ours(args: argparse.Namespace) -> dict:
 
 
 def worker_peer(args: argparse.Namespace) -> dict:
-    from cnnlab.training.recipes import RECIPES
+    from cnnlab.settings import RECIPE_TABLE
 
     # As many passes over the data as cnnlab's fast recipe makes, so both schedules end together.
-    recipe = plain.PlainRecipe(epochs=1 if args.quick else args.epochs or RECIPES["fast"].epochs)
+    recipe = plain.PlainRecipe(epochs=1 if args.quick else args.epochs or RECIPE_TABLE["fast"]["epochs"])
     limits = (512, 500) if args.quick else (None, None)
     runs = plain.train_plain(_model(), recipe, args.target, limits[0], limits[1], max_train_s=args.budget_s)
     return {"epochs": list(runs), "recipe": asdict(recipe)}

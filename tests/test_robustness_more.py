@@ -28,8 +28,8 @@ from cnnlab import checkpoint, data
 from cnnlab.data import folder
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict
+from cnnlab.training import build as setup_mod
 from cnnlab.training import records, runfolder
-from cnnlab.training import setup as setup_mod
 
 # ------------------------------------------------------------------------------------------ helpers
 

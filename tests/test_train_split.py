@@ -12,8 +12,9 @@ from test_train import non_timing, tiny
 
 from cnnlab import checkpoint, data, report
 from cnnlab.errors import CnnlabError
+from cnnlab.settings import VAL_SPLIT_CAP
 from cnnlab.training import train
-from cnnlab.training.recipes import VAL_SPLIT_CAP, held_out
+from cnnlab.training.recipes import held_out
 from cnnlab.training.split import hold_out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
@@ -120,12 +120,11 @@ def ablation(
         keys,
         title=f"{on.label} vs {off.label} ({exp.dataset}, {seeds_text(len(exp.seeds))})",
     )
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(ons[0], varied, f"paired seeds: {', '.join(map(str, exp.seeds))} (each arm)"),
         arm_rows(labelled),
+        ran=(ons[0], varied, f"paired seeds: {', '.join(map(str, exp.seeds))} (each arm)"),
         protocol=protocol,
         departures=[*standard_departures(exp, ons[0]), *departures],
         plots=[plot],

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.experiments import budget as budgets
+from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Run, Runner
+from cnnlab.experiments.verdict import Verdict
 
 
 @dataclass
@@ -45,6 +47,13 @@ class Experiment:
         return Runner(
             self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log
         )
+
+    def result(
+        self, ours: str, verdict: Verdict, table: list[list[str]], ran: tuple[Run, str, str], **rest: Any
+    ) -> ClaimResult:
+        """How every claim ends: its numbers in one line, the verdict, the table, and what was run
+        (`ran`: a run, what the arms differ in, one more bullet; see `describe`)."""
+        return ClaimResult(self.claim, ours, verdict, describe(*ran), table, **rest)
 
 
 def describe(run: Run, varied: str, *extra: str) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run, evaluate_run
 from cnnlab.experiments.verdict import judge, mean_std, primary, signed_points, t_interval, with_ci
@@ -102,16 +102,15 @@ def run(exp: Experiment) -> ClaimResult:
     )
     c, images = first.config, first.record["data"]["train"]["count"]
     tol = f"max({signed_points(TOLERANCE[0]).lstrip('+')}, {TOLERANCE[1]:.0%} of the best)"
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(
+        rows,
+        ran=(
             first,
             "the dropout rate of the fully connected layers (0.5 or 0)",
             f"paired seeds: {', '.join(map(str, exp.seeds))} (each arm)",
         ),
-        rows,
         protocol=PROTOCOL,
         departures=[
             f"{c.model} on {images:,} {exp.dataset} images without augmentation, "

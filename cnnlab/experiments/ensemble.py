@@ -17,7 +17,7 @@ import torch
 
 from cnnlab.evaluate import metrics_from_probs
 from cnnlab.experiments.ablation import BASELINE, standard_departures
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
@@ -99,16 +99,15 @@ def run(exp: Experiment) -> ClaimResult:
         title=f"softmax-averaged ensembles ({exp.dataset})",
         xticks=sorted(err1),
     )
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(
+        rows,
+        ran=(
             nets[0],
             "the seed (initial weights, data order, augmentation)",
             f"{len(done)} nets (seeds 0-{n - 1}); ensembles average the nets' softmax on the centre crop",
         ),
-        rows,
         protocol=PROTOCOL,
         departures=[
             *standard_departures(exp, nets[0])[:3],

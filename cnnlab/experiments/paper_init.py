@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from cnnlab.experiments.ablation import BASELINE, arm_rows, err_on_test, standard_departures
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.verdict import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Verdict, mean_std, pct
@@ -139,16 +139,15 @@ def run(exp: Experiment) -> ClaimResult:
         notes.append(
             f"{len(failed)} run(s) diverged (non-finite loss): {', '.join(r.dir.name for r in failed)}"
         )
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(
+        rows,
+        ran=(
             first_run,
             "the initialisation (weights and biases)",
             f"seeds: {', '.join(map(str, exp.seeds))} (each arm)",
         ),
-        rows,
         protocol=PROTOCOL,
         departures=departures,
         plots=[plot],

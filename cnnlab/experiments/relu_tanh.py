@@ -21,7 +21,7 @@ from typing import Any
 
 from cnnlab import report
 from cnnlab.experiments import budget
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import COLORS, ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
@@ -212,17 +212,16 @@ def run(exp: Experiment) -> ClaimResult:
     sweep_plot = "lr_search.png"
     plot_search(exp.folder / sweep_plot, search, float(epochs), thr)
     departures = _departures(exp, thr, relus[0])
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(
+        rows,
+        ran=(
             relus[0],
             "the activation (ReLU or tanh) and each one's learning rate",
             f"threshold: {pct(thr)} training top-1 error; paired seeds: {', '.join(map(str, exp.seeds))}; "
             f"learning-rate search on seed(s) {', '.join(map(str, exp.budget.sweep_seeds))}",
         ),
-        rows,
         protocol=PROTOCOL,
         departures=departures,
         extra_tables=[

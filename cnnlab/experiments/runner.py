@@ -1,4 +1,4 @@
-"""The common runner: one TrainConfig per arm and seed, `train` called, its per-epoch history collected.
+"""The common runner: each arm and seed's settings given to `train`, its per-epoch history collected.
 
 Run folders are named `ARM-DIGEST-seedN`, DIGEST a hash of every setting but the seed, so two claims that
 need the same run (the `standard` baseline serves six of them) share one folder under the same runs
@@ -14,7 +14,6 @@ claim reports) name the columns.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -109,8 +108,9 @@ def _history(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-def digest(cfg: TrainConfig) -> str:
-    key = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_DIGEST}
+def digest(settings: Mapping[str, Any]) -> str:
+    """A hash of every setting given but those that do not change what the run computes."""
+    key = {k: v for k, v in TrainConfig().replace(**settings).to_dict().items() if k not in _NOT_IN_DIGEST}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -129,25 +129,24 @@ class Runner:
         self.runs_dir, self.base = Path(runs_dir), dict(base)
         self.progress, self.fresh, self.log = progress, fresh, log
 
-    def config(self, arm: Arm, seed: int) -> TrainConfig:
+    def settings(self, arm: Arm, seed: int) -> dict[str, Any]:
+        """The settings `train` is given for one arm and seed (the recipe fills the others)."""
         # Claim runs are many and short: their reports are the claim's own (results.py), not report.html.
-        fields = {**self.base, **arm.settings, "seed": seed, "progress": self.progress, "report": False}
-        cfg = TrainConfig(**fields)
-        return dataclasses.replace(cfg, out=str(self.runs_dir / f"{arm.name}-{digest(cfg)}-seed{seed}"))
+        given = {**self.base, **arm.settings, "seed": seed, "progress": self.progress, "report": False}
+        return {**given, "out": str(self.runs_dir / f"{arm.name}-{digest(given)}-seed{seed}")}
 
     def run(self, arm: Arm, seed: int) -> Run:
-        cfg = self.config(arm, seed)
-        folder = Path(str(cfg.out))
+        given = self.settings(arm, seed)
+        folder = Path(given["out"])
         if not self.fresh and (folder / "summary.txt").is_file():
             return self._done(Run(arm, seed, folder, _history(folder), reused=True))
         if not self.fresh and (folder / "failed.txt").is_file():
             failed = (folder / "failed.txt").read_text().strip()
             return self._done(Run(arm, seed, folder, _history(folder), failed=failed, reused=True))
         resume = not self.fresh and RunFolder(folder).last.is_file()
-        cfg = dataclasses.replace(cfg, resume=resume, overwrite=not resume)
         t0 = time.perf_counter()
         try:
-            result = train(cfg)
+            result = train({**given, "resume": resume, "overwrite": not resume})
         except NonFiniteLoss as exc:  # a diverged run is a result (the init claim), not a failure
             checkpoint.write_text(folder / "failed.txt", str(exc) + "\n")
             return self._done(

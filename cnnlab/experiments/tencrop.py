@@ -10,7 +10,7 @@ Both views test the same trained nets (the `standard` baseline), so the comparis
 from __future__ import annotations
 
 from cnnlab.experiments.ablation import BASELINE, standard_departures
-from cnnlab.experiments.context import Experiment, describe
+from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
 from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
@@ -60,16 +60,15 @@ def run(exp: Experiment) -> ClaimResult:
         xticks=[0, 1],
         xticklabels=["centre", "ten-crop"],
     )
-    return ClaimResult(
-        exp.claim,
+    return exp.result(
         ours,
         verdict,
-        describe(
+        rows,
+        ran=(
             nets[0],
             "nothing: one set of nets, tested two ways",
             f"nets: seeds {', '.join(str(r.seed) for r in done)}; ten crops = four corners, centre, mirrors",
         ),
-        rows,
         protocol=PROTOCOL,
         departures=[
             *standard_departures(exp, nets[0])[:3],

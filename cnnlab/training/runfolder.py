@@ -304,8 +304,6 @@ def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None
         elif plan.clear:
             _remove_own_files(out)
             write_marker(out, checkpointed=False, new_run=True)
-        elif read_marker(out) is None:  # a run written by a cnnlab from before the marker, resumed
-            write_marker(out, checkpointed=RunFolder(out).last.is_file())
         RunFolder(out).checkpoints.mkdir(exist_ok=True)
         probe = RunFolder(out).checkpoints / ".write-test.tmp"
         probe.write_bytes(b"")
