@@ -19,6 +19,15 @@ from torch import nn
 _Rule = Callable[[nn.Module, torch.Tensor, torch.Tensor], int]
 
 
+def first_tensor(x: object) -> torch.Tensor | None:
+    """A layer call's tensor: the value itself, or the first of a tuple or list of inputs or outputs."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
+        return x[0]
+    return None
+
+
 def pair(v: int | tuple[int, ...] | str) -> tuple[int, int]:
     """(height, width) of a PyTorch size argument; ValueError for string paddings such as 'same'."""
     if isinstance(v, int):

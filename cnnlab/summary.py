@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from cnnlab.counting import layer_flops, layer_formula, misfit_note
+from cnnlab.counting import first_tensor, layer_flops, layer_formula, misfit_note
 from cnnlab.errors import CnnlabError
 from cnnlab.texttable import render
 
@@ -64,14 +64,6 @@ class Trace:
     error: CnnlabError | None = None  # set when the forward failed; rows hold the layers that ran
 
 
-def _first_tensor(x: Any) -> torch.Tensor | None:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        return x[0]
-    return None
-
-
 def _shares(out: torch.Tensor, inp: torch.Tensor | None) -> str | None:
     """'in-place' or 'view' when `out` reuses `inp`'s memory (by identity: meta tensors have no address)."""
     if inp is None:
@@ -109,7 +101,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     leaves = {id(m) for _, m in modules if not any(m.children())}
 
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        out, inp = _first_tensor(output), _first_tensor(args)
+        out, inp = first_tensor(output), first_tensor(args)
         leaf = id(m) in leaves
         if out is None or (not leaf and (m is model or out is state["last"] or _shares(out, state["last"]))):
             return  # a container that only passed its last layer's tensor on (or a view of it)

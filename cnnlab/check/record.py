@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.counting import is_lrn, pair
+from cnnlab.counting import first_tensor, is_lrn, pair
 from cnnlab.errors import CnnlabError
 
 # Activation modules by class name -> the name the papers and our switches use.
@@ -125,21 +125,13 @@ def _classify(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[str, 
     return "other", {}
 
 
-def _tensor(x: Any) -> torch.Tensor | None:
-    if isinstance(x, torch.Tensor):
-        return x
-    if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
-        return x[0]
-    return None
-
-
 def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op], torch.Tensor]:
     """Every leaf layer call of one eval-mode forward on zeros of `input_size`, and the output."""
     ops: list[Op] = []
     seen: set[int] = set()
 
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        inp, out = _tensor(args), _tensor(output)
+        inp, out = first_tensor(args), first_tensor(output)
         if inp is None or out is None:
             return
         kind, attrs = _classify(m, inp, out)
@@ -176,7 +168,7 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
         model.train(was_training)
         for h in handles:
             h.remove()
-    out = _tensor(output)
+    out = first_tensor(output)
     if out is None:
         raise CnnlabError(f"the network returned a {type(output).__name__}, not a tensor of class scores")
     return ops, out
