@@ -2,8 +2,9 @@
 
 Each field carries its type, its default (the paper's value, with the section it comes from), its help
 text and how a flag's text is checked; `cnnlab train`'s flags are generated from it (`add_arguments`),
-a recipe is a plain mapping of overrides onto it (`RECIPES`), and a resolved run is one (`recipes.resolve`:
-defaults <- recipe <- what the user gave <- derived values). config.json and every checkpoint hold it whole.
+a recipe is a plain mapping of overrides onto it (`RECIPE_TABLE`), and a resolved run is one
+(`recipes.resolve`: defaults <- recipe <- what the user gave <- derived values). config.json and every
+checkpoint hold it whole.
 
 What the user gave is kept apart as a plain mapping ("asked", field name -> value): the recipe fills only
 what was not asked, and a resumed run refuses to change what was. Torch-free: argument parsing imports it.
@@ -35,8 +36,14 @@ def _f(
     """A setting: its default, help text, the paper's section for the default, how a flag's text is read
     (an argtypes function, or one of `choices`); `derived`: the default is worked out by `resolve` when not
     given (shown as such in --help); `flag=False`: set by `resolve` alone, never on the command line."""
-    meta = {"help": help, "section": section, "parse": parse, "choices": choices, "derived": derived}
-    meta["flag"] = flag
+    meta = {
+        "help": help,
+        "section": section,
+        "parse": parse,
+        "choices": choices,
+        "derived": derived,
+        "flag": flag,
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=type(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -151,8 +158,9 @@ class TrainConfig:
     val_split: float = _f(
         1 / 6,
         "hold N images (or a fraction in (0, 1)) of the training set out to choose best.pt and drop the lr "
-        "on; 0: validate on the test set (resolved: the number of images)",
-        section="5", parse=argtypes.count_or_fraction,
+        "on; 0: validate on the test set (default 1/6 of the training set, at most 10,000, section 5; "
+        "resolved: the number of images)",
+        section="5", parse=argtypes.count_or_fraction, derived=True,
     )  # fmt: skip
     limit_train: int = _f(
         0,
@@ -196,7 +204,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 # The recipes: overrides of the defaults (the paper's recipe). `fast`: the shortest road to high accuracy on
 # small images, in the spirit of airbench and the DAWNBench CIFAR-10 entries.
-PAPER: dict[str, Any] = {}
+PAPER: dict[str, Any] = {}  # the defaults are the paper's recipe
 FAST: dict[str, Any] = {
     "epochs": 4,  # Fashion-MNIST, alexnet_fast, bf16: ~60 s of training on 2 CPU cores (docs/training.md)
     "lr": 0.15,  # the one-cycle peak
