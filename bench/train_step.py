@@ -43,7 +43,7 @@ class Side:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     channels_last: bool = False
-    amp: str = "none"  # the trainer's autocast type (RunConfig.amp_dtype)
+    amp: str = "none"  # the trainer's autocast type (TrainConfig.amp_dtype, resolved)
 
     def step_fn(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
         if self.channels_last:
