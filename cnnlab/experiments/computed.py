@@ -267,7 +267,9 @@ def googlenet_reductions() -> Computed:
     input directly, the pool projection kept so the block's output is unchanged)."""
     rows = _rows("googlenet", 224, aux_logits=False)
     by_name = {r.name: r for r in rows}
-    table = [["block", "input", "params with", "params without", "multiply-adds with", "without", "saved"]]
+    table = [
+        ["block", "input", "params with", "params without", "multiply-adds with", "without", "without / with"]
+    ]
     blocks: dict[str, dict[str, int]] = {}
     for key in MODULES:
         b = f"inception{key}"
