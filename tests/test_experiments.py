@@ -23,6 +23,7 @@ from cnnlab.data import cifar
 from cnnlab.experiments import (
     CLAIM_MODULES,
     COMPUTED,
+    GROUPS,
     budget,
     dropout,
     ensemble,
@@ -266,6 +267,21 @@ def test_claim_writes_a_smoke_test_report_without_a_verdict(
         assert (tmp_path / claim / p).read_bytes()[:8] == PNG
     for link in re.findall(r"`(runs/[^`]+|\.\./[^`]+)`", text):  # each listed run folder exists
         assert (tmp_path / claim / link / "metrics.csv").is_file()
+
+
+def test_a_successor_group_counts_first_then_trains_and_indexes_both(
+    tmp_path: Path, shared_runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`all-googlenet`: the computed claims print and get reports, the trained one reuses its tiny runs,
+    and index.md lists both kinds under the GoogLeNet paper's title."""
+    _reproduce("all-googlenet", tmp_path, shared_runs, capsys)
+    index = (tmp_path / "index.md").read_text()
+    assert "# The GoogLeNet paper's claims" in index and "`cnnlab reproduce all-googlenet" in index
+    for claim in GROUPS["all-googlenet"]:
+        assert f"| [{claim}]({claim}/report.md)" in index and CLAIMS[claim].number in index
+        assert (tmp_path / claim / "report.md").is_file()
+    assert "**does not hold as stated**" in index  # the computed verdict; the smoke test gives none
+    assert "Szegedy et al. 2015" in (tmp_path / "googlenet-aux" / "report.md").read_text()
 
 
 def test_finished_runs_are_reused(tmp_path: Path, shared_runs: Path) -> None:
