@@ -138,8 +138,8 @@ def ablation(
         departures=[*(base_departures or standard_departures)(exp, ons[0]), *departures],
         plots=[plot],
         notes=[
-            f"The paper's effect size used by the verdict: {100 * paper_effect:.1f} points of top-1 error "
-            f"({paper_source}).",
+            f"The paper's effect size{' used by the verdict' if rule is None else ''}: "
+            f"{100 * paper_effect:.1f} points of top-1 error ({paper_source}).",
             "Paired seeds: each seed's two runs share the data order, the augmentation stream and the "
             "initial weights, so the interval is over the per-seed differences.",
             *notes,
