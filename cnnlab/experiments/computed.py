@@ -67,17 +67,20 @@ def worst(verdicts: list[str]) -> str:
     return max(verdicts, key=(HOLDS, ROUGHLY, DIFFERS).index)
 
 
-def _rows(name: str, side: int, **switches: Any) -> list[LayerRow]:
+def _meta(name: str, **switches: Any) -> torch.nn.Module:
+    """Model `name` on the meta device; no init scheme runs (shapes only, and Kaiming's on meta costs
+    seconds on its first call)."""
     with torch.device("meta"):
-        net = models.create(name, 1000, 3, **switches)
-    return layer_table(net, (3, side, side))
+        return models.create(name, 1000, 3, init="default", **switches)
+
+
+def _rows(name: str, side: int, **switches: Any) -> list[LayerRow]:
+    return layer_table(_meta(name, **switches), (3, side, side))
 
 
 def _saved(name: str, side: int) -> int:
     """Bytes a training step keeps for the backward pass, per image (compare's 'saved for bwd' at B=1)."""
-    with torch.device("meta"):
-        net = models.create(name, 1000, 3)
-    return saved_bytes(net, (3, side, side), 1)
+    return saved_bytes(_meta(name), (3, side, side), 1)
 
 
 def _pct(x: float) -> str:
