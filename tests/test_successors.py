@@ -138,3 +138,14 @@ def test_small_vgg_depths_follow_table_1_and_paired_arms_share_weights() -> None
     torch.manual_seed(0)
     without = models.create("googlenet_small", 10, 1, aux_logits=False).state_dict()
     assert all(torch.equal(with_aux[k], v) for k, v in without.items())  # same trunk, same seed
+
+
+def test_a_computed_claims_out_that_is_a_file_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine\n")
+    assert cli.main(["reproduce", "vgg-cost", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: error: cannot create") and len(err.strip().splitlines()) == 1
+    assert blocker.read_text() == "mine\n"

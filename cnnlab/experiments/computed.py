@@ -31,6 +31,7 @@ import torch
 from cnnlab import models
 from cnnlab.checkpoint import write_text
 from cnnlab.compare import saved_bytes
+from cnnlab.errors import CnnlabError
 from cnnlab.experiments.paper import CLAIMS, PAPERS
 from cnnlab.models.googlenet import MODULES
 from cnnlab.summary import LayerRow, fmt_bytes, fmt_count, layer_table, totals
@@ -378,7 +379,10 @@ def run(claim: str, out: Path | None = None, log: Callable[[str], None] = print)
     c = COMPUTED[claim]()
     log(text(c))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CnnlabError(f"cannot create {out} ({exc.strerror}); choose another --out") from exc
         write_text(out / "report.md", markdown(c))
         doc = {"claim": claim, "paper": CLAIMS[claim].number, "ours": c.ours, "verdict": c.verdict,
                "reason": c.reason, "numbers": c.numbers}  # fmt: skip
