@@ -32,9 +32,10 @@ def load() -> list[dict[str, Any]]:
     return entries
 
 
-def params(entry: dict[str, Any], num_classes: int) -> int:
-    """Parameters of a catalogue entry at `num_classes` (its own input channels)."""
-    (a, b), (pa, pb) = CLASSES, (entry["params"][str(c)] for c in CLASSES)
+def params(entry: dict[str, Any], num_classes: int, key: str = "params") -> int:
+    """Parameters of a catalogue entry at `num_classes` (its own input channels); `key="params_no_aux"`:
+    without the auxiliary classifiers (GoogLeNet's), for the entries that have them."""
+    (a, b), (pa, pb) = CLASSES, (entry[key][str(c)] for c in CLASSES)
     per_class, rest = divmod(pa - pb, a - b)
     assert rest == 0, f"{entry['name']}: parameters not linear in the classes; rebuild the catalogue"
     return int(pb + (num_classes - b) * per_class)
@@ -57,10 +58,24 @@ def build() -> list[dict[str, Any]]:
             "description": info.description,
             "params": {str(c): count_params(name, c) for c in CLASSES},
         }
+        if "aux_logits" in info.switches:
+            # GoogLeNet's two auxiliary classifiers (sec. 5) train only; inference drops them.
+            entry["params_no_aux"] = {str(c): _count_without_aux(name, c) for c in CLASSES}
         if info.input_size <= SMALL_INPUT:
             entry["quoted"] = {**QUOTED, "params": count_params(name, **QUOTED)}
         entries.append(entry)
     return entries
+
+
+def _count_without_aux(name: str, num_classes: int) -> int:
+    import torch
+
+    # Imported here: `cnnlab models` reads catalog.json and must not import torch.
+    from cnnlab import models
+
+    with torch.device("meta"):
+        net = models.create(name, num_classes, models.info(name).in_channels, aux_logits=False)
+    return sum(p.numel() for p in net.parameters())
 
 
 def text(entries: list[dict[str, Any]]) -> str:
@@ -72,12 +87,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     body = []
     for e in load():
         quoted = e.get("quoted")
+        no_aux = f"{params(e, n, 'params_no_aux'):,}" if "params_no_aux" in e else ""
         body.append([
-            e["name"], e["family"], f"{params(e, n):,}", f"{quoted['params']:,}" if quoted else "",
+            e["name"], e["family"], f"{params(e, n):,}", no_aux, f"{quoted['params']:,}" if quoted else "",
             f"{e['in_channels']}x{e['input_size']}x{e['input_size']}", e["paper"],
         ])  # fmt: skip
-    header = ["model", "family", f"params ({n} classes)", "10 classes, grey", "input", "paper"]
-    print(render(header, body, right={2, 3, 4}))
+    header = ["model", "family", f"params ({n} classes)", "w/o aux heads", "10 classes, grey", "input"]
+    print(render([*header, "paper"], body, right={2, 3, 4, 5}))
+    if any("params_no_aux" in e for e in load()):
+        print(
+            "w/o aux heads: GoogLeNet's two auxiliary classifiers (sec. 5) are trained and then dropped; "
+            "inference uses the smaller count"
+        )
     return 0
 
 

@@ -92,6 +92,15 @@ def layer_flops(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     return 0
 
 
+def layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-adds of one call of a weight layer (conv, linear) for one image, the unit the VGG and
+    GoogLeNet papers count cost in (GoogLeNet sec. 5: "1.5 billion multiply-adds"); 0 for other layers.
+    Half the layer's FLOPs under this module's convention."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        return layer_flops(m, inp, out) // 2
+    return 0
+
+
 def size_formula(
     size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False
 ) -> tuple[str, int, float]:

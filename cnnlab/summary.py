@@ -12,6 +12,8 @@ makes a new tensor, because that tensor takes memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from cnnlab.counting import first_tensor, layer_flops, layer_formula, misfit_note
+from cnnlab import receptive
+from cnnlab.counting import first_tensor, layer_flops, layer_formula, layer_macs, misfit_note
 from cnnlab.errors import CnnlabError
 from cnnlab.texttable import render
 
@@ -43,6 +46,12 @@ class LayerRow:
     formula: str | None = None
     note: str | None = None
     ran: bool = True  # False for parameters the forward never used (GoogLeNet's auxiliary heads in eval)
+    # Receptive field and jump (effective stride) of one output unit, in input pixels, (height, width);
+    # None where the output has no spatial layout (fully connected layers, a flattened tensor).
+    field: tuple[int, int] | None = None
+    jump: tuple[int, int] | None = None
+    field_smallest: tuple[int, int] | None = None  # a block joining branches: its narrowest branch's field
+    macs: int = 0  # multiply-adds of a weight layer (conv, linear) per image; 0 for every other layer
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,8 @@ class Totals:
     flops: int  # per image
     activation_bytes: int  # at the traced batch size, outputs that allocate memory
     param_bytes: int
+    macs: int = 0  # multiply-adds of the conv and linear layers per image (the VGG/GoogLeNet papers' unit)
+    params_run: int = 0  # parameters of the layers the eval forward runs (no auxiliary heads)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -100,7 +111,16 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     modules = list(model.named_modules())
     leaves = {id(m) for _, m in modules if not any(m.children())}
 
+    fields = receptive.FieldTracker()
+
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        fields.paused = True  # the hook's own tensor ops are not the model's
+        try:
+            record(name, m, args, output)
+        finally:
+            fields.paused = False
+
+    def record(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         out, inp = first_tensor(output), first_tensor(args)
         leaf = id(m) in leaves
         if out is None or (not leaf and (m is model or out is state["last"] or _shares(out, state["last"]))):
@@ -120,6 +140,13 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
             note = shared
         elif not leaf:
             note = "block output: its forward joins its layers' outputs (e.g. concatenation)"
+        seen_by = fields.of(out) if out.dim() >= 3 else None  # flattened: no spatial field
+        if seen_by is not None and seen_by.smallest is not None and not shared:
+            join = (
+                "receptive field narrowest..widest of the branches it joins: the block's field is the "
+                "widest (a unit reading all its channels sees that far)"
+            )
+            note = f"{note}; {join}" if note else join
         rows.append(
             LayerRow(
                 name=name,
@@ -133,6 +160,10 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
                 shares_input=shared is not None,
                 formula=formula,
                 note=note,
+                field=seen_by.size if seen_by else None,
+                jump=seen_by.jump if seen_by else None,
+                field_smallest=seen_by.smallest if seen_by else None,
+                macs=layer_macs(m, inp, out) if (leaf and inp is not None) else 0,
             )
         )
         state["last"] = out
@@ -150,8 +181,10 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     limits.check_input_batch(batch_size, input_size, device)
     try:
         model.eval()
-        with torch.no_grad():
-            model(torch.zeros(batch_size, *input_size, device=device))
+        x = torch.zeros(batch_size, *input_size, device=device)
+        with torch.no_grad(), fields:
+            fields.set(x, receptive.INPUT)
+            model(x)
     except CnnlabError as exc:
         error = exc
     except RuntimeError as exc:
@@ -218,6 +251,8 @@ def totals(rows: list[LayerRow]) -> Totals:
         flops=sum(r.flops for r in rows),
         activation_bytes=sum(r.activation_bytes for r in rows if not r.shares_input),
         param_bytes=sum(r.param_bytes for r in rows),
+        macs=sum(r.macs for r in rows),
+        params_run=sum(r.params for r in rows if r.ran),
     )
 
 
@@ -345,6 +380,15 @@ def fmt_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+def field_cell(r: LayerRow) -> str:
+    """The receptive-field column: '163', or 'narrowest..widest' for a block joining branches."""
+    if r.field is None:
+        return ""
+    if r.field_smallest is not None:
+        return f"{receptive.text(r.field_smallest)}..{receptive.text(r.field)}"
+    return receptive.text(r.field)
+
+
 def format_table(rows: list[LayerRow], batch_size: int = 1) -> str:
     """The Keras-style table, then totals and the notes (numbered [n] in the last column)."""
     notes: dict[str, int] = {}  # note text -> its number; a note shared by many rows is printed once
@@ -356,19 +400,45 @@ def format_table(rows: list[LayerRow], batch_size: int = 1) -> str:
             number = notes.setdefault(r.note, len(notes) + 1)
             extra = f"{extra} [{number}]".strip()
         shape = "x".join(map(str, r.output_shape)) if r.ran else "-"
-        body.append([r.name, r.type, shape, f"{r.params:,}", fmt_count(r.flops), mem, extra])
-    header = ["layer", "type", "output", "params", "FLOPs", f"act. (B={batch_size})", "output size"]
+        jump = receptive.text(r.jump) if r.jump is not None else ""
+        body.append(
+            [r.name, r.type, shape, f"{r.params:,}", fmt_count(r.flops), mem, field_cell(r), jump, extra]
+        )
+    header = ["layer", "type", "output", "params", "FLOPs", f"act. (B={batch_size})", "field", "jump"]
+    header.append("output size")
     t = totals(rows)
     lines = [
-        render(header, body, right={3, 4, 5}),
+        render(header, body, right={3, 4, 5, 6, 7}),
         f"total params: {t.params:,} (trainable {t.trainable:,}, non-trainable {t.params - t.trainable:,})",
-        f"FLOPs per image: {fmt_count(t.flops)} (a multiply-add counts 2; x{batch_size} per batch)",
+    ]
+    if t.params_run != t.params:
+        lines.append(
+            f"params the eval forward uses: {t.params_run:,} (without the {t.params - t.params_run:,} of "
+            "the layers marked '-', which run in training only: GoogLeNet's auxiliary classifiers)"
+        )
+    lines += [
+        f"FLOPs per image: {fmt_count(t.flops)} (a multiply-add counts 2; x{batch_size} per batch); "
+        f"multiply-adds of the conv and fc layers: {fmt_count(t.macs)}",
         f"activation memory at batch {batch_size}: {fmt_bytes(t.activation_bytes)} (float32 layer outputs)",
         f"parameter memory: {fmt_bytes(t.param_bytes)}",
+        "field, jump: the input pixels one output unit sees (receptive field, per side) and the input "
+        "pixels between neighbouring units (effective stride)",
     ]
     if any(r.shares_input for r in rows):
         lines.append("* in-place or a view of its input: no new memory, not in the activation total")
     return "\n".join(lines + [f"[{n}] {text}" for text, n in notes.items()])
+
+
+def table_json(name: str, input_size: tuple[int, int, int], rows: list[LayerRow], batch_size: int) -> str:
+    """`summary --json`: every row's fields (receptive field and jump as [height, width]) and the totals."""
+    doc = {
+        "model": name,
+        "input_size": list(input_size),
+        "batch_size": batch_size,
+        "layers": [dataclasses.asdict(r) for r in rows],
+        "totals": dataclasses.asdict(totals(rows)),
+    }
+    return json.dumps(doc, indent=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -381,6 +451,11 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.num_classes < 1:
         raise CnnlabError("--batch-size and --num-classes must be at least 1")
     result = trace_named(args.name, size, args.num_classes, args.batch_size)
+    if getattr(args, "json", False):
+        if result.error is not None:
+            raise result.error
+        print(table_json(args.name, size, result.rows, args.batch_size))
+        return 0
     print(f"{describe(args.name)}; input {'x'.join(map(str, size))}")
     if result.rows:
         print(format_table(result.rows, args.batch_size))

@@ -127,6 +127,8 @@ def test_the_torch_free_names_match_the_live_ones() -> None:
     from cnnlab.experiments import budget
 
     assert tuple(sources.LOADERS) == choices.DATASETS
-    assert tuple(experiments.CLAIM_MODULES) == reproduce.CLAIMS
+    assert tuple(experiments.CLAIMS) == reproduce.CLAIMS
+    assert {g: tuple(c) for g, c in experiments.GROUPS.items()} == reproduce.GROUPS
+    assert tuple(experiments.COMPUTED) == reproduce.COMPUTED
     assert tuple(budget.BUDGETS) == reproduce.BUDGETS
     assert export.FORMATS == choices.EXPORT_FORMATS

@@ -21,7 +21,17 @@ from _formats import write_cifar_batch, write_cifar_meta
 from cnnlab import cli
 from cnnlab.data import cifar
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments import CLAIM_MODULES, budget, dropout, ensemble, paper_init, relu_tanh, reproduce
+from cnnlab.experiments import (
+    CLAIM_MODULES,
+    COMPUTED,
+    GROUPS,
+    budget,
+    dropout,
+    ensemble,
+    paper_init,
+    relu_tanh,
+    reproduce,
+)
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import SMOKE, write_index
 from cnnlab.experiments.runner import Arm, Run, Runner
@@ -187,7 +197,7 @@ def test_relu_tanh_effects_per_seed_and_the_fastest_rate() -> None:
 
 
 def test_every_claim_has_a_module_a_paper_number_and_budgets_name_a_threshold() -> None:
-    assert set(CLAIM_MODULES) == set(CLAIMS)
+    assert set(CLAIM_MODULES) | set(COMPUTED) == set(CLAIMS)  # trained, or counted exactly
     assert all(CLAIMS[c].number and CLAIMS[c].section for c in CLAIMS)
     assert budget.threshold("cifar10") == CLAIMS["relu-vs-tanh"].values["threshold"]
     for b in budget.BUDGETS.values():
@@ -257,6 +267,21 @@ def test_claim_writes_a_smoke_test_report_without_a_verdict(
         assert (tmp_path / claim / p).read_bytes()[:8] == PNG
     for link in re.findall(r"`(runs/[^`]+|\.\./[^`]+)`", text):  # each listed run folder exists
         assert (tmp_path / claim / link / "metrics.csv").is_file()
+
+
+def test_a_successor_group_counts_first_then_trains_and_indexes_both(
+    tmp_path: Path, shared_runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`all-googlenet`: the computed claims print and get reports, the trained one reuses its tiny runs,
+    and index.md lists both kinds under the GoogLeNet paper's title."""
+    _reproduce("all-googlenet", tmp_path, shared_runs, capsys)
+    index = (tmp_path / "index.md").read_text()
+    assert "# The GoogLeNet paper's claims" in index and "`cnnlab reproduce all-googlenet" in index
+    for claim in GROUPS["all-googlenet"]:
+        assert f"| [{claim}]({claim}/report.md)" in index and CLAIMS[claim].number in index
+        assert (tmp_path / claim / "report.md").is_file()
+    assert "**does not hold as stated**" in index  # the computed verdict; the smoke test gives none
+    assert "Szegedy et al. 2015" in (tmp_path / "googlenet-aux" / "report.md").read_text()
 
 
 def test_finished_runs_are_reused(tmp_path: Path, shared_runs: Path) -> None:
@@ -332,7 +357,8 @@ def test_reproduce_all_writes_the_index(
     index = (tmp_path / "index.md").read_text()
     assert index.splitlines()[0] == f"**{SMOKE[0].upper()}{SMOKE[1:]}**"
     assert "verdict" not in index.lower().split("| claim |")[1].splitlines()[0]  # no verdict column
-    for claim in CLAIM_MODULES:
+    assert "vgg-depth" not in index and "googlenet" not in index  # `all` keeps its meaning
+    for claim in GROUPS["all"]:
         row = next(ln for ln in index.splitlines() if ln.startswith(f"| [{claim}]"))
         assert CLAIMS[claim].number in row
         assert not any(f"**{v}**" in row for v in VERDICTS)

@@ -50,8 +50,10 @@ def test_registry_lists_every_family_and_info() -> None:
         "alexnet_small",
         "alexnet_fast",
         *(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")),
+        "vgg_small",
         "googlenet",
         "googlenet_torchvision",
+        "googlenet_small",
         "lenet5",
         "figure1_net",
     }

@@ -29,13 +29,16 @@ def register_cli(sub: Any) -> None:
     )
     p.set_defaults(func=Lazy("cnnlab.catalog", "cmd_models"))
 
-    p = sub.add_parser("summary", help="layer table: output shapes, params, FLOPs, memory, size formulas")
+    p = sub.add_parser(
+        "summary", help="layer table: output shapes, params, FLOPs, memory, receptive fields, size formulas"
+    )
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("--input-size", help=INPUT_SIZE_HELP)
     p.add_argument("--num-classes", type=argtypes.positive, default=1000, help=CLASSES_HELP)
     p.add_argument(
         "--batch-size", type=argtypes.positive, default=1, help="batch for the activation memory column"
     )
+    p.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
     p.set_defaults(func=Lazy("cnnlab.summary", "_cmd_summary"))
 
     p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")

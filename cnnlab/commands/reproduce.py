@@ -1,5 +1,6 @@
-"""Flags of `cnnlab reproduce`. The claim and budget names are spelled out here, torch-free; a test keeps
-them equal to cnnlab.experiments.CLAIM_MODULES and cnnlab.experiments.budget.BUDGETS."""
+"""Flags of `cnnlab reproduce`. The claim, group and budget names are spelled out here, torch-free; a test
+keeps them equal to cnnlab.experiments.paper.CLAIMS, cnnlab.experiments.GROUPS and
+cnnlab.experiments.budget.BUDGETS."""
 
 from __future__ import annotations
 
@@ -9,24 +10,40 @@ from cnnlab import argtypes
 from cnnlab.choices import DEVICES
 from cnnlab.commands import Lazy
 
-CLAIMS = (
-    "relu-vs-tanh", "lrn", "overlapping-pooling", "pca-lighting", "dropout", "ten-crop", "ensemble",
-    "paper-init",
-)  # fmt: skip
+# Each paper's claims; `all` runs the AlexNet paper's, `all-vgg` and `all-googlenet` the successors'.
+GROUPS = {
+    "all": (
+        "relu-vs-tanh", "lrn", "overlapping-pooling", "pca-lighting", "dropout", "ten-crop", "ensemble",
+        "paper-init",
+    ),
+    "all-vgg": ("vgg-small-filters", "vgg-cost", "vgg-depth", "vgg-lrn"),
+    "all-googlenet": ("googlenet-cost", "googlenet-reductions", "googlenet-aux"),
+}  # fmt: skip
+CLAIMS = tuple(c for group in GROUPS.values() for c in group)
+# Counted exactly, without training (--budget, --seeds and the training flags do not apply).
+COMPUTED = ("vgg-small-filters", "vgg-cost", "googlenet-cost", "googlenet-reductions")
 BUDGETS = ("tiny", "small", "medium", "full")
 
 
 def register_cli(sub: Any) -> None:
-    claims = ", ".join(CLAIMS)
+    claims = "; ".join(f"{group}: {', '.join(names)}" for group, names in GROUPS.items())
     p = sub.add_parser(
         "reproduce",
-        help="run one of the paper's claims (or all) and report the paper's number, ours and a verdict",
-        description="Reproduce a claim of the AlexNet paper at a scale this machine affords. Writes "
-        "report.md (the paper's protocol and our departures from it, the paper's number, ours with a 95% "
-        "confidence interval over paired seeds, a verdict), its plots "
-        f"and result.json into --out; `all` adds index.md. Claims: {claims}.",
+        help="run one of the papers' claims (or a paper's all) and report the paper's number, ours and a "
+        "verdict",
+        description="Reproduce a claim of the AlexNet, VGG or GoogLeNet paper at a scale this machine "
+        "affords. A trained claim writes report.md (the paper's protocol and our departures from it, the "
+        "paper's number, ours with a 95% confidence interval over paired seeds, a verdict), its plots "
+        "and result.json into --out; `all` (the AlexNet paper's claims), `all-vgg` and `all-googlenet` "
+        f"add index.md. Computed claims ({', '.join(COMPUTED)}) count exactly, without training, print "
+        f"at once and write report.md only with --out. Claims by paper: {claims}.",
     )
-    p.add_argument("claim", choices=[*CLAIMS, "all"], metavar="CLAIM", help=f"one of {claims}, or all")
+    p.add_argument(
+        "claim",
+        choices=[*CLAIMS, *GROUPS],
+        metavar="CLAIM",
+        help=f"a claim, or all, all-vgg, all-googlenet ({claims})",
+    )
     p.add_argument(
         "--budget",
         default="small",

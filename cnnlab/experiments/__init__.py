@@ -1,9 +1,11 @@
-"""The AlexNet paper's claims as commands: `cnnlab reproduce CLAIM|all [--budget tiny|small|medium|full]`.
+"""The papers' claims as commands: `cnnlab reproduce CLAIM|all|all-vgg|all-googlenet [--budget ...]`.
 
-Each claim module trains the arms it compares through the common runner (`runner.Runner`, which calls
-`cnnlab.train.train`), measures, and returns a `ClaimResult`; this module writes its report.md, plots and
-result.json. The paper's numbers live in `paper.CLAIMS`, the verdict rules in `verdict`, the budgets in
-`budget`. See docs/claims.md.
+Each trained claim's module trains the arms it compares through the common runner (`runner.Runner`, which
+calls `cnnlab.train.train`), measures, and returns a `ClaimResult`; this module writes its report.md, plots
+and result.json. The successors' claims that need no training (`computed.COMPUTED`) are counted exactly on
+the nets cnnlab builds and printed. The papers' numbers live in `paper.CLAIMS`, the verdict rules in
+`verdict`, the budgets in `budget`. `all` is the AlexNet paper's claims; `all-vgg` and `all-googlenet` the
+successors'. See docs/claims.md and docs/successors.md.
 """
 
 from __future__ import annotations
@@ -18,12 +20,25 @@ from typing import Any
 from cnnlab import models
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
-from cnnlab.experiments import dropout, ensemble, lrn, overlap, paper_init, pca, relu_tanh, tencrop
+from cnnlab.experiments import (
+    computed,
+    dropout,
+    ensemble,
+    googlenet_aux,
+    lrn,
+    overlap,
+    paper_init,
+    pca,
+    relu_tanh,
+    tencrop,
+    vgg_depth,
+    vgg_lrn,
+)
 from cnnlab.experiments.context import Experiment
-from cnnlab.experiments.paper import CLAIMS
+from cnnlab.experiments.paper import CLAIMS, TITLES
 from cnnlab.experiments.results import SMOKE, ClaimResult, write_index, write_report
 
-__all__ = ["CLAIMS", "CLAIM_MODULES", "ClaimResult", "reproduce", "reproduce_all"]
+__all__ = ["CLAIMS", "CLAIM_MODULES", "GROUPS", "ClaimResult", "reproduce", "reproduce_all"]
 
 # Claim id -> module with `run(Experiment) -> ClaimResult`, in the order `all` runs them.
 CLAIM_MODULES: dict[str, ModuleType] = {
@@ -35,8 +50,20 @@ CLAIM_MODULES: dict[str, ModuleType] = {
     "ten-crop": tencrop,
     "ensemble": ensemble,
     "paper-init": paper_init,
+    "vgg-depth": vgg_depth,
+    "vgg-lrn": vgg_lrn,
+    "googlenet-aux": googlenet_aux,
 }
-assert set(CLAIM_MODULES) == set(CLAIMS), "every claim in paper.CLAIMS needs a module, and vice versa"
+COMPUTED = computed.COMPUTED
+assert set(CLAIM_MODULES) | set(COMPUTED) == set(CLAIMS) and not set(CLAIM_MODULES) & set(COMPUTED), (
+    "every claim in paper.CLAIMS needs a module or a computation, and vice versa"
+)
+# The groups `reproduce` runs in one go, each claim in paper.CLAIMS order: `all` keeps its meaning (the
+# AlexNet paper's claims); the successors' groups run their computed claims first (instant).
+GROUPS: dict[str, list[str]] = {
+    ("all" if paper == "alexnet" else f"all-{paper}"): [c for c in CLAIMS if CLAIMS[c].paper == paper]
+    for paper in TITLES
+}
 
 
 def _log(text: str) -> None:
@@ -53,13 +80,18 @@ def _mkdir(folder: Path) -> Path:
 
 def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Experiment:
     if claim not in CLAIM_MODULES:
-        raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
+        choices = ", ".join([*CLAIMS, *GROUPS])
+        raise CnnlabError(f"unknown claim {claim!r}; choose one of {choices}")
     b = budgets.get(options.pop("budget"))
     seeds = options.pop("seeds")
     seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
-    model = options.pop("model") or budgets.default_model(b)
+    own = getattr(CLAIM_MODULES[claim], "MODEL", None)  # the successors' claims train their own nets
+    asked = options.pop("model")
+    if own is not None and asked not in (None, own):
+        raise CnnlabError(f"--model applies to the AlexNet claims; {claim} trains {own} (leave --model out)")
+    model = own or asked or budgets.default_model(b)
     models.info(model)  # an unknown name fails here, with the list of models
     return Experiment(
         claim,
@@ -124,18 +156,32 @@ def reproduce_all(
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = _log,
+    group: str = "all",
     **options: Any,
 ) -> tuple[list[ClaimResult], Path]:
-    """Every claim, sharing one runs folder (default OUT/runs), each report in OUT/CLAIM/; then
-    OUT/index.md."""
+    """Every claim of `group` (`all`: the AlexNet paper's), sharing one runs folder (default OUT/runs),
+    each report in OUT/CLAIM/; then OUT/index.md. The computed claims come first, in the index too."""
+    if group not in GROUPS:
+        raise CnnlabError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     t0 = time.perf_counter()
-    root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}")
+    suffix = "" if group == "all" else f"-{group.removeprefix('all-')}"
+    root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}{suffix}")
     runs = Path(runs_dir) if runs_dir else root / "runs"
+    exact = [
+        (computed.run(claim, root / claim, log=log), root / claim / "report.md")
+        for claim in GROUPS[group]
+        if claim in COMPUTED
+    ]
     done: list[tuple[ClaimResult, Path]] = []
-    for claim in CLAIM_MODULES:
-        exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
-        done.append(_run(exp))
-    index = write_index(done, root, budgets.get(budget), time.perf_counter() - t0)
+    for claim in GROUPS[group]:
+        if claim in CLAIM_MODULES:
+            exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
+            done.append(_run(exp))
+    paper = CLAIMS[GROUPS[group][0]].paper
+    index = write_index(
+        done, root, budgets.get(budget), time.perf_counter() - t0, title=TITLES[paper], group=group,
+        computed_rows=[computed.index_row(c, path, root) for c, path in exact],
+    )  # fmt: skip
     log(f"index: {index}")
     return [r for r, _ in done], index
 
@@ -155,8 +201,10 @@ def _cmd_reproduce(args: Any) -> int:
         "progress": args.progress,
         "fresh": args.fresh,
     }
-    if args.claim == "all":
-        reproduce_all(**options)
+    if args.claim in GROUPS:
+        reproduce_all(group=args.claim, **options)
+    elif args.claim in COMPUTED:
+        computed.run(args.claim, Path(args.out) if args.out else None)
     else:
         reproduce(args.claim, **options)
     sys.stdout.flush()

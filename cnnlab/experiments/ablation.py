@@ -9,13 +9,13 @@ minus with it, at the last epoch (no epoch is selected, so nothing is chosen on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
-from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.verdict import Interval, Verdict, judge, mean_std, pct, t_interval, with_ci
 
 # The `standard` setting as it is: the arm every standard-setting claim shares (see budget.py).
 BASELINE = Arm("baseline", "baseline")
@@ -89,21 +89,28 @@ def ablation(
     paper_source: str,
     departures: Sequence[str] = (),
     notes: Sequence[str] = (),
+    setting: str = "standard",
+    on: Arm | None = None,
+    base_departures: Callable[[Experiment, Run], list[str]] | None = None,
+    rule: Callable[[Interval, str], Verdict] | None = None,
 ) -> ClaimResult:
     """Train the baseline (the paper's choice, shown as `on_label`) and `off` on every seed; judge the
-    paired last-epoch test top-1 differences against zero and against `paper_effect` (in error points)."""
-    on = Arm(BASELINE.name, on_label)  # the shared baseline run, so claims that compare with it reuse it
-    runs = exp.runner("standard").runs([on, off], exp.seeds)
+    paired last-epoch test top-1 differences against zero and against `paper_effect` (in error points).
+
+    The successors' claims pass their own `setting`, `on` arm (its settings on top of the setting),
+    the departures of that setting, and for a claim of no effect their own `rule`."""
+    # The shared baseline run by default, so claims that compare with it reuse it.
+    on = Arm(BASELINE.name, on_label) if on is None else on
+    runs = exp.runner(setting).runs([on, off], exp.seeds)
     ons, offs = runs[on.name], runs[off.name]
     gain1, gain5 = paired(ons, offs), paired(ons, offs, "top5_err")
     iv, iv5 = t_interval(gain1), t_interval(gain5)
     dropped = sum(g != g for g in gain1)
-    verdict = judge(
-        iv,
-        what=f"test top-1 error with {off.label} minus with {on.label}",
-        paper=paper_effect,
-        dropped=dropped,
-    )
+    what = f"test top-1 error with {off.label} minus with {on.label}"
+    if rule is not None:
+        verdict = rule(iv, what)
+    else:
+        verdict = judge(iv, what=what, paper=paper_effect, dropped=dropped)
     ours = (
         f"{on.label} lowers the test top-1 error by {with_ci(iv)} ({on.label} "
         f"{mean_std([err_on_test(r) for r in ons])} vs {off.label} "
@@ -126,11 +133,11 @@ def ablation(
         arm_rows(labelled),
         ran=(ons[0], varied, f"paired seeds: {', '.join(map(str, exp.seeds))} (each arm)"),
         protocol=protocol,
-        departures=[*standard_departures(exp, ons[0]), *departures],
+        departures=[*(base_departures or standard_departures)(exp, ons[0]), *departures],
         plots=[plot],
         notes=[
-            f"The paper's effect size used by the verdict: {100 * paper_effect:.1f} points of top-1 error "
-            f"({paper_source}).",
+            f"The paper's effect size{' used by the verdict' if rule is None else ''}: "
+            f"{100 * paper_effect:.1f} points of top-1 error ({paper_source}).",
             "Paired seeds: each seed's two runs share the data order, the augmentation stream and the "
             "initial weights, so the interval is over the per-seed differences.",
             *notes,

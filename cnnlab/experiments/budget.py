@@ -13,6 +13,9 @@ Settings (TrainConfig fields on top of the paper's recipe, section 5, and the mo
   (section 4.2 is about a net that overfits without dropout).
 - `init`: the standard setting; the budgets that can afford it train longer at the paper's learning rate
   0.01 held constant (no drops while a net sits at chance), for N(0, 0.01) weights to have a fair chance.
+- `successor`: the standard setting's data, sizes and augmentation for the VGG and GoogLeNet claims, on
+  their small-image nets (`vgg_small`, `googlenet_small`) with their own switches (no AlexNet LRN or
+  overlapping-pool switches, each net's own dropout).
 
 Every run holds `val_split` images of its training subset out (where `cnnlab train` has --val-split): the
 held-out images choose things (best epoch, learning rates, convergence), the test images score the claim.
@@ -29,7 +32,7 @@ import torch
 from cnnlab import models
 from cnnlab.errors import CnnlabError
 
-SETTINGS = ("standard", "figure1", "overfit", "init")
+SETTINGS = ("standard", "figure1", "overfit", "init", "successor")
 FIGURE1_MODEL = "figure1_net"
 
 # The paper crops 224 (227) from 256: the same ratio decides the side small images are resized to.
@@ -79,6 +82,7 @@ BUDGETS: dict[str, Budget] = {
             "figure1": {"epochs": 2, "limit_train": 128},
             "overfit": {"limit_train": 128, "epochs": 3},
             "init": {},
+            "successor": {},
         },
         val_split=32,
         lr_grid=(0.05,),
@@ -93,7 +97,8 @@ BUDGETS: dict[str, Budget] = {
         dataset="fashion-mnist",
         seeds=8,
         ensemble_nets=8,
-        claim_seeds={"relu-vs-tanh": 5, "dropout": 5, "paper-init": 2},
+        # googlenet-aux: its nets take about twice alexnet_small's multiply-adds, and two arms of them.
+        claim_seeds={"relu-vs-tanh": 5, "dropout": 5, "paper-init": 2, "googlenet-aux": 5},
         common={"limit_val": 2000, "batch_size": 128},
         settings={
             # 2000 images x 4 epochs: ~64 steps at the paper's lr 0.01 (the paper takes ~450,000).
@@ -104,6 +109,7 @@ BUDGETS: dict[str, Budget] = {
             "overfit": {"limit_train": 1000, "epochs": 12, "lr": 0.03, "limit_val": 1000},
             # The standard runs themselves (the Kaiming control is the shared baseline): a short budget.
             "init": {"limit_train": 2000, "epochs": 4},
+            "successor": {"limit_train": 2000, "epochs": 4},
         },
         val_split=500,
         lr_grid=(0.003, 0.01, 0.03),
@@ -117,7 +123,7 @@ BUDGETS: dict[str, Budget] = {
         dataset="fashion-mnist",
         seeds=10,
         ensemble_nets=10,
-        claim_seeds={"relu-vs-tanh": 8, "dropout": 8, "paper-init": 3},
+        claim_seeds={"relu-vs-tanh": 8, "dropout": 8, "paper-init": 3, "googlenet-aux": 8},
         common={"limit_val": 3000, "batch_size": 128},
         settings={
             "standard": {"limit_train": 5000, "epochs": 6},
@@ -131,6 +137,7 @@ BUDGETS: dict[str, Budget] = {
                 "lr": 0.01,
                 "schedule": "constant",
             },
+            "successor": {"limit_train": 5000, "epochs": 6},
         },
         val_split=1000,
         lr_grid=(0.003, 0.01, 0.03, 0.1),
@@ -150,6 +157,7 @@ BUDGETS: dict[str, Budget] = {
             "figure1": {"epochs": 30},
             "overfit": {"limit_train": 5000, "epochs": 60, "lr": 0.03},
             "init": {"epochs": 30, "lr": 0.01, "schedule": "constant"},
+            "successor": {"epochs": 30},
         },
         val_split=10000,
         lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1),
@@ -168,6 +176,8 @@ _OVERRIDES: dict[str, dict[str, Any]] = {
         "schedule": "constant",
     },
     "overfit": {"random_crop": False, "flip": False, "pca_std": 0.0, "schedule": "constant"},
+    # The standard setting's augmentation on the VGG and GoogLeNet small nets, with their own switches.
+    "successor": {},
 }
 _OVERRIDES["init"] = _OVERRIDES["standard"]
 
@@ -218,7 +228,7 @@ def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str,
         own = budget.default_input if dataset == budget.dataset else None
         size = own or models.info(model).input_size
     fields["input_size"] = size
-    if kind in ("standard", "init"):
+    if kind in ("standard", "init", "successor"):
         # Crops from a larger image, as the paper's 224 from 256: random crops for training, and the
         # corners of the ten-crop test differ from the centre.
         fields["resize"] = round(size * RESIZE_RATIO)

@@ -1,4 +1,5 @@
-"""The AlexNet paper's claims and numbers, in one table (sections 3 to 6 of the paper; the wording is ours).
+"""The papers' claims and numbers, in one table (the wording is ours): the AlexNet paper's (sections 3 to 6),
+then its successors', VGG's and GoogLeNet's, each entry naming its paper.
 
 Every report and the index quote these entries; no claim module writes a paper number of its own.
 """
@@ -16,6 +17,20 @@ class PaperClaim:
     says: str  # the claim in our words
     number: str  # the paper's number, as the index shows it
     values: dict[str, float] = field(default_factory=dict)  # the same numbers, for plots and ratios
+    paper: str = "alexnet"  # which paper (a key of PAPERS)
+
+
+# The papers, by the key `cnnlab reproduce --help` and the groups `all`, `all-vgg`, `all-googlenet` use.
+PAPERS = {
+    "alexnet": "Krizhevsky et al. 2012",
+    "vgg": "Simonyan & Zisserman 2015",
+    "googlenet": "Szegedy et al. 2015",
+}
+TITLES = {
+    "alexnet": "The AlexNet paper's claims",
+    "vgg": "The VGG paper's claims",
+    "googlenet": "The GoogLeNet paper's claims",
+}
 
 
 CLAIMS: dict[str, PaperClaim] = {
@@ -103,6 +118,83 @@ CLAIMS: dict[str, PaperClaim] = {
             "found that bias 1 left the loss flat and used 0.1; modern code uses Kaiming's init.",
             "N(0, 0.01) with bias 1 trains (paper); Caffe: bias 1 stays flat, use 0.1",
             {"weight_std": 0.01, "bias": 1.0, "caffe_bias": 0.1},
+        ),
+        # -- VGG (Simonyan & Zisserman, ICLR 2015) -----------------------------------------------------
+        PaperClaim(
+            "vgg-small-filters",
+            "Stacks of 3x3 filters see as far as one large filter, with fewer weights",
+            "section 2.3",
+            "A stack of two 3x3 conv layers (no pooling between) has a 5x5 effective receptive field, three "
+            "have 7x7; with C channels in and out, three 3x3 layers have 3(3^2 C^2) = 27C^2 weights where "
+            "one 7x7 layer has 49C^2 (81% more), and they put three non-linearities in place of one.",
+            "2 x 3x3 see 5x5 (18C^2 vs 25C^2, 28% fewer); 3 x 3x3 see 7x7 (27C^2 vs 49C^2, 45% fewer)",
+            {"fewer_2": 0.28, "fewer_3": 0.45, "more_7x7": 0.81},
+            paper="vgg",
+        ),
+        PaperClaim(
+            "vgg-cost",
+            "VGG-16 costs more than AlexNet: parameters, multiply-adds, activation memory",
+            "Table 2; section 1 of the AlexNet paper",
+            "Configuration D (VGG-16) has 138 million parameters (Table 2) against AlexNet's 60 million "
+            "(Krizhevsky et al. 2012, abstract); it is slower and its feature maps need more memory. The "
+            "paper gives no multiply-add count; 15.5 billion at 224 px is the figure commonly quoted.",
+            "VGG-16 138M parameters (AlexNet 60M); ~15.5G multiply-adds (commonly quoted)",
+            {"vgg16_params": 138e6, "alexnet_params": 60e6, "vgg16_macs": 15.5e9},
+            paper="vgg",
+        ),
+        PaperClaim(
+            "vgg-depth",
+            "Deeper VGG configurations classify better",
+            "section 4.1, Table 3",
+            "At a single test scale, top-1 / top-5 validation error falls with depth: configuration A (11 "
+            "weight layers) 29.6% / 10.4%, B (13) 28.7% / 9.9%, D (16) 27.0% / 8.8%.",
+            "top-1 error A 29.6% -> B 28.7% -> D 27.0% (ILSVRC-2012 val, single scale)",
+            {"A": 0.296, "B": 0.287, "D": 0.270},
+            paper="vgg",
+        ),
+        PaperClaim(
+            "vgg-lrn",
+            "LRN does not improve VGG configuration A",
+            "section 4.1, Table 3",
+            'Local response normalisation after the first layer (A-LRN) "does not improve the performance '
+            'of model A": top-1 / top-5 error 29.7% / 10.5% with it, 29.6% / 10.4% without.',
+            "A 29.6% vs A-LRN 29.7% top-1: no effect",
+            {"A": 0.296, "A_LRN": 0.297},
+            paper="vgg",
+        ),
+        # -- GoogLeNet (Szegedy et al., CVPR 2015) ---------------------------------------------------
+        PaperClaim(
+            "googlenet-cost",
+            "GoogLeNet: 12 times fewer parameters than AlexNet, 1.5 billion multiply-adds",
+            "abstract; section 5",
+            'The network "uses 12 times fewer parameters than" AlexNet (abstract) and was designed for '
+            '"a computational budget of 1.5 billion multiply-adds at inference time" (section 5); the '
+            "auxiliary classifiers are discarded at inference.",
+            "12x fewer parameters than AlexNet; 1.5 billion multiply-adds at inference",
+            {"fewer_than_alexnet": 12.0, "macs": 1.5e9},
+            paper="googlenet",
+        ),
+        PaperClaim(
+            "googlenet-reductions",
+            "1x1 reductions keep the Inception modules affordable",
+            "section 4, Figure 2",
+            "1x1 convolutions compute reductions before the expensive 3x3 and 5x5 convolutions; without "
+            "them (the naive module of Figure 2a) the cost would blow up. The paper gives no number for "
+            "the saving.",
+            "reductions before the 3x3 and 5x5 convolutions avoid a blow-up of the cost (no number)",
+            {},
+            paper="googlenet",
+        ),
+        PaperClaim(
+            "googlenet-aux",
+            "GoogLeNet's auxiliary classifiers help a little",
+            "section 5",
+            "Two auxiliary classifiers on 4a and 4d, their losses weighted 0.3 in training and discarded at "
+            "inference; the arXiv version reports that control experiments found their effect "
+            '"relatively minor (around 0.5%)" (wording as in our SPEC, not checked against the paper).',
+            'about 0.5 points of error ("relatively minor")',
+            {"effect": 0.005, "weight": 0.3},
+            paper="googlenet",
         ),
     )
 }

@@ -277,6 +277,35 @@ def judge(
     return Verdict(INCONCLUSIVE, f"{ci}: it contains {contains}; {need_text}{note}")
 
 
+def judge_no_effect(
+    iv: Interval, *, what: str, margin: float, fmt: Callable[[float], str] = signed_points
+) -> Verdict:
+    """The rule for a claim of *no* effect (VGG's "LRN does not improve model A"): an equivalence test.
+
+    The paper's "no effect" is reproduced when the whole interval lies within +-`margin` (the smallest
+    difference the paper itself reports as real), contradicted when it excludes zero (the choice matters
+    here, one way or the other), inconclusive otherwise."""
+    if iv.n < 2 or not math.isfinite(iv.low):
+        return Verdict(
+            INCONCLUSIVE, f"{what}: {fmt(iv.mean)} from {iv.n} seed(s); an interval needs 2 or more"
+        )
+    ci = f"{what}: {with_ci(iv, fmt)}"
+    if -margin < iv.low and iv.high < margin:
+        return Verdict(
+            REPRODUCED, f"{ci}: the interval lies within {fmt(margin).lstrip('+')} of zero either way"
+        )
+    if iv.low > 0 or iv.high < 0:
+        return Verdict(CONTRADICTED, f"{ci}: the interval excludes zero, so the choice has an effect here")
+    need = seeds_needed(iv.sd, margin - abs(iv.mean))
+    more = (
+        f"about {need} paired seeds would settle it" if need else "no affordable number of seeds settles it"
+    )
+    return Verdict(
+        INCONCLUSIVE,
+        f"{ci}: it contains zero but reaches beyond {fmt(margin).lstrip('+')}; {more} at the observed spread",
+    )
+
+
 def primary(parts: Sequence[tuple[str, Verdict]]) -> Verdict:
     """A claim with several parts takes its first (headline) part's verdict; the reason lists each part."""
     return Verdict(parts[0][1].verdict, "; ".join(f"{name}: {v.verdict} ({v.reason})" for name, v in parts))

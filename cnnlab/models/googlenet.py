@@ -116,15 +116,22 @@ class InceptionAux(nn.Module):
     """
 
     def __init__(
-        self, cin: int, num_classes: int, conv: ConvBlock, activation: str, paper_pool: bool
+        self,
+        cin: int,
+        num_classes: int,
+        conv: ConvBlock,
+        activation: str,
+        paper_pool: bool,
+        width: int = 128,
+        hidden: int = 1024,
     ) -> None:
         super().__init__()
         self.paper_pool = paper_pool
-        self.conv = conv(cin, 128, kernel_size=1)
-        self.fc1 = nn.Linear(2048, 1024)
+        self.conv = conv(cin, width, kernel_size=1)
+        self.fc1 = nn.Linear(width * 4 * 4, hidden)  # the 4x4 map of `width` channels
         self.act = L.activation(activation)
         self.dropout = nn.Dropout(p=0.7)
-        self.fc2 = nn.Linear(1024, num_classes)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.paper_pool and min(x.shape[-2:]) >= 5:
@@ -299,3 +306,121 @@ def googlenet_torchvision(
         switches=switches,
         transform_input=transform_input,
     )
+
+
+# -- Small-image GoogLeNet (28-32 px) -----------------------------------------------------------------------
+
+SMALL_WIDTH = 0.25  # Table 1's widths x 1/4 (3a: 16, 24->32, 4->8, 8)
+
+
+class GoogLeNetSmall(L.Net):
+    """The paper's nine Inception modules for 28-32 px images, every width scaled by `width`.
+
+    Table 1's stem (7x7/2 conv, two 3x3/2 pools, LRN) takes 224 px to 28 before module 3a, 8x smaller;
+    a 28 px image has no room for that, so the stem here is one 3x3 conv (192 x width maps) and a 3x3/2
+    max pool (28 -> 14, 32 -> 16). The pools between the module groups are Table 1's 3x3/2, padded by 1:
+    3a-3b run at 14 px (16), 4a-4e at 7 (8), 5a-5b at 4, then the global average pool, dropout 0.4 and the
+    classifier. The auxiliary classifiers sit after 4a and 4d as in section 5 (average pool to 4x4, 1x1
+    conv, fc, dropout 0.7, fc), their widths scaled too, weighted 0.3 in training and dropped at inference.
+    The trunk is built and initialised before them, so a net with them and one without start from the
+    same trunk weights for the same seed.
+    """
+
+    family = "googlenet"
+    default_input_size = 28
+
+    def __init__(
+        self, *, num_classes: int, in_channels: int, width: float, switches: GoogLeNetSwitches
+    ) -> None:
+        L.check_common(num_classes, in_channels)
+        super().__init__(in_channels)
+        activation = switches.activation
+        L.activation(activation), L.flag("aux_logits", switches.aux_logits)
+        L.choice("init", switches.init, INITS)
+        dropout = L.rate("dropout", switches.dropout)
+        w = L.positive("width", width)
+        self.aux_logits = switches.aux_logits
+
+        def conv(cin: int, cout: int, **kwargs: int) -> nn.Module:
+            return ConvAct(cin, cout, activation, **kwargs)
+
+        self.conv1 = conv(in_channels, L.scaled(w, 192), kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, padding=1)
+        blocks: dict[str, Inception] = {}
+        channels = L.scaled(w, 192)
+        for key, widths in MODULES.items():
+            blocks[key] = Inception(channels, tuple(L.scaled(w, c) for c in widths), conv, 5)
+            channels = blocks[key].out_channels
+        self.inception3a, self.inception3b = blocks["3a"], blocks["3b"]
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.inception4a, self.inception4b, self.inception4c = blocks["4a"], blocks["4b"], blocks["4c"]
+        self.inception4d, self.inception4e = blocks["4d"], blocks["4e"]
+        self.maxpool4 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.inception5a, self.inception5b = blocks["5a"], blocks["5b"]
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(channels, num_classes)
+        # The trunk is built and initialised before the heads draw any random numbers.
+        L.init_weights(self, switches.init, activation_name=activation, finals=[self.fc], allowed=INITS)
+        self.aux1: InceptionAux | None = None
+        self.aux2: InceptionAux | None = None
+        if self.aux_logits:
+            aux_width, aux_hidden = L.scaled(w, 128), L.scaled(w, 1024)
+            self.aux1 = InceptionAux(
+                blocks["4a"].out_channels, num_classes, conv, activation, False, aux_width, aux_hidden
+            )
+            self.aux2 = InceptionAux(
+                blocks["4d"].out_channels, num_classes, conv, activation, False, aux_width, aux_hidden
+            )
+            for aux in (self.aux1, self.aux2):
+                L.init_weights(
+                    aux, switches.init, activation_name=activation, finals=[aux.fc2], allowed=INITS
+                )
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        return [
+            ("conv1", self.conv1.get_submodule("conv")),
+            ("pool2 (maxpool2)", self.maxpool2),
+            ("pool3 (maxpool3)", self.maxpool3),
+            ("pool4 (maxpool4)", self.maxpool4),
+        ]
+
+    def _trunk(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        self.check_input(x)
+        aux: list[Tensor] = []
+        x = self.inception3b(self.inception3a(self.maxpool2(self.conv1(x))))
+        x = self.inception4a(self.maxpool3(x))
+        if self.training and self.aux1 is not None:
+            aux.append(self.aux1(x))
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        if self.training and self.aux2 is not None:
+            aux.append(self.aux2(x))
+        x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
+        return self.dropout(torch.flatten(self.avgpool(x), 1)), tuple(aux)
+
+    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
+        features, aux = self._trunk(x)
+        logits = self.fc(features)
+        return AuxOutputs(logits, aux) if aux else logits
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self._trunk(x)[0]
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        return L.convs(self.conv1.get_submodule("conv"))
+
+
+@register(
+    family="googlenet",
+    input_size=28,
+    paper=PAPER + " (scaled for 28-32 px images)",
+    description="small-image GoogLeNet: the nine Inception modules, widths x1/4, 3x3 stem + pool, aux heads",
+)
+def googlenet_small(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: GoogLeNetSwitches = PAPER_SWITCHES,
+    width: float = SMALL_WIDTH,
+) -> GoogLeNetSmall:
+    return GoogLeNetSmall(num_classes=num_classes, in_channels=in_channels, width=width, switches=switches)

@@ -152,3 +152,114 @@ def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwit
 @register(family="vgg", input_size=224, paper=PAPER + BN, description="configuration E with batch norm")
 def vgg19_bn(num_classes: int = 1000, in_channels: int = 3, *, switches: VGGSwitches = SWITCHES) -> VGG:
     return _vgg("E", num_classes, in_channels, switches, batch_norm=True)
+
+
+# -- Small-image VGG (28-32 px) -----------------------------------------------------------------------------
+
+SMALL_POOLS = 3  # 2x2 pools after the first three blocks only: 32 -> 16 -> 8 -> 4, 28 -> 14 -> 7 -> 3
+SMALL_WIDTH = 0.25  # Table 1's widths x 1/4: 16-32-64-128-128
+SMALL_HIDDEN = 256  # fc layers (the paper's 4096, scaled down as the convs are)
+
+
+class VGGSmall(L.Net):
+    """A configuration of Table 1 for 28-32 px images, at the same width scaling for every configuration.
+
+    The five blocks keep Table 1's depths (A: 1-1-2-2-2 convs, B: 2-2-2-2-2, D: 2-2-3-3-3, E: 2-2-4-4-4) and
+    3x3 convs (stride 1, padding 1); their widths are scaled by `width` (1/4: 16-32-64-128-128). Five 2x2
+    pools would take a 28 px image below 1 px, so only the first three blocks end in one (28 -> 3, 32 -> 4)
+    and blocks 4 and 5 run at that size; a global average pool then feeds fc-fc-classes (256 units,
+    dropout 0.5), the paper's 4096 scaled down. `lrn` puts A-LRN's LRN after the first conv (Table 1).
+    """
+
+    family = "vgg"
+    default_input_size = 28
+
+    def __init__(
+        self,
+        config: str,
+        *,
+        num_classes: int,
+        in_channels: int,
+        width: float,
+        switches: VGGSwitches,
+        batch_norm: bool,
+    ) -> None:
+        L.check_common(num_classes, in_channels)
+        super().__init__(in_channels)
+        config = L.choice("config", config, CONFIGS)
+        w = L.positive("width", width)
+        L.flag("lrn", switches.lrn), L.flag("batch_norm", batch_norm)
+        dropout = L.rate("dropout", switches.dropout)
+        L.choice("init", switches.init, INITS)
+        modules: list[nn.Module] = []
+        self._paper_names: list[str] = []
+        channels, block, index, pools = in_channels, 1, 1, 0
+        for item in CONFIGS[config]:
+            if item == "M":
+                if pools < SMALL_POOLS:
+                    modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                    self._paper_names.append(f"pool{block}")
+                    pools += 1
+                block, index = block + 1, 1
+                continue
+            assert isinstance(item, int)
+            out = L.scaled(w, item)
+            modules.append(nn.Conv2d(channels, out, kernel_size=3, padding=1))
+            self._paper_names.append(f"conv{block}_{index}")
+            if batch_norm:
+                modules.append(nn.BatchNorm2d(out))
+            act = L.activation(switches.activation)
+            if switches.lrn and self._paper_names[-1] == "conv1_1":
+                act = nn.Sequential(act, L.LocalResponseNorm(out))  # A-LRN (Table 1)
+            modules.append(act)
+            channels, index = out, index + 1
+        self.features = nn.Sequential(*modules)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        hidden = L.scaled(w / SMALL_WIDTH, SMALL_HIDDEN)
+        self.classifier = nn.Sequential(
+            nn.Linear(channels, hidden),
+            L.activation(switches.activation),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden, hidden),
+            L.activation(switches.activation),
+            nn.Dropout(p=dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        L.init_weights(
+            self,
+            switches.init,
+            activation_name=switches.activation,
+            finals=[self.classifier[6]],
+            allowed=INITS,
+            paper_std=PAPER_STD,
+        )
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        found = L.modules_named(self.features, L.SIZE_CHANGING)
+        return [
+            (f"{name} (features.{key})", m) for name, (key, m) in zip(self._paper_names, found, strict=True)
+        ]
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        return L.convs(self.features[0])
+
+
+@register(
+    family="vgg",
+    input_size=28,
+    paper=PAPER + " (scaled for 28-32 px images)",
+    description="small-image VGG: Table 1's depths (config A, B, D, E), widths x1/4, 3 pools",
+)
+def vgg_small(
+    num_classes: int = 1000,
+    in_channels: int = 3,
+    *,
+    switches: VGGSwitches = SWITCHES,
+    config: str = "D",
+    width: float = SMALL_WIDTH,
+    batch_norm: bool = False,
+) -> VGGSmall:
+    return VGGSmall(
+        config, num_classes=num_classes, in_channels=in_channels, width=width, switches=switches,
+        batch_norm=batch_norm,
+    )  # fmt: skip
