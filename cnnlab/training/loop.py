@@ -98,6 +98,8 @@ class Loop:
             records.write_config(folder, cfg, self.facts(with_data_identity=True))
             report.write_metrics(folder.metrics, self.history)
             self.epoch_log = records.EpochLog(folder)
+            if self.epoch_log.note:
+                self.say(self.epoch_log.note)
 
     def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
         """What the run is, besides its config: for config.json and the summary."""
