@@ -66,6 +66,8 @@ class Loop:
         if run.resumed_from is not None:
             self._restore(run.resumed_from)
         self.epoch_log: records.EpochLog | None = None
+        # (epoch, result with probabilities) of the last epoch's test evaluation: report.html uses it.
+        self.measured: tuple[int, dict[str, Any]] | None = None
         steps = len(run.train_loader)
         self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
@@ -268,9 +270,19 @@ class Loop:
         distributed.all_reduce_sum(totals)
         loss_sum, correct, count = totals.tolist()
         t0 = time.perf_counter()
-        val = self.validate(self.run.val_loader)
+        # The last epoch keeps its test probabilities (when they are small) for report.html's confusion
+        # matrix and mistakes, which would otherwise evaluate the same net on the same images again.
+        run = self.run
+        keep = (
+            epoch + 1 == self.cfg.epochs
+            and not self.ctx.distributed
+            and len(run.test_ds) * len(run.classes) <= 10_000_000
+        )
+        val = self.validate(run.val_loader, keep=keep and run.test_loader is None)
         # Without a held-out split the validation set is the test set: the same numbers, measured once.
-        test = val if self.run.test_loader is None else self.validate(self.run.test_loader)
+        test = val if run.test_loader is None else self.validate(run.test_loader, keep=keep)
+        if keep:
+            self.measured = (epoch + 1, test)
         self.eta.evaluated(time.perf_counter() - t0)
         steps = len(self.run.train_loader)
         row = {
@@ -290,9 +302,9 @@ class Loop:
         return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
 
     @torch.no_grad()
-    def validate(self, loader: Any) -> dict[str, Any]:
+    def validate(self, loader: Any, keep: bool = False) -> dict[str, Any]:
         self.net.eval()
-        acc = Accumulator(len(self.run.classes), self.ctx.device)
+        acc = Accumulator(len(self.run.classes), self.ctx.device, keep_probs=keep)
         for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
             acc.update(view_probs(self.net, x, amp_dtype(self.cfg.amp_dtype), self.cfg.channels_last), y)
@@ -347,8 +359,13 @@ class Loop:
         failure to draw it is said in one line, not raised."""
         from cnnlab.pictures.runpage import write_report
 
+        say = self.progress.print  # what the page costs time on, as it happens (nothing with --progress none)
+        say("report: drawing report.html (curves, kernels, confusion matrix, mistakes, nearest neighbours, "
+            "Grad-CAM); the run is complete, --no-report skips this")  # fmt: skip
         try:
-            page = write_report(self.run.folder.root, device=str(self.ctx.device), say=lambda _: None)
+            page = write_report(
+                self.run.folder.root, device=str(self.ctx.device), say=say, measured=self.measured
+            )
         except CnnlabError as exc:
             self.progress.always(f"report.html not written: {exc}")
             return
