@@ -278,7 +278,7 @@ def model_sections(
         return
     views = str(cfg.get("val_views") or "center")
     if measured is not None and measured[0] == epoch and measured[1]["count"] == len(val_ds):
-        result, how = measured[1], "as the run evaluated it after that epoch,"
+        result, how = dict(measured[1]), "as the run evaluated it after that epoch,"
     else:
         say(f"report: evaluating {path.name} on {len(val_ds)} {label} images")
         result, how = mistakes_mod.evaluate_on(subject, val_ds, views), "evaluated again"
