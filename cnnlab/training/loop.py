@@ -187,6 +187,12 @@ class Loop:
             count, seconds = int(partial["count"]), float(partial["seconds"])
         bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
         self.train_mode()
+        compiling = cfg.compile and self.steps_this_invocation == 0
+        if compiling:
+            # torch.compile works during the first step (and the first evaluation): a minute or more on a
+            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
+            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
+                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
         self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
         t0 = time.perf_counter()
         step = start - 1
@@ -213,6 +219,9 @@ class Loop:
             correct += (logits.detach().argmax(1) == y).sum()
             count += n
             self.steps_this_invocation += 1
+            if compiling:
+                compiling = False
+                self.say(f"compile: the training step compiled and ran in {time.perf_counter() - t0:.1f} s")
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), gstep, bad_step)
             self.eta.step()
             announced = self.eta.announcement()
@@ -270,6 +279,9 @@ class Loop:
         distributed.all_reduce_sum(totals)
         loss_sum, correct, count = totals.tolist()
         t0 = time.perf_counter()
+        first_compiled = self.cfg.compile and self.eta.evaluations == 0
+        if first_compiled:
+            self.say("compile: compiling the evaluation graph (the first evaluation; the ETA leaves it out)")
         # The last epoch keeps its test probabilities (when they are small) for report.html's confusion
         # matrix and mistakes, which would otherwise evaluate the same net on the same images again.
         run = self.run
@@ -283,7 +295,7 @@ class Loop:
         test = val if run.test_loader is None else self.validate(run.test_loader, keep=keep)
         if keep:
             self.measured = (epoch + 1, test)
-        self.eta.evaluated(time.perf_counter() - t0)
+        self.eta.evaluated(time.perf_counter() - t0, compiling=first_compiled)
         steps = len(self.run.train_loader)
         row = {
             "epoch": epoch + 1,
