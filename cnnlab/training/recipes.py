@@ -77,7 +77,7 @@ PAPER = Recipe(
 )
 
 FAST = Recipe(
-    epochs=4,  # Fashion-MNIST with alexnet_fast in bf16: ~60 s of training on 2 CPU cores (docs/training.md)
+    epochs=5,  # Fashion-MNIST, alexnet_fast, bf16: 93.24% (4 epochs: 92.90%, short of 93%; docs/training.md)
     batch_size=128,
     lr=0.15,  # the one-cycle peak
     momentum=0.9,
