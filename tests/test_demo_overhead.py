@@ -3,6 +3,8 @@ drawn from the run's own last evaluation rather than a second one, and saying wh
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,7 @@ def test_the_runs_page_reuses_its_last_evaluation_and_says_what_it_draws(
     assert after[-1] == f"report: {tmp_path / 'run' / 'report.html'}"
     page = (tmp_path / "run" / "report.html").read_text()
     assert "as the run evaluated it after that epoch" in page
+    # The curves are curves.png as the run drew it (with the held-out run's test line), not drawn again.
+    first = re.search(r'<img alt="training curves" src="data:image/png;base64,([^"]*)"', page)
+    assert first is not None
+    assert base64.b64decode(first.group(1)) == (tmp_path / "run" / "curves.png").read_bytes()

@@ -349,6 +349,7 @@ def write_report(
     gradcams: int = 8,
     say: Callable[[str], None] | None = None,
     measured: tuple[int, Mapping[str, Any]] | None = None,
+    curves: bytes | None = None,
 ) -> Path:
     """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
 
@@ -356,7 +357,8 @@ def write_report(
     mistakes, queries, gradcams: how many mistakes, neighbour rows and Grad-CAM images (0 leaves one out);
     bank_size: how many training images the neighbour search scans (None: all).
     measured: (epoch, result with probabilities) of the run's own last evaluation on the test images, which
-    the trainer passes so the page does not evaluate that checkpoint a second time.
+    the trainer passes so the page does not evaluate that checkpoint a second time; curves: the curves.png
+    it just drew, embedded as it is.
     """
     from cnnlab import report
     from cnnlab.checkpoint import write_text
@@ -374,7 +376,7 @@ def write_report(
     page = Page(f"{model_name} on {cfg.get('dataset', '?')}")
     page.add("numbers", "Results", numbers_section(doc, history))
     if history:
-        curves = report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
+        curves = curves or report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
         page.add("curves", "Training curves", img(curves, "training curves"))
     page.add("config", "Settings", config_section(doc))
     model_sections(

@@ -366,7 +366,7 @@ class Loop:
         runfolder.mark_checkpointed(folder.root)  # from now on a restart may not clear this folder
 
     # -- the end ------------------------------------------------------------------------------------------
-    def _write_report(self) -> None:
+    def _write_report(self, curves: bytes | None) -> None:
         """report.html, the run on one page (pictures/runpage.py); a run is complete without it, so a
         failure to draw it is said in one line, not raised."""
         from cnnlab.pictures.runpage import write_report
@@ -376,7 +376,11 @@ class Loop:
             "Grad-CAM); the run is complete, --no-report skips this")  # fmt: skip
         try:
             page = write_report(
-                self.run.folder.root, device=str(self.ctx.device), say=say, measured=self.measured
+                self.run.folder.root,
+                device=str(self.ctx.device),
+                say=say,
+                measured=self.measured,
+                curves=curves,
             )
         except CnnlabError as exc:
             self.progress.always(f"report.html not written: {exc}")
@@ -391,9 +395,10 @@ class Loop:
         if self.epoch_log is not None:
             self.epoch_log.close()
         folder = self.run.folder
+        curves = None
         if self.history:
             title = f"{self.cfg.model} on {self.cfg.dataset}"
-            report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
+            curves = report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
         if stopped is None and self.history:
             facts = {
                 "num_classes": len(self.run.classes),
@@ -406,7 +411,7 @@ class Loop:
             }
             self.progress.always(records.write_summary(folder, self.cfg, facts, final))
             if self.cfg.report:
-                self._write_report()
+                self._write_report(curves)
         elif stopped is not None:
             how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
             self.progress.always(
