@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab import limits, outfiles
 from cnnlab.errors import CnnlabError
+from cnnlab.report import format_seconds
 from cnnlab.summary import (
     build,
     check_name,
@@ -187,29 +188,44 @@ def compare(
 
     dev = resolve_device(device or "auto")
     rows = []
-    for name in names:
+    for name in names:  # counting is quick (the meta device); every model first, so timing can be estimated
         size = input_size or default_input_size(name)
         c = run_named(
             name, num_classes, size[0], functools.partial(count, input_size=size, batch_size=batch_size)
         )
-        row = CompareRow(name, size, batch_size, c.params, c.flops, c.output_bytes, c.saved_bytes)
-        if timed:
-            # A training step keeps the saved activations, plus weights, gradients and momentum.
-            limits.check_fits(
-                c.saved_bytes + 3 * 4 * c.params,
-                f"timing {name} at batch {batch_size} ({'x'.join(map(str, size))} inputs)",
-                "lower --batch-size or --input-size, or pass --no-timing",
-                dev,
-            )
-            if progress:
-                progress(f"timing {name} at batch {batch_size} on {dev} ...")
-            model = build(name, num_classes, size[0], meta=False).to(dev)
-            row.forward_ips, row.train_ips = speed(
-                model, size, batch_size, num_classes, warmup=warmup, steps=steps
-            )
-            row.device = str(dev)
-            del model
-        rows.append(row)
+        rows.append(CompareRow(name, size, batch_size, c.params, c.flops, c.output_bytes, c.saved_bytes))
+    if not timed:
+        return rows
+    say = progress or (lambda _text: None)
+    calls = warmup + steps
+    say(f"timing {len(rows)} model{'s' * (len(rows) != 1)} on {dev} at batch {batch_size}: {calls} forward "
+        f"passes and {calls} training steps each; an estimate of the rest follows the first")  # fmt: skip
+    # A model's timing costs about its FLOPs per image (forward and training step alike scale with them):
+    # the seconds per FLOP measured so far estimate the models still to come.
+    spent, flops_done = 0.0, 0
+    for i, row in enumerate(rows, start=1):
+        name, size = row.name, row.input_size
+        # A training step keeps the saved activations, plus weights, gradients and momentum.
+        limits.check_fits(
+            row.saved_bytes + 3 * 4 * row.params,
+            f"timing {name} at batch {batch_size} ({'x'.join(map(str, size))} inputs)",
+            "lower --batch-size or --input-size, or pass --no-timing",
+            dev,
+        )
+        say(f"[{i}/{len(rows)}] timing {name} ...")
+        t0 = time.perf_counter()
+        model = build(name, num_classes, size[0], meta=False).to(dev)
+        row.forward_ips, row.train_ips = speed(
+            model, size, batch_size, num_classes, warmup=warmup, steps=steps
+        )
+        row.device = str(dev)
+        del model
+        took = time.perf_counter() - t0
+        spent, flops_done = spent + took, flops_done + max(row.flops, 1)
+        rest = rows[i:]
+        left = spent / flops_done * sum(max(r.flops, 1) for r in rest)
+        more = f"; about {format_seconds(left)} more for the other {len(rest)}" if rest else ""
+        say(f"[{i}/{len(rows)}] {name} timed in {format_seconds(took)}{more}")
     return rows
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab import limits, outfiles
+from cnnlab import extras, limits, outfiles
 from cnnlab.counting import is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
@@ -111,6 +111,7 @@ def _regroup(hierarchy: dict[Any, list[Any]], names: dict[int, str]) -> dict[int
 
 def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None = None) -> Any:
     """A `graphviz.Digraph` of `model` (built on any device; meta is fastest) with our labels."""
+    extras.require("cnnlab diagram", "torchview", "graphviz")
     from torchview import draw_graph
     from torchview.computation_node import FunctionNode, ModuleNode, TensorNode
 
@@ -166,6 +167,7 @@ def write(
         raise CnnlabError(f"cannot write {path.name}: the diagram file must end in .svg or .png")
     if depth is not None and depth < 0:
         raise CnnlabError(f"--depth {depth} must be 0 or more (0: the model as one box)")
+    extras.require("cnnlab diagram", "torchview", "graphviz")
     if shutil.which("dot") is None:
         raise CnnlabError("graphviz's `dot` program is not installed: apt-get install graphviz")
     # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, outfiles
+from cnnlab import checkpoint, extras, outfiles
 from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import CnnlabError
 
@@ -194,6 +194,8 @@ def _export(
 ) -> tuple[Path, dict[str, Any]]:
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        extras.require("export --format onnx", "onnx", "onnxscript")
     path = check_output(out, ckpt_path, force)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.build_model(ckpt, model_spec)

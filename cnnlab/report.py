@@ -104,10 +104,13 @@ def save_figure(fig: Any, path: Path, hint: str | None = None) -> None:
 
 def plot_curves(
     history: Sequence[Mapping[str, Any]], path: Path, title: str = "", held_out: bool = False
-) -> None:
+) -> bytes:
     """Loss, top-1/top-5 error and learning rate against epoch (the paper reports top-1 and top-5 error);
-    with a held-out validation split the test set's top-1 error too (without one, val is the test set)."""
-    write_bytes(path, curves_png(history, title, held_out))
+    with a held-out validation split the test set's top-1 error too (without one, val is the test set).
+    Returns the PNG written, which the run's HTML page embeds rather than drawing it again."""
+    data = curves_png(history, title, held_out)
+    write_bytes(path, data)
+    return data
 
 
 def curves_png(history: Sequence[Mapping[str, Any]], title: str = "", held_out: bool = False) -> bytes:

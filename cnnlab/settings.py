@@ -206,7 +206,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # small images, in the spirit of airbench and the DAWNBench CIFAR-10 entries.
 PAPER: dict[str, Any] = {}  # the defaults are the paper's recipe
 FAST: dict[str, Any] = {
-    "epochs": 4,  # Fashion-MNIST, alexnet_fast, bf16: ~60 s of training on 2 CPU cores (docs/training.md)
+    "epochs": 5,  # Fashion-MNIST, alexnet_fast, bf16: 93.24% (4 epochs: 92.90%, short of 93%; training.md)
     "lr": 0.15,  # the one-cycle peak
     "nesterov": True,
     "decay_norm_and_bias": False,  # decay on biases and norm scales only slows a short run down

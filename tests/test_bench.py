@@ -17,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from conftest import fashion_mnist_installed  # noqa: E402
+from conftest import needs_fashion_mnist  # noqa: E402
 
 from bench import common, startup, tta  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_gpu_script_says_why_it_cannot_run_without_cuda() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not fashion_mnist_installed(), reason="needs Debian's dataset-fashion-mnist")
+@needs_fashion_mnist
 @pytest.mark.parametrize(
     "argv",
     [

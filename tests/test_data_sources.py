@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 from _formats import write_cifar_batch, write_cifar_meta, write_idx
+from conftest import FASHION_MNIST_DIR, needs_fashion_mnist
 
 from cnnlab import data
 from cnnlab.data import cifar, sources
 from cnnlab.data.idx import read_idx
 from cnnlab.errors import CnnlabError
-
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +241,7 @@ def test_identity_changes_with_content(tmp_path: Path) -> None:
     assert a.subset(list(range(len(a)))).identity()["sha256"] == ident["sha256"]
 
 
-@pytest.mark.skipif(not Path(FASHION_MNIST_DIR).is_dir(), reason=f"{FASHION_MNIST_DIR} not installed")
+@needs_fashion_mnist
 def test_real_fashion_mnist() -> None:
     train, test = data.load("fashion-mnist", "train"), data.load("fashion-mnist", "test")
     assert isinstance(train, data.ArrayDataset) and isinstance(test, data.ArrayDataset)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import needs_dot
 from PIL import Image
 
 from cnnlab import diagram
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import build, layer_table
-
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
 
 
 def executed_layers(model, input_size) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fashion_mnist_installed
+from conftest import needs_fashion_mnist
 
 from cnnlab import models
 from cnnlab.device import fast_amp_dtype
@@ -50,7 +50,7 @@ def test_pool_early_reorders_layers_and_keeps_the_weights_compatible() -> None:
     assert early(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.skipif(not fashion_mnist_installed(), reason="needs Debian's dataset-fashion-mnist")
+@needs_fashion_mnist
 def test_fast_recipe_learns_on_a_1000_image_subset(tmp_path: Path) -> None:
     # 7 steps an epoch: the full 0.15 peak reached at the first epoch's end diverged
     # (chance accuracy); the recipe's 50-step minimum warm-up keeps this run learning.

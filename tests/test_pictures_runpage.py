@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CHROMIUM, needs_chromium
 from PIL import Image
 from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
@@ -21,7 +22,6 @@ from cnnlab.errors import CnnlabError
 from cnnlab.pictures.runpage import split_note, write_report
 from cnnlab.training import train
 
-CHROMIUM = "/usr/bin/chromium"
 SECTIONS = ("numbers", "curves", "config", "filters", "confusion", "mistakes", "neighbors", "gradcam")
 
 
@@ -125,9 +125,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"
-)
+@needs_chromium
 def test_page_renders_in_a_browser(page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "shot.png"
     done = chromium(f"--screenshot={shot}", "--window-size=1280,2400", page.resolve().as_uri())

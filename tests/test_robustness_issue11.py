@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from _reliability import assert_one_line_error, no_hang, run_cli, tiny_argv, write_idx_set
+from conftest import needs_dot
 from PIL import Image
 
 from cnnlab import checkpoint, data, limits, models
@@ -417,7 +418,9 @@ def _writers(ckpt: Path, out: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("failure", list(WRITE_FAILURES))
-@pytest.mark.parametrize("command", ["diagram", "filters", "neighbors", "compare", "eval"])
+@pytest.mark.parametrize(
+    "command", [pytest.param("diagram", marks=needs_dot), "filters", "neighbors", "compare", "eval"]
+)
 def test_every_writing_command_fails_in_one_line_and_leaves_nothing(
     ckpt: Path,
     tmp_path: Path,
@@ -601,6 +604,7 @@ def test_every_command_reading_a_data_set_takes_the_same_data_flags(
     assert "unreadable image" not in err
 
 
+@needs_dot
 @pytest.mark.parametrize("name", ["alexnet_small", "vgg11"])
 def test_a_diagram_at_any_depth_is_drawn(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str

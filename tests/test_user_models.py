@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from _reliability import assert_one_line_error, run_cli
+from conftest import needs_dot
 from torch import nn
 
 from cnnlab.errors import CnnlabError
@@ -105,7 +105,7 @@ def test_summary_and_compare_take_a_user_network(net_file: Path, capsys: pytest.
     assert "gone.py: no such Python file" in line
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz dot not installed")
+@needs_dot
 def test_diagram_of_a_user_network(
     net_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

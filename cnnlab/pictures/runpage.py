@@ -238,8 +238,11 @@ def model_sections(
     bank_size: int | None,
     gradcams: int,
     say: Callable[[str], None],
+    measured: tuple[int, Mapping[str, Any]] | None = None,
 ) -> None:
-    """The sections that need the checkpoint (and the data for all but the kernels)."""
+    """The sections that need the checkpoint (and the data for all but the kernels). `measured`: (epoch,
+    result) of an evaluation the run already made of that epoch's net on these images (with probabilities),
+    used instead of evaluating again."""
     from cnnlab import data, report
     from cnnlab.pictures import common, gradcam, paper
     from cnnlab.pictures import mistakes as mistakes_mod
@@ -270,11 +273,14 @@ def model_sections(
         page.add("evaluation", "Evaluation", missing(f"The validation data could not be loaded ({exc})."))
         return
     views = str(cfg.get("val_views") or "center")
-    say(f"report: evaluating {path.name} on {len(val_ds)} {label} images")
-    result = mistakes_mod.evaluate_on(subject, val_ds, views)
+    if measured is not None and measured[0] == epoch and measured[1]["count"] == len(val_ds):
+        result, how = dict(measured[1]), "as the run evaluated it after that epoch,"
+    else:
+        say(f"report: evaluating {path.name} on {len(val_ds)} {label} images")
+        result, how = mistakes_mod.evaluate_on(subject, val_ds, views), "evaluated again"
     classes = subject.classes
     intro = (
-        f"<p>{html.escape(where)} evaluated again on the {html.escape(label)} ({result['count']:,} images, "
+        f"<p>{html.escape(where)} {how} on the {html.escape(label)} ({result['count']:,} images, "
         f"{html.escape(views)} view{'s' if views != 'center' else ''}): top-1 error "
         f"{pct(result['top1_err'])}, top-5 error {pct(result['top5_err'])}, loss {result['loss']:.4f}.</p>"
     )
@@ -338,12 +344,17 @@ def write_report(
     bank_size: int | None = 10_000,
     gradcams: int = 8,
     say: Callable[[str], None] | None = None,
+    measured: tuple[int, Mapping[str, Any]] | None = None,
+    curves: bytes | None = None,
 ) -> Path:
     """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
 
     checkpoint: which of checkpoints/best.pt and last.pt to look inside (the other if it is missing).
     mistakes, queries, gradcams: how many mistakes, neighbour rows and Grad-CAM images (0 leaves one out);
     bank_size: how many training images the neighbour search scans (None: all).
+    measured: (epoch, result with probabilities) of the run's own last evaluation on the test images, which
+    the trainer passes so the page does not evaluate that checkpoint a second time; curves: the curves.png
+    it just drew, embedded as it is.
     """
     from cnnlab import report
     from cnnlab.checkpoint import write_text
@@ -361,12 +372,12 @@ def write_report(
     page = Page(f"{model_name} on {cfg.get('dataset', '?')}")
     page.add("numbers", "Results", numbers_section(doc, history))
     if history:
-        curves = report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
+        curves = curves or report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
         page.add("curves", "Training curves", img(curves, "training curves"))
     page.add("config", "Settings", config_section(doc))
     model_sections(
         page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
-        bank_size=bank_size, gradcams=gradcams, say=say,
+        bank_size=bank_size, gradcams=gradcams, say=say, measured=measured,
     )  # fmt: skip
     complete = (run_dir / "summary.txt").is_file()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

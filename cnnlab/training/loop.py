@@ -66,6 +66,9 @@ class Loop:
         if run.resumed_from is not None:
             self._restore(run.resumed_from)
         self.epoch_log: records.EpochLog | None = None
+        # (epoch, result with probabilities) of the last epoch's test evaluation: report.html uses it.
+        self.measured: tuple[int, dict[str, Any]] | None = None
+        self.curves: bytes | None = None  # the curves.png drawn at the end, for report.html
         steps = len(run.train_loader)
         self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
@@ -96,6 +99,8 @@ class Loop:
             records.write_config(folder, cfg, self.facts(with_data_identity=True))
             report.write_metrics(folder.metrics, self.history)
             self.epoch_log = records.EpochLog(folder)
+            if self.epoch_log.note:
+                self.say(self.epoch_log.note)
 
     def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
         """What the run is, besides its config: for config.json and the summary."""
@@ -181,6 +186,12 @@ class Loop:
             count, seconds = int(partial["count"]), float(partial["seconds"])
         bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
         self.train_mode()
+        compiling = cfg.compile and self.steps_this_invocation == 0
+        if compiling:
+            # torch.compile works during the first step (and the first evaluation): a minute or more on a
+            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
+            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
+                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
         self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
         t0 = time.perf_counter()
         step = start - 1
@@ -207,6 +218,9 @@ class Loop:
             correct += (logits.detach().argmax(1) == y).sum()
             count += n
             self.steps_this_invocation += 1
+            if compiling:
+                compiling = False
+                self.say(f"compile: the training step compiled and ran in {time.perf_counter() - t0:.1f} s")
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss_d), gstep, bad_step)
             self.eta.step()
             announced = self.eta.announcement()
@@ -264,10 +278,23 @@ class Loop:
         distributed.all_reduce_sum(totals)
         loss_sum, correct, count = totals.tolist()
         t0 = time.perf_counter()
-        val = self.validate(self.run.val_loader)
+        first_compiled = self.cfg.compile and self.eta.evaluations == 0
+        if first_compiled:
+            self.say("compile: compiling the evaluation graph (the first evaluation; the ETA leaves it out)")
+        # The last epoch keeps its test probabilities (when they are small) for report.html's confusion
+        # matrix and mistakes, which would otherwise evaluate the same net on the same images again.
+        run = self.run
+        keep = (
+            epoch + 1 == self.cfg.epochs
+            and not self.ctx.distributed
+            and len(run.test_ds) * len(run.classes) <= 10_000_000
+        )
+        val = self.validate(run.val_loader, keep=keep and run.test_loader is None)
         # Without a held-out split the validation set is the test set: the same numbers, measured once.
-        test = val if self.run.test_loader is None else self.validate(self.run.test_loader)
-        self.eta.evaluated(time.perf_counter() - t0)
+        test = val if run.test_loader is None else self.validate(run.test_loader, keep=keep)
+        if keep:
+            self.measured = (epoch + 1, test)
+        self.eta.evaluated(time.perf_counter() - t0, compiling=first_compiled)
         steps = len(self.run.train_loader)
         row = {
             "epoch": epoch + 1,
@@ -286,9 +313,9 @@ class Loop:
         return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
 
     @torch.no_grad()
-    def validate(self, loader: Any) -> dict[str, Any]:
+    def validate(self, loader: Any, keep: bool = False) -> dict[str, Any]:
         self.net.eval()
-        acc = Accumulator(len(self.run.classes), self.ctx.device)
+        acc = Accumulator(len(self.run.classes), self.ctx.device, keep_probs=keep)
         for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
             acc.update(view_probs(self.net, x, amp_dtype(self.cfg.amp_dtype), self.cfg.channels_last), y)
@@ -346,9 +373,10 @@ class Loop:
         if self.epoch_log is not None:
             self.epoch_log.close()
         folder = self.run.folder
+        curves = None
         if self.history:
             title = f"{self.cfg.model} on {self.cfg.dataset}"
-            report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
+            curves = report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
         if stopped is None and self.history:
             facts = {
                 "num_classes": len(self.run.classes),
@@ -360,6 +388,7 @@ class Loop:
                 "processes": f"{self.ctx.world_size} on {self.ctx.device}",
             }
             self.progress.always(records.write_summary(folder, self.cfg, facts, final))
+            self.curves = curves  # report.html embeds this picture (the train command draws the page)
         elif stopped is not None:
             how = "on request (--stop-after)" if stopped == "stop_after" else f"by {stopped}"
             self.progress.always(

@@ -37,6 +37,10 @@ class TrainResult:
     config: TrainConfig  # resolved
     stopped: str | None = None  # why the run stopped early ("SIGTERM", "stop_after"), None when complete
     main_process: bool = True  # rank 0 (the only one that writes files)
+    # What report.html reuses instead of computing again: the last epoch's test evaluation (epoch, numbers)
+    # and the curves.png just drawn.
+    measured: tuple[int, dict[str, Any]] | None = None
+    curves: bytes | None = None
 
 
 def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None = None) -> TrainResult:
@@ -83,7 +87,9 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
                 stopped = loop.run_epochs()
             final = loop.finish(stopped)
             root, history = loop.run.folder.root, list(loop.history)
-            return TrainResult(root, history, final, loop.raw, loop.cfg, stopped, ctx.is_main)
+            return TrainResult(
+                root, history, final, loop.raw, loop.cfg, stopped, ctx.is_main, loop.measured, loop.curves
+            )
         finally:
             lock.release()
             if ctx is not None:
@@ -112,8 +118,22 @@ def _write_page(result: TrainResult) -> None:
     # command body that moves to cnnlab/commands/ in phase 2 of issue #21).
     from cnnlab.pictures.runpage import write_report
 
+    quiet = result.config.progress == "none"
+
+    def say(line: str) -> None:  # what the page spends its time on, as it happens
+        if not quiet:
+            print(line, flush=True)
+
+    say("report: drawing report.html (curves, kernels, confusion matrix, mistakes, nearest neighbours, "
+        "Grad-CAM); the run is complete, --no-report skips this")  # fmt: skip
     try:
-        page = write_report(result.run_dir, device=result.config.device, say=lambda _: None)
+        page = write_report(
+            result.run_dir,
+            device=result.config.device,
+            say=say,
+            measured=result.measured,
+            curves=result.curves,
+        )
     except CnnlabError as exc:
         print(f"report.html not written: {exc}", flush=True)
         return

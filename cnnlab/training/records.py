@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 import cnnlab
-from cnnlab import report
+from cnnlab import extras, report
 from cnnlab.checkpoint import write_text
 from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.texttable import pct
@@ -44,10 +44,14 @@ class EpochLog:
     def __init__(self, folder: RunFolder) -> None:
         self.folder = folder
         self.tensorboard: Any = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
+        # tensorboard is optional: without it the run says so once (`note`) and writes metrics.csv only.
+        self.note: str | None = None
+        if extras.missing("tensorboard") is not None:
+            pip = extras.pip_command("tensorboard")
+            self.note = f"note: no TensorBoard events: tensorboard is not installed ({pip})"
             return
+        from torch.utils.tensorboard import SummaryWriter
+
         self.tensorboard = SummaryWriter(str(folder.tensorboard))
 
     def write(self, history: Sequence[dict[str, Any]]) -> None:
