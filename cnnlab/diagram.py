@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
     check_name,
     default_input_size,
+    layer_table,
     model_device,
     parse_input_size,
     run_named,
@@ -117,11 +118,16 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     names = {id(m): name for name, m in model.named_modules()}
     modules = {id(m): m for m in model.modules()}
     depth_limit: float = float("inf") if depth is None else depth
+    # Heads that run only in training (GoogLeNet's auxiliary classifiers, its section 5) are part of the
+    # architecture: draw the training-mode forward for such a net (batch 2: batch norm's training-mode
+    # statistics need more than one value), the eval-mode one otherwise.
+    train_only = any(not r.ran for r in layer_table(model, input_size))
     g = draw_graph(
         model,
-        input_size=(1, *input_size),
+        input_size=(2 if train_only else 1, *input_size),
         device=model_device(model),
         depth=depth_limit,
+        mode="train" if train_only else "eval",
         expand_nested=True,
         graph_name=type(model).__name__,
     )

@@ -117,7 +117,9 @@ def evaluate(
 
     `loader` yields evaluation batches x [V, B, C, H, W] (V views, averaged), y [B]. Several models average
     their (view-averaged) softmax, the paper's ensemble; the result then also has `members`, one result
-    per model. Under torchrun each rank evaluates its shard and the sums are reduced (no probabilities).
+    per model. A sharded loader (torchrun: each rank its shard) has its sums reduced over the ranks (no
+    probabilities); an unsharded one is evaluated whole by the calling process alone, with no collective
+    (rank 0 drawing report.html while the other ranks have left the process group).
     """
     device = torch.device(device)
     nets = [model] if isinstance(model, nn.Module) else list(model)
@@ -127,7 +129,8 @@ def evaluate(
     for m in nets:
         m.eval()
     k = len(loader.classes)
-    keep = keep_probs and not (distributed.dist.is_available() and distributed.dist.is_initialized())
+    sharded = int(getattr(loader, "world_size", 1)) > 1
+    keep = keep_probs and not sharded
     ens = Accumulator(k, device, keep)
     members = [Accumulator(k, device, False) for _ in nets] if len(nets) > 1 else []
     try:
@@ -139,9 +142,9 @@ def evaluate(
     finally:
         for m, mode in zip(nets, modes, strict=True):
             m.train(mode)
-    result = ens.result(reduce=True)
+    result = ens.result(reduce=sharded)
     if members:
-        result["members"] = [a.result(reduce=True) for a in members]
+        result["members"] = [a.result(reduce=sharded) for a in members]
     return result
 
 

@@ -83,3 +83,12 @@ def test_the_classifier_box_is_named_and_holds_the_last_layer(name: str, size: t
     source = diagram.graph(build(name, 10, size[0]), size, depth=1).source
     assert "Sequential</TD>" not in source.replace("<B>features</B></TD></TR><TR><TD>Sequential", "")
     assert "<B>classifier</B>" in source and f"<B>{last}</B>" in source
+
+
+def test_googlenet_diagram_has_its_auxiliary_heads_and_one_average_pool() -> None:
+    """The heads that run only in training are drawn (they were left out), and the average pool once
+    (the forward applied it twice). Needs no `dot`: the graph's source is checked."""
+    source = diagram.graph(build("googlenet"), (3, 224, 224)).source
+    for head in ("aux1", "aux2"):
+        assert f"<B>{head}" in source, head
+    assert source.count("<B>avgpool</B>") == 1
