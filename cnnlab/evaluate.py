@@ -42,7 +42,9 @@ class Accumulator:
 
     def update(self, probs: torch.Tensor, y: torch.Tensor) -> None:
         probs = probs.float()
-        self.nll -= probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum().double()
+        # Summed in float64: the total then does not depend on how the images were batched (training's
+        # evaluation batches and `cnnlab eval`'s differ), so every reader gets the same loss.
+        self.nll -= probs.gather(1, y[:, None]).double().clamp_min(1e-12).log().sum()
         top = probs.topk(min(5, self.k), dim=1).indices
         hit = top == y[:, None]
         self.top1 += hit[:, 0].sum()
@@ -229,7 +231,8 @@ def evaluate_checkpoints(
 def _print_result(result: dict[str, Any]) -> None:
     def line(label: str, r: dict[str, Any]) -> str:
         return (
-            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}%   top-5 error {100 * r['top5_err']:6.2f}%"
+            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}% "
+            f"(accuracy {100 * (1 - r['top1_err']):6.2f}%)   top-5 error {100 * r['top5_err']:6.2f}%"
             f"   loss {r['loss']:.4f}"
         )
 
