@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab import limits, outfiles
-from cnnlab.counting import is_lrn
+from cnnlab.counting import geometry, is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
     check_name,
@@ -33,9 +33,10 @@ FORMATS = ("svg", "png")
 
 def _settings(m: nn.Module) -> str:
     """The numbers a reader of the paper's table looks for: kernel/stride, pad, groups, units."""
-    if isinstance(m, nn.Conv2d):
-        k, s, p = m.kernel_size, m.stride, m.padding
-        text = f"{m.out_channels} {k[0]}x{k[1]}/{s[0]}" + (f" pad {p[0]}" if p != (0, 0) else "")
+    g = geometry(m)
+    if isinstance(m, nn.Conv2d) and g is not None:
+        k, s, p = g.kernel, g.stride, g.padding
+        text = f"{m.out_channels} {k[0]}x{k[1]}/{s[0]}" + (f" pad {p[0]:g}" if p != (0, 0) else "")
         return text + (f" groups {m.groups}" if m.groups > 1 else "")
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return f"{m.kernel_size}/{m.stride}"
