@@ -165,3 +165,37 @@ def test_epoch_line_names_the_set_and_gives_error_and_accuracy() -> None:
     assert "val" not in line and "test loss 0.8000 top-1 err 20.00% (acc 80.00%)" in line
     line = report.epoch_line(row, 4, held_out=True)
     assert "val loss 0.9000 top-1 err 25.00% (acc 75.00%)" in line and "test top-1 err 20.00%" in line
+
+
+def test_resume_says_where_it_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny(tmp_path / "run", epochs=2, progress="lines")
+    assert train(dataclasses.replace(cfg, stop_after=5)).stopped == "stop_after"
+    capsys.readouterr()
+    train(TrainConfig(out=str(tmp_path / "run"), resume=True, progress="lines"))
+    out = capsys.readouterr().out
+    assert (
+        f"resumed from {tmp_path / 'run' / 'checkpoints' / 'last.pt'}: continuing at epoch 1/2 at step 6 "
+        in out
+    )
+
+
+def test_no_eta_announced_when_nothing_is_left() -> None:
+    from cnnlab.training import plan
+
+    eta = plan.Eta(total_steps=plan.WARMUP_STEPS + 2, done_steps=0, epochs_left=1)
+    for _ in range(plan.WARMUP_STEPS + 2):
+        eta.step()
+    eta.evaluated(0.01)
+    assert eta.announcement(epoch_over=True) is None  # it said "about 0.0 s more"
+
+
+def test_an_unknown_flag_gets_a_did_you_mean_in_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab.cli import main
+
+    for argv, wanted in ((["train", "--model", "alexnet_small", "--batchsize", "64"], "--batch-size"),
+                         (["summary", "alexnet", "--inputsize", "224"], "--input-size"),
+                         (["eval", "x.pt", "--veiws", "flip"], "--views")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"(did you mean '{wanted}'?)" in err and err.count("\n") == 1, err

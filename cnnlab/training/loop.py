@@ -145,6 +145,9 @@ class Loop:
             *plan.plan_lines(self.cfg, self.run, str(self.ctx.device), self.parameters),
         ]:
             self.say(line)
+        if self.run.resumed_from is not None:
+            steps = len(self.run.train_loader)
+            self.say(plan.resume_line(self.run.folder.last, self.epoch, self.step, steps, self.cfg.epochs))
         while not self.complete:
             sums = self._train_epoch(self.epoch, self.step, self.partial)
             if sums is None:
