@@ -280,7 +280,9 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
         "lrn", budget="tiny", out=tmp_path / "lrn", runs_dir=shared_runs, log=lines.append
     )
     text = path.read_text()
-    assert text.startswith("# ") and f"## Verdict: {result.verdict.verdict}" in text
+    assert (
+        text.startswith("# ") and f"## Verdict: {result.verdict.verdict} (at the tiny budget's scale" in text
+    )
     assert f"lrn: {result.verdict.verdict}." in "\n".join(lines)
     doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
     assert doc["verdict"] == result.verdict.verdict and not doc["smoke_test"]
@@ -368,3 +370,17 @@ def test_claims_run_on_cifar10_at_the_papers_thresholds(tmp_path: Path) -> None:
     lrn, _ = reproduce("lrn", out=tmp_path / "lrn", runs_dir=runs, log=lambda _: None, **common)
     assert lrn.numbers["paper_top1_gain"] == pytest.approx(0.02)
     assert "13% -> 11%" in (tmp_path / "lrn" / "report.md").read_text()
+
+
+def test_effect_sentences_say_the_sign_in_words() -> None:
+    """No "LRN on lowers the test top-1 error by -4.46 points": the verb carries the direction."""
+    from cnnlab.experiments.verdict import Interval, lowers
+
+    worse = Interval(-0.0446, -0.06, -0.03, 3, 0.01, "t")
+    text = lowers("LRN on", ("lowers", "raises"), "the test top-1 error", worse)
+    assert text.startswith(
+        "LRN on raises the test top-1 error by 4.46 points (95% CI of the drop -6.00 points"
+    )
+    better = Interval(0.012, -0.003, 0.027, 6, 0.01, "t")
+    assert lowers("x", ("lowers", "raises"), "e", better).startswith("x lowers e by 1.20 points (95% CI")
+    assert "-" not in lowers("x", ("lowers", "raises"), "e", worse).split("(")[0]

@@ -57,6 +57,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
+def scale_caveat(result: ClaimResult, budget: Budget) -> str:
+    """What a verdict is about: this budget's scaled-down protocol, not the paper's (said on the verdict
+    line itself, not only under Departures)."""
+    n = len(result.departures)
+    away = f"{n} departure{'s' if n != 1 else ''} from the paper's protocol, listed above" if n else "none"
+    return f"(at the {budget.name} budget's scale, not the paper's ImageNet runs; {away})"
+
+
 def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
     """report.md and result.json in `folder`; returns the report's path. A smoke-test budget's report says
     so in its first line and gives no verdict."""
@@ -94,7 +102,8 @@ def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
         lines += [f"{title}:", "", *_table(rows), ""]
     lines += [f"![{p}]({p})\n" for p in result.plots]
     if not budget.smoke:
-        lines += [f"## Verdict: {result.verdict.verdict}", "", _sentence(result.verdict.reason), ""]
+        lines += [f"## Verdict: {result.verdict.verdict} {scale_caveat(result, budget)}", "",
+                  _sentence(result.verdict.reason), ""]  # fmt: skip
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
     if result.runs:
@@ -154,7 +163,7 @@ def write_index(
     for r, report_path in results:
         link = f"[{r.claim}]({_rel(report_path, folder)})"
         departures = f"{len(r.departures)} (see report)" if r.departures else "none"
-        verdict = [] if budget.smoke else [f"**{r.verdict.verdict}**"]
+        verdict = [] if budget.smoke else [f"**{r.verdict.verdict}** (at the {budget.name} budget's scale)"]
         rows.append([link, CLAIMS[r.claim].number, r.ours, *verdict, departures])
     settled = sum(r.verdict.settled for r, _ in results)
     head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []

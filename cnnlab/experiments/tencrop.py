@@ -13,7 +13,7 @@ from cnnlab.experiments.ablation import BASELINE, standard_departures
 from cnnlab.experiments.context import Experiment, describe
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
-from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.verdict import judge, lowers, mean_std, pct, t_interval, with_ci
 
 PROTOCOL = (
     "section 4.1: at test time the net averages its softmax over ten 224x224 patches (the four corners and "
@@ -40,7 +40,8 @@ def run(exp: Experiment) -> ClaimResult:
         dropped=len(nets) - len(done),
     )
     ours = (
-        f"ten crops lower the test top-1 error by {with_ci(iv)} (centre {mean_std(err['center'])} -> "
+        f"{lowers('ten crops', ('lower', 'raise'), 'the test top-1 error', iv)} (centre "
+        f"{mean_std(err['center'])} -> "
         f"ten-crop {mean_std(err['tencrop'])}); "
         f"top-5 {with_ci(iv5)}"
     )
