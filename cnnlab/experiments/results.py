@@ -203,8 +203,14 @@ def plot_curves(
     """One panel per (metrics column, panel title): each seed a thin line, the mean over seeds thick.
     Error columns (`*_err`) are drawn in percent; `hline` (value, label) marks a threshold on them;
     epoch e is drawn at e + x_shift (-0.5 puts an epoch's running mean at its middle)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = report._pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+    # Constrained layout keeps the figure's title clear of the panels' titles.
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False, layout="constrained"
+    )
+    longest = max((len(r.history) for runs in arms.values() for r in runs), default=1)
     for ax, (key, panel) in zip(axes[0], keys, strict=True):
         percent = key.endswith("_err")
         scale = 100.0 if percent else 1.0
@@ -212,16 +218,30 @@ def plot_curves(
             curves = [r.curve(key) for r in arm_runs if r.history]
             for c in curves:
                 xs = [e + x_shift for e in range(1, len(c) + 1)]
-                ax.plot(xs, [scale * v for v in c], color=color, alpha=0.35, lw=1)
+                # Each seed's points marked too: a run of one epoch is a point, not an invisible line.
+                ax.plot(xs, [scale * v for v in c], ".-", color=color, alpha=0.35, lw=1, ms=4)
             n = min((len(c) for c in curves), default=0)
             if n:
                 avg = [scale * mean([c[i] for c in curves]) for i in range(n)]
                 ax.plot(
-                    [e + x_shift for e in range(1, n + 1)], avg, "o-", color=color, lw=2, ms=3, label=label
+                    [e + x_shift for e in range(1, n + 1)],
+                    avg,
+                    "o-",
+                    color=color,
+                    lw=2,
+                    ms=3 if n > 1 else 7,
+                    label=label,
                 )
         if hline is not None and percent:
             ax.axhline(scale * hline[0], color="grey", ls="--", lw=1, label=hline[1])
         ax.set(xlabel="epoch", ylabel=panel + (" (%)" if percent else ""), title=panel)
+        # Whole epochs on the axis, half an epoch of room either side (one epoch: not a 0.96-1.04 axis).
+        if longest <= 12:
+            epochs = range(1, longest + 1)
+            ax.set_xticks([e + x_shift for e in epochs], labels=[str(e) for e in epochs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5 + x_shift, longest + 0.5 + x_shift)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
