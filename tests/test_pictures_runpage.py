@@ -187,3 +187,31 @@ def test_one_checkpoint_one_number_in_metrics_report_and_eval(
     assert "val top-1" not in numbers and "val loss" not in numbers
     assert f"{100 * float(last['test_top1_err']):.2f}%" in numbers
     assert "evaluated in" in (run / "summary.txt").read_text()
+
+
+def test_settings_come_after_the_pictures_folded_and_small_kernels_have_a_caption(page: Path) -> None:
+    text = page.read_text()
+    anchors = re.findall(r'<section id="([a-z]+)">', text)
+    assert anchors[-1] == "config" and anchors.index("filters") < anchors.index("config")
+    settings = text[text.index('<section id="config">') :]
+    assert settings.index("<details><summary>the ") < settings.index("<table>")  # folded
+    filters = text[text.index('<section id="filters">') : text.index('<section id="confusion">')]
+    assert "What these can show" in filters and "What they cannot show" in filters
+
+
+def test_the_reports_curves_keep_the_test_line_of_a_held_out_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """curves.png of a run with --val-split draws val and test; the report's redrawn curves dropped test."""
+    run = tmp_path / "run"
+    train(tiny(run, epochs=1, val_split=300, dropout=0.0))
+    drawn: list[bool] = []
+    real = report.curves_png
+    monkeypatch.setattr(
+        report, "curves_png", lambda h, t="", held_out=False: drawn.append(held_out) or real(h, t, held_out)
+    )
+    write_report(run, device="cpu", mistakes=0, queries=0, gradcams=0)
+    assert drawn == [True]
+    labels = [t.get_text() for t in report.curves_figure(report.read_metrics(run / "metrics.csv"), "", True)
+              .axes[1].get_legend().get_texts()]  # fmt: skip
+    assert "test top-1" in labels and "val top-1" in labels

@@ -217,9 +217,32 @@ def config_section(doc: Mapping[str, Any]) -> str:
         if v is not None and k != "model"
     ]
     full = html.escape(json.dumps(doc, indent=2, default=str))
+    # Folded: the page opens with the results and pictures, not a long list of resolved settings.
     return (
-        table(["setting", "value"], rows)
-        + f"\n<details><summary>config.json</summary><pre>{full}</pre></details>"
+        f"<details><summary>the {len(rows)} resolved settings</summary>\n"
+        + table(["setting", "value"], rows)
+        + f"</details>\n<details><summary>config.json</summary><pre>{full}</pre></details>"
+    )
+
+
+def kernel_caption(model: Any) -> str:
+    """What a run's first-layer kernels can and cannot show: the paper's Figure 3 is 96 kernels of 11x11
+    on colour images; a small net's few-pixel kernels on grey images show much less."""
+    convs = model.first_conv()
+    conv = convs[0]
+    kh, kw = conv.kernel_size
+    grey = conv.in_channels == 1
+    if kh >= 7 and not grey:
+        return (
+            f"Each {kh}x{kw} RGB kernel is drawn as a small colour image (the paper's Figure 3): oriented "
+            "edges, frequency and colour blobs appear once the net has trained long enough."
+        )
+    what = f"{kh}x{kw} kernels on {'grey' if grey else 'colour'} images"
+    return (
+        f"What these can show: {what} are a few pixels each, so at best a light/dark polarity and a rough "
+        "orientation (an edge or spot detector). What they cannot show: the Gabor-like and colour-opponent "
+        "kernels of the paper's Figure 3, which are 11x11 on colour images; after a short run most small "
+        "kernels look like noise, which says little about how well the net works (see the numbers above)."
     )
 
 
@@ -282,7 +305,8 @@ def model_sections(
     epoch = subject.ckpt.get("epoch", "?")
     where = f"checkpoints/{path.name} (epoch {epoch})"
     page.add("filters", "First-layer kernels",
-             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3.</p>"
+             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3. "
+             f"{html.escape(kernel_caption(subject.model))}</p>"
              + img(report.figure_png(paper.filters_figure(subject.model), common.PIXEL_DPI, tight=False),
                    "first-layer kernels"))  # fmt: skip
     cfg = doc.get("config", {})
@@ -390,11 +414,11 @@ def write_report(
             history, f"{model_name} on {cfg.get('dataset', '?')}", held_out=run_held_out(doc, history)
         )
         page.add("curves", "Training curves", img(curves, "training curves"))
-    page.add("config", "Settings", config_section(doc))
     model_sections(
         page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
         bank_size=bank_size, gradcams=gradcams, say=say,
     )  # fmt: skip
+    page.add("config", "Settings", config_section(doc))  # after the pictures, folded
     complete = (run_dir / "summary.txt").is_file()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     subtitle = html.escape(
