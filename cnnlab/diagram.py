@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import html
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +163,36 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     return g.visual_graph
 
 
+# Boxes a diagram draws in full when no --depth is given. GoogLeNet's 162 made a 1107x8501-px picture; past
+# this many the blocks are folded, one depth at a time, until it fits (or one box per top-level block).
+MAX_BOXES = 100
+
+
+def _boxes(g: Any) -> int:
+    return sum(1 for line in g.body if "[label=" in line and "->" not in line)
+
+
+def fitting_graph(
+    model: nn.Module, input_size: tuple[int, int, int], depth: int | None = None
+) -> tuple[Any, int | None]:
+    """`graph` at `depth`; without one, every layer unless that is more than MAX_BOXES boxes, then the
+    deepest depth that fits. Returns the graph and the depth drawn (None: every layer)."""
+    g = graph(model, input_size, depth)
+    if depth is not None or _boxes(g) <= MAX_BOXES:
+        return g, depth
+    for folded in (3, 2):
+        g = graph(model, input_size, folded)
+        if _boxes(g) <= MAX_BOXES:
+            return g, folded
+    return graph(model, input_size, 1), 1
+
+
 def write(
-    model: nn.Module, input_size: tuple[int, int, int], path: str | Path, depth: int | None = None
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    path: str | Path,
+    depth: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
     path = outfiles.check_target(path, "-o")
@@ -178,8 +206,12 @@ def write(
     # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.
     c, h, w = input_size
     limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
-    data = graph(model, input_size, depth).pipe(format=fmt)
-    return outfiles.write_file(path, data, "-o")
+    g, drawn = fitting_graph(model, input_size, depth)
+    data = g.pipe(format=fmt)
+    written = outfiles.write_file(path, data, "-o")
+    if drawn != depth and say is not None:
+        say(f"{written}: folded to --depth {drawn} to stay readable (give --depth 9 for every layer)")
+    return written
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -198,7 +230,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     def draw(model: nn.Module) -> Path:
         try:
-            return write(model, size, args.output, args.depth)
+            return write(model, size, args.output, args.depth, say=print)
         except RuntimeError as exc:
             found = _unwrap(exc)
             if isinstance(found, CnnlabError):

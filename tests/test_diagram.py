@@ -92,3 +92,15 @@ def test_googlenet_diagram_has_its_auxiliary_heads_and_one_average_pool() -> Non
     for head in ("aux1", "aux2"):
         assert f"<B>{head}" in source, head
     assert source.count("<B>avgpool</B>") == 1
+
+
+def test_a_deep_net_is_folded_to_a_readable_depth_unless_asked() -> None:
+    """GoogLeNet's 162 boxes made a 1107x8501-px picture: without --depth it is folded until at most
+    MAX_BOXES boxes remain (its auxiliary heads still drawn); an explicit --depth is kept; VGG and AlexNet
+    stay whole."""
+    g, depth = diagram.fitting_graph(build("googlenet"), (3, 224, 224))
+    assert depth is not None and diagram._boxes(g) <= diagram.MAX_BOXES
+    assert "<B>aux1" in g.source and "<B>aux2" in g.source
+    g, depth = diagram.fitting_graph(build("googlenet"), (3, 224, 224), 9)
+    assert depth == 9 and diagram._boxes(g) > diagram.MAX_BOXES
+    assert diagram.fitting_graph(build("vgg16"), (3, 224, 224))[1] is None
