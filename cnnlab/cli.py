@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, did_you_mean
@@ -53,6 +53,23 @@ class _Parser(argparse.ArgumentParser):
             )
         # The same "cnnlab: error:" prefix as CnnlabError (design.md), the sub-command in the help hint.
         self.exit(2, f"cnnlab: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, with a did-you-mean for an unknown flag (`--batchsize`: '--batch-size'), said by the
+        sub-command that was given it, for every command."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if not extra:
+            return ns
+        target: argparse.ArgumentParser = self
+        for action in self._actions:
+            if (
+                isinstance(action, argparse._SubParsersAction)
+                and getattr(ns, "command", None) in action.choices
+            ):
+                target = action.choices[ns.command]
+        flags = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+        hints = [did_you_mean(e.split("=")[0], flags) for e in extra if e.startswith("--")]
+        target.error(f"unrecognized arguments: {' '.join(extra)}{next((h for h in hints if h), '')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,6 @@ from torch import nn
 
 from cnnlab import limits, outfiles
 from cnnlab.errors import CnnlabError
-from cnnlab.report import format_seconds
 from cnnlab.summary import (
     build,
     check_name,
@@ -39,6 +38,7 @@ from cnnlab.summary import (
     run_named,
     totals,
 )
+from cnnlab.texttable import format_seconds
 
 
 @dataclass

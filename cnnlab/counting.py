@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,6 +36,39 @@ def pair(v: int | tuple[int, ...] | str) -> tuple[int, int]:
     if isinstance(v, str):
         raise ValueError(v)
     return (int(v[0]), int(v[-1]))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A conv's or fixed-window pool's geometry per side (height, width), padding as numbers:
+    padding="valid" is 0, padding="same" the padding that keeps the size (PyTorch puts the odd pixel of an
+    even total on the bottom/right side; `padding` then holds half the total, a half-integer)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[float, float]
+    dilation: tuple[int, int]
+    ceil_mode: bool = False
+
+
+def geometry(m: nn.Module) -> Geometry | None:
+    """The one reading of a layer's window geometry, shared by `summary` and `check`; None for layers
+    without one (linear, adaptive pools, activations)."""
+    if not isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return None
+    k = pair(m.kernel_size)
+    stride = m.stride if m.stride is not None else m.kernel_size  # a pool's stride defaults to its kernel
+    s = pair(stride)
+    d = pair(getattr(m, "dilation", 1))
+    padding = m.padding
+    if padding == "valid":
+        p: tuple[float, float] = (0, 0)
+    elif padding == "same":
+        p = (d[0] * (k[0] - 1) / 2, d[1] * (k[1] - 1) / 2)
+        p = (int(p[0]) if p[0] == int(p[0]) else p[0], int(p[1]) if p[1] == int(p[1]) else p[1])
+    else:
+        p = pair(padding)
+    return Geometry(k, s, p, d, bool(getattr(m, "ceil_mode", False)))
 
 
 def _conv(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
@@ -68,6 +102,27 @@ def _const(n: int) -> _Rule:
     return lambda m, i, o: n
 
 
+# Activation layers by class name -> the name the papers and cnnlab's switches use. Every one costs 1 FLOP
+# per output element (module docstring), LeNet-5's scaled tanh included; `check` names them with it.
+ACTIVATIONS = {
+    "ReLU": "relu",
+    "ReLU6": "relu6",
+    "LeakyReLU": "leaky_relu",
+    "PReLU": "prelu",
+    "ELU": "elu",
+    "SELU": "selu",
+    "CELU": "celu",
+    "GELU": "gelu",
+    "SiLU": "silu",
+    "Mish": "mish",
+    "Tanh": "tanh",
+    "Hardtanh": "hardtanh",
+    "Sigmoid": "sigmoid",
+    "Softplus": "softplus",
+    "ScaledTanh": "scaled_tanh",
+}
+
+
 # FLOPs per output element, by layer type (checked in order with isinstance, so subclasses count too).
 RULES: tuple[tuple[type[nn.Module] | tuple[type[nn.Module], ...], _Rule], ...] = (
     (nn.Conv2d, _conv),
@@ -75,7 +130,6 @@ RULES: tuple[tuple[type[nn.Module] | tuple[type[nn.Module], ...], _Rule], ...] =
     ((nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d), _pool),
     ((nn.BatchNorm1d, nn.BatchNorm2d), _const(2)),
     ((nn.Softmax, nn.LogSoftmax), _const(3)),
-    ((nn.ReLU, nn.ReLU6, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU), _const(1)),
 )
 
 
@@ -89,6 +143,8 @@ def layer_flops(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     for cls, rule in RULES:
         if isinstance(m, cls):
             return rule(m, inp, out) * out[0].numel()
+    if type(m).__name__ in ACTIVATIONS:
+        return out[0].numel()
     return 0
 
 
@@ -102,12 +158,12 @@ def layer_macs(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
 
 
 def size_formula(
-    size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil_mode: bool = False
+    size: int, kernel: int, stride: int, pad: float, dilation: int = 1, ceil_mode: bool = False
 ) -> tuple[str, int, float]:
     """The worked formula for one side: (text, output size, the exact value before rounding)."""
     span = dilation * (kernel - 1) + 1
     exact = (size + 2 * pad - span) / stride + 1
-    out = (math.ceil if ceil_mode else math.floor)((size + 2 * pad - span) / stride) + 1
+    out = int((math.ceil if ceil_mode else math.floor)((size + 2 * pad - span) / stride)) + 1
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1  # PyTorch's rule: the last window must start inside the input or its left padding
     k_text = str(kernel) if dilation == 1 else f"{span}"
@@ -120,14 +176,10 @@ def size_formula(
 
 def layer_formula(m: nn.Module, inp: torch.Tensor) -> tuple[str, float] | None:
     """(worked formula, exact height) for conv and fixed-window pool layers, else None."""
-    if not isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+    g = geometry(m)
+    if g is None:
         return None
-    try:
-        k, s, p = pair(m.kernel_size), pair(m.stride), pair(m.padding)
-    except ValueError:
-        return (f"padding={m.padding!r}: the output keeps the input size", 0.0)
-    d = pair(getattr(m, "dilation", 1))
-    ceil = bool(getattr(m, "ceil_mode", False))
+    k, s, p, d, ceil = g.kernel, g.stride, g.padding, g.dilation, g.ceil_mode
     h, w = int(inp.shape[-2]), int(inp.shape[-1])
     th, _, eh = size_formula(h, k[0], s[0], p[0], d[0], ceil)
     if (h, k[0], s[0], p[0], d[0]) == (w, k[1], s[1], p[1], d[1]):
@@ -137,7 +189,9 @@ def layer_formula(m: nn.Module, inp: torch.Tensor) -> tuple[str, float] | None:
 
 def misfit_note(m: nn.Conv2d, size: int, exact: float) -> str | None:
     """Why an input side does not tile an unpadded first conv, and what would (224 vs 227: docs/models.md)."""
-    k, s, p = pair(m.kernel_size), pair(m.stride), pair(m.padding)
+    g = geometry(m)
+    assert g is not None
+    k, s, p = g.kernel, g.stride, g.padding
     if p[0] != 0 or exact == math.floor(exact):
         return None
     target = math.ceil(exact)  # the next whole output size

@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import html
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from cnnlab import extras, limits, outfiles
-from cnnlab.counting import is_lrn
+from cnnlab.counting import geometry, is_lrn
 from cnnlab.errors import CnnlabError
 from cnnlab.summary import (
     check_name,
     default_input_size,
+    layer_table,
     model_device,
     parse_input_size,
     run_named,
@@ -32,9 +33,10 @@ FORMATS = ("svg", "png")
 
 def _settings(m: nn.Module) -> str:
     """The numbers a reader of the paper's table looks for: kernel/stride, pad, groups, units."""
-    if isinstance(m, nn.Conv2d):
-        k, s, p = m.kernel_size, m.stride, m.padding
-        text = f"{m.out_channels} {k[0]}x{k[1]}/{s[0]}" + (f" pad {p[0]}" if p != (0, 0) else "")
+    g = geometry(m)
+    if isinstance(m, nn.Conv2d) and g is not None:
+        k, s, p = g.kernel, g.stride, g.padding
+        text = f"{m.out_channels} {k[0]}x{k[1]}/{s[0]}" + (f" pad {p[0]:g}" if p != (0, 0) else "")
         return text + (f" groups {m.groups}" if m.groups > 1 else "")
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return f"{m.kernel_size}/{m.stride}"
@@ -118,11 +120,16 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     names = {id(m): name for name, m in model.named_modules()}
     modules = {id(m): m for m in model.modules()}
     depth_limit: float = float("inf") if depth is None else depth
+    # Heads that run only in training (GoogLeNet's auxiliary classifiers, its section 5) are part of the
+    # architecture: draw the training-mode forward for such a net (batch 2: batch norm's training-mode
+    # statistics need more than one value), the eval-mode one otherwise.
+    train_only = any(not r.ran for r in layer_table(model, input_size))
     g = draw_graph(
         model,
-        input_size=(1, *input_size),
+        input_size=(2 if train_only else 1, *input_size),
         device=model_device(model),
         depth=depth_limit,
+        mode="train" if train_only else "eval",
         expand_nested=True,
         graph_name=type(model).__name__,
     )
@@ -157,8 +164,36 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
     return g.visual_graph
 
 
+# Boxes a diagram draws in full when no --depth is given. GoogLeNet's 162 made a 1107x8501-px picture; past
+# this many the blocks are folded, one depth at a time, until it fits (or one box per top-level block).
+MAX_BOXES = 100
+
+
+def _boxes(g: Any) -> int:
+    return sum(1 for line in g.body if "[label=" in line and "->" not in line)
+
+
+def fitting_graph(
+    model: nn.Module, input_size: tuple[int, int, int], depth: int | None = None
+) -> tuple[Any, int | None]:
+    """`graph` at `depth`; without one, every layer unless that is more than MAX_BOXES boxes, then the
+    deepest depth that fits. Returns the graph and the depth drawn (None: every layer)."""
+    g = graph(model, input_size, depth)
+    if depth is not None or _boxes(g) <= MAX_BOXES:
+        return g, depth
+    for folded in (3, 2):
+        g = graph(model, input_size, folded)
+        if _boxes(g) <= MAX_BOXES:
+            return g, folded
+    return graph(model, input_size, 1), 1
+
+
 def write(
-    model: nn.Module, input_size: tuple[int, int, int], path: str | Path, depth: int | None = None
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    path: str | Path,
+    depth: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
     path = outfiles.check_target(path, "-o")
@@ -173,8 +208,12 @@ def write(
     # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.
     c, h, w = input_size
     limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
-    data = graph(model, input_size, depth).pipe(format=fmt)
-    return outfiles.write_file(path, data, "-o")
+    g, drawn = fitting_graph(model, input_size, depth)
+    data = g.pipe(format=fmt)
+    written = outfiles.write_file(path, data, "-o")
+    if drawn != depth and say is not None:
+        say(f"{written}: folded to --depth {drawn} to stay readable (give --depth 9 for every layer)")
+    return written
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -193,7 +232,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     def draw(model: nn.Module) -> Path:
         try:
-            return write(model, size, args.output, args.depth)
+            return write(model, size, args.output, args.depth, say=print)
         except RuntimeError as exc:
             found = _unwrap(exc)
             if isinstance(found, CnnlabError):

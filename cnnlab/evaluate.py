@@ -41,7 +41,9 @@ class Accumulator:
 
     def update(self, probs: torch.Tensor, y: torch.Tensor) -> None:
         probs = probs.float()
-        self.nll -= probs.gather(1, y[:, None]).clamp_min(1e-12).log().sum().double()
+        # Summed in float64: the total then does not depend on how the images were batched (training's
+        # evaluation batches and `cnnlab eval`'s differ), so every reader gets the same loss.
+        self.nll -= probs.gather(1, y[:, None]).double().clamp_min(1e-12).log().sum()
         top = probs.topk(min(5, self.k), dim=1).indices
         hit = top == y[:, None]
         self.top1 += hit[:, 0].sum()
@@ -116,7 +118,9 @@ def evaluate(
 
     `loader` yields evaluation batches x [V, B, C, H, W] (V views, averaged), y [B]. Several models average
     their (view-averaged) softmax, the paper's ensemble; the result then also has `members`, one result
-    per model. Under torchrun each rank evaluates its shard and the sums are reduced (no probabilities).
+    per model. A sharded loader (torchrun: each rank its shard) has its sums reduced over the ranks (no
+    probabilities); an unsharded one is evaluated whole by the calling process alone, with no collective
+    (rank 0 drawing report.html while the other ranks have left the process group).
     """
     device = torch.device(device)
     nets = [model] if isinstance(model, nn.Module) else list(model)
@@ -126,7 +130,8 @@ def evaluate(
     for m in nets:
         m.eval()
     k = len(loader.classes)
-    keep = keep_probs and not collective.active()
+    sharded = int(getattr(loader, "world_size", 1)) > 1
+    keep = keep_probs and not sharded
     ens = Accumulator(k, device, keep)
     members = [Accumulator(k, device, False) for _ in nets] if len(nets) > 1 else []
     try:
@@ -138,9 +143,9 @@ def evaluate(
     finally:
         for m, mode in zip(nets, modes, strict=True):
             m.train(mode)
-    result = ens.result(reduce=True)
+    result = ens.result(reduce=sharded)
     if members:
-        result["members"] = [a.result(reduce=True) for a in members]
+        result["members"] = [a.result(reduce=sharded) for a in members]
     return result
 
 
@@ -223,7 +228,8 @@ def evaluate_checkpoints(
 def _print_result(result: dict[str, Any]) -> None:
     def line(label: str, r: dict[str, Any]) -> str:
         return (
-            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}%   top-5 error {100 * r['top5_err']:6.2f}%"
+            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}% "
+            f"(accuracy {100 * (1 - r['top1_err']):6.2f}%)   top-5 error {100 * r['top5_err']:6.2f}%"
             f"   loss {r['loss']:.4f}"
         )
 

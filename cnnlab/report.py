@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cnnlab.checkpoint import write_bytes, write_text
-from cnnlab.texttable import pct
+from cnnlab.texttable import format_seconds, pct
 
-# metrics.csv columns, in order; the training loop fills one row per epoch. `val_*` is the set the run
-# chooses on (a held-out part of the training set, or the test set when there is none), `test_*` the
-# official test set (the same numbers as `val_*` when there is no held-out split).
+# metrics.csv columns, in order; the training loop fills one row per epoch. `val_*` is a held-out part of
+# the training set (--val-split), `test_*` the official test set. A run without a held-out split has no
+# `val_*` columns: its validation set is the test set, and one set's numbers are written once, as test.
 METRIC_COLUMNS = (
     "epoch",
     "lr",
@@ -55,17 +55,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def metrics_csv(history: Sequence[Mapping[str, Any]]) -> str:
-    lines = [",".join(METRIC_COLUMNS)]
+def metric_columns(held_out: bool = True) -> tuple[str, ...]:
+    """The columns of a run's metrics.csv: without a held-out split, no `val_*` (they would repeat test_*)."""
+    return METRIC_COLUMNS if held_out else tuple(c for c in METRIC_COLUMNS if not c.startswith("val_"))
+
+
+def metrics_csv(history: Sequence[Mapping[str, Any]], held_out: bool = True) -> str:
+    columns = metric_columns(held_out)
+    lines = [",".join(columns)]
     # A row from a run that predates a column gets nan there (readers parse it as a float).
-    lines += [",".join(_fmt(row.get(c, math.nan)) for c in METRIC_COLUMNS) for row in history]
+    lines += [",".join(_fmt(row.get(c, math.nan)) for c in columns) for row in history]
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(path: Path, history: Sequence[Mapping[str, Any]]) -> None:
+def write_metrics(path: Path, history: Sequence[Mapping[str, Any]], held_out: bool = True) -> None:
     # Rewritten whole from the history each epoch: a resumed run rebuilds it from the checkpoint, so a
     # row written after the last checkpoint (and lost with the crash) cannot linger or repeat.
-    write_text(path, metrics_csv(history))
+    write_text(path, metrics_csv(history, held_out))
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:
@@ -123,19 +129,25 @@ def curves_figure(history: Sequence[Mapping[str, Any]], title: str = "", held_ou
     from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in history]
+    # Without a held-out split the validation set is the test set: its lines are drawn once, named test
+    # (runs from before the test_* columns have only val_*, which then is the test set).
+    first = history[0] if history else {}
+    held_out = held_out and "val_top1_err" in first
+    watched = "val" if held_out or "test_top1_err" not in first else "test"
+    shown = "val" if held_out else "test"
     # Constrained layout leaves each panel room for its own tick and axis labels: with fixed spacing a
     # log axis' labels (1e-03) ran into the y-label, and the figure title into the panel titles.
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     ax = axes[0]
     ax.plot(epochs, [float(r["train_loss"]) for r in history], "o-", label="train")
-    ax.plot(epochs, [float(r["val_loss"]) for r in history], "o-", label="val")
+    ax.plot(epochs, [float(r[f"{watched}_loss"]) for r in history], "o-", label=shown)
     ax.set(xlabel="epoch", ylabel="loss", title="loss")
     ax.legend()
     ax = axes[1]
     ax.plot(epochs, [100 * float(r["train_top1_err"]) for r in history], "o-", label="train top-1")
-    ax.plot(epochs, [100 * float(r["val_top1_err"]) for r in history], "o-", label="val top-1")
-    ax.plot(epochs, [100 * float(r["val_top5_err"]) for r in history], "o--", label="val top-5")
-    if held_out:
+    ax.plot(epochs, [100 * float(r[f"{watched}_top1_err"]) for r in history], "o-", label=f"{shown} top-1")
+    ax.plot(epochs, [100 * float(r[f"{watched}_top5_err"]) for r in history], "o--", label=f"{shown} top-5")
+    if held_out and "test_top1_err" in first:
         ax.plot(epochs, [100 * float(r["test_top1_err"]) for r in history], "s-", label="test top-1")
     ax.set(xlabel="epoch", ylabel="error (%)", title="error")
     ax.legend()
@@ -196,22 +208,17 @@ def confusion_png(matrix: Sequence[Sequence[int]], classes: Sequence[str], title
     return figure_png(fig)
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def epoch_line(row: Mapping[str, Any], epochs: int, held_out: bool = False, eta: float | None = None) -> str:
-    """One epoch's numbers; `held_out`: val is a held-out split and the test set is shown apart."""
-    test = f"test top-1 {pct(row['test_top1_err'])}  " if held_out else ""
+    """One epoch's numbers; `held_out`: val is a held-out split and the test set is shown apart (without
+    one the validation set is the test set, named test). Top-1 as error and as accuracy."""
+    seen = "val" if held_out else "test"
+    err = row[f"{seen}_top1_err"]
+    test = f"test top-1 err {pct(row['test_top1_err'])}  " if held_out else ""
     return (
         f"epoch {row['epoch']}/{epochs}  lr {row['lr']:.4g}  "
         f"train loss {row['train_loss']:.4f} err {pct(row['train_top1_err'])}  "
-        f"val loss {row['val_loss']:.4f} top-1 {pct(row['val_top1_err'])} top-5 {pct(row['val_top5_err'])}  "
+        f"{seen} loss {row[f'{seen}_loss']:.4f} top-1 err {pct(err)} (acc {pct(1 - err)}) "
+        f"top-5 err {pct(row[f'{seen}_top5_err'])}  "
         f"{test}{format_seconds(row['epoch_seconds'])}  {row['images_per_s']:.0f} img/s"
         + (f"  run eta {format_seconds(eta)}" if eta is not None and row["epoch"] < epochs else "")
     )

@@ -1,4 +1,4 @@
-"""Plain text tables, the one style every command prints (torch-free: `cnnlab models` uses it)."""
+"""Plain text tables and numbers, the one style every command prints (torch-free: `cnnlab models` uses it)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,13 @@ def render(header: list[str], body: list[list[str]], right: set[int]) -> str:
 
     rule = "-" * len(line(header))
     return "\n".join([line(header), rule, *(line(r) for r in body), rule])
+
+
+def format_seconds(seconds: float) -> str:
+    """1.5 s, 2:05, 1:02:05: a duration as people read it."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -150,3 +150,102 @@ def test_shared_activation_modules_and_stages() -> None:
     assert [o.kind for o in ops] == ["conv", "act", "conv", "act"] and out.shape == (1, 2, 4, 4)
     _, found = stages(ops)
     assert [len(s.after) for s in found] == [1, 1]
+
+
+def _faithful() -> torch.nn.Module:
+    return load_target(FAITHFUL)
+
+
+def test_padding_same_and_valid_are_the_numbers_they_mean() -> None:
+    """An equivalent net written with padding="same"/"valid" matches (they were compared as -1: four false
+    deviations, exit 1); `summary` reads them through the same function and works the formula out."""
+    from cnnlab.summary import layer_table
+
+    net = _faithful()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.padding = "valid" if m.padding == (0, 0) else "same"  # type: ignore[assignment]
+    assert sum(m.padding == "same" for m in net.modules() if isinstance(m, torch.nn.Conv2d)) == 4
+    assert check(net, "alexnet").deviations == []
+    rows = {r.name: r for r in layer_table(net, (3, 227, 227))}
+    assert rows["features.0"].formula == "floor((227 + 2*0 - 11)/4) + 1 = 55"
+    assert rows["features.4"].formula == "floor((27 + 2*2 - 5)/1) + 1 = 27"
+
+
+def test_every_pool_lrn_and_dropout_of_a_stage_is_compared() -> None:
+    """A second LRN (alpha=1), a second max pool and an extra Dropout(0.9) in a stage are each a row (only
+    the first of each kind was compared: exit 0)."""
+    net = _faithful()
+    f = list(net.features)
+    f.insert(3, torch.nn.LocalResponseNorm(5, alpha=1.0, beta=0.75, k=2.0))  # after conv1's LRN
+    f.insert(9, torch.nn.MaxPool2d(1, 1))  # after conv2's pool
+    net.features = torch.nn.Sequential(*f)
+    c = list(net.classifier)
+    c.insert(3, torch.nn.Dropout(0.9))  # after fc6's dropout
+    net.classifier = torch.nn.Sequential(*c)
+    found = {(d.layer.split(" = ")[0], d.aspect): d for d in check(net, "alexnet").deviations}
+    assert found[("conv1", "LRN 2")].theirs == "LRN n=5 alpha=0.2 beta=0.75 k=2"
+    assert found[("conv2", "pooling 2")].theirs == "max pool 1x1/1"
+    assert found[("fc6", "dropout 2")].theirs == "Dropout(p=0.9)"
+    assert len(found) == 3
+
+
+def test_an_adaptive_pool_that_changes_the_size_is_listed() -> None:
+    """torchvision's layout at 256 px: its adaptive pool takes conv5's 7x7 maps to 6x6; the reference's
+    does nothing there (6x6 already). It was not listed."""
+    from cnnlab import models
+
+    report = check(models.create("alexnet_torchvision"), "alexnet", (3, 256, 256))
+    rows = [d for d in report.deviations if "adaptive" in d.theirs]
+    assert len(rows) == 1 and rows[0].layer.startswith("conv5") and "(6, 6)" in rows[0].theirs
+
+
+class Functional(torch.nn.Module):
+    """The paper's AlexNet with a functional forward (F.relu, F.local_response_norm, F.max_pool2d,
+    F.dropout, torch.flatten); `pool5` and `fc6_in` make it wrong on purpose, and it ends in a softmax."""
+
+    def __init__(self, pool5: int = 3, fc6_in: int = 9216) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.pool5 = pool5
+        self.conv1, self.conv2 = nn.Conv2d(3, 96, 11, 4), nn.Conv2d(96, 256, 5, padding=2)
+        self.conv3, self.conv4 = nn.Conv2d(256, 384, 3, padding=1), nn.Conv2d(384, 384, 3, padding=1)
+        self.conv5 = nn.Conv2d(384, 256, 3, padding=1)
+        self.fc6, self.fc7, self.fc8 = nn.Linear(fc6_in, 4096), nn.Linear(4096, 4096), nn.Linear(4096, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        def lrn(t: torch.Tensor) -> torch.Tensor:
+            return F.local_response_norm(t, 5, alpha=5e-4, beta=0.75, k=2.0)
+
+        x = F.max_pool2d(lrn(F.relu(self.conv1(x))), 3, 2)
+        x = F.max_pool2d(lrn(F.relu(self.conv2(x))), 3, 2)
+        x = F.relu(self.conv4(F.relu(self.conv3(x))))
+        x = torch.flatten(F.max_pool2d(F.relu(self.conv5(x)), self.pool5, 2), 1)
+        x = F.dropout(F.relu(self.fc6(x)), 0.5, self.training)
+        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        return F.softmax(self.fc8(x), dim=1)
+
+
+def test_a_functional_forward_is_read_like_modules_and_its_real_bugs_named() -> None:
+    """F.relu, F.max_pool2d, ... are recorded: no false "none" rows (there were 10). What is wrong is named:
+    fc6 reads 6,400 inputs where the paper's reads 9,216 (it was hidden behind the earlier size row), and
+    the final softmax (a softmax twice under cross-entropy)."""
+    found = {(d.layer.split(" = ")[0], d.aspect): d for d in check(Functional(5, 6400), "alexnet").deviations}
+    assert ("fc6", "fc inputs") in found
+    assert (found[("fc6", "fc inputs")].reference, found[("fc6", "fc inputs")].theirs) == ("9,216", "6,400")
+    assert found[("(output)", "softmax")].theirs == "F.softmax"
+    assert not [d for d in found.values() if d.theirs == "none"], found
+    assert set(found) == {("conv5", "stage output"), ("conv5", "pooling"), ("fc6", "fc inputs"),
+                          ("(output)", "softmax"), ("total", "parameters")}  # fmt: skip
+
+
+def test_a_final_softmax_module_is_warned_about_and_an_fc_that_cannot_read_its_maps_is_named() -> None:
+    net = _faithful()
+    net.classifier.append(torch.nn.Softmax(dim=1))
+    rows = [d for d in check(net, "alexnet").deviations]
+    assert [(d.aspect, d.theirs) for d in rows] == [("softmax", "Softmax")]
+    wants = r"fully connected layer 1 \(fc6\) takes 6,400 inputs but gets 9,216 \(256x6x6 maps flattened"
+    with pytest.raises(CnnlabError, match=wants):
+        check(Functional(3, 6400), "alexnet")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from _reliability import write_idx_set
+from conftest import fashion_mnist_installed
 
 from cnnlab import checkpoint, report
 from cnnlab.training import train
@@ -80,3 +83,37 @@ def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
         for col in ("train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err", "test_loss",
                     "test_top1_err", "lr"):  # fmt: skip
             assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-4, abs=1e-6), col
+
+
+def _readme_torchrun_line() -> list[str]:
+    """The README's two-process command, exactly as a user copies it."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    lines = [ln for ln in readme.splitlines() if ln.startswith("torchrun --nproc_per_node=2 -m cnnlab train")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0].split("#")[0])
+
+
+@pytest.mark.slow
+def test_readme_torchrun_command_as_written(tmp_path: Path) -> None:
+    """The README's torchrun line, report on, ends with exit 0 and a report.html (it used to crash rank 0
+    with "Connection closed by peer": the report's evaluation all-reduced on rank 0 alone)."""
+    argv = _readme_torchrun_line()
+    assert argv[0] == "torchrun" and "--recipe" in argv, argv  # not the 90-epoch paper recipe on a CPU
+    out = argv[argv.index("--out") + 1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    extra: list[str] = []
+    if "fashion-mnist" in argv and not fashion_mnist_installed():
+        # A tiny generated stand-in, found where cnnlab's cache keeps Fashion-MNIST.
+        write_idx_set(tmp_path / "cache" / "fashion-mnist", n_train=256, n_test=64, side=28)
+        env["CNNLAB_CACHE"] = str(tmp_path / "cache")
+    elif "fashion-mnist" in argv:
+        extra = ["--limit-train", "1024", "--limit-val", "512"]  # the real set: a few steps are enough
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", *argv[1:], *extra]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    run = tmp_path / out
+    assert (run / "report.html").is_file()
+    assert proc.stdout.count("report: ") == 1, proc.stdout
+    assert json.loads((run / "config.json").read_text())["distributed"]["world_size"] == 2

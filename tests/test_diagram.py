@@ -81,3 +81,24 @@ def test_the_classifier_box_is_named_and_holds_the_last_layer(name: str, size: t
     source = diagram.graph(build(name, 10, size[0]), size, depth=1).source
     assert "Sequential</TD>" not in source.replace("<B>features</B></TD></TR><TR><TD>Sequential", "")
     assert "<B>classifier</B>" in source and f"<B>{last}</B>" in source
+
+
+def test_googlenet_diagram_has_its_auxiliary_heads_and_one_average_pool() -> None:
+    """The heads that run only in training are drawn (they were left out), and the average pool once
+    (the forward applied it twice). Needs no `dot`: the graph's source is checked."""
+    source = diagram.graph(build("googlenet"), (3, 224, 224)).source
+    for head in ("aux1", "aux2"):
+        assert f"<B>{head}" in source, head
+    assert source.count("<B>avgpool</B>") == 1
+
+
+def test_a_deep_net_is_folded_to_a_readable_depth_unless_asked() -> None:
+    """GoogLeNet's 162 boxes made a 1107x8501-px picture: without --depth it is folded until at most
+    MAX_BOXES boxes remain (its auxiliary heads still drawn); an explicit --depth is kept; VGG and AlexNet
+    stay whole."""
+    g, depth = diagram.fitting_graph(build("googlenet"), (3, 224, 224))
+    assert depth is not None and diagram._boxes(g) <= diagram.MAX_BOXES
+    assert "<B>aux1" in g.source and "<B>aux2" in g.source
+    g, depth = diagram.fitting_graph(build("googlenet"), (3, 224, 224), 9)
+    assert depth == 9 and diagram._boxes(g) > diagram.MAX_BOXES
+    assert diagram.fitting_graph(build("vgg16"), (3, 224, 224))[1] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,9 @@ def test_eval_command_prints_json_and_writes_files(
     code = cli.main(["eval", str(runs[0]), "--out", str(out)])
     text = capsys.readouterr().out
     assert code == 0 and "top-1 error" in text and "per-class accuracy" in text
+    # Error and accuracy side by side (train's lines say accuracy, eval's said only error).
+    found = re.search(r"top-1 error +([0-9.]+)% \(accuracy +([0-9.]+)%\)", text)
+    assert found is not None and float(found.group(1)) + float(found.group(2)) == pytest.approx(100.0)
 
 
 def test_eval_refuses_mismatched_data(runs: list[Path], tmp_path: Path) -> None:

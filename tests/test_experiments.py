@@ -314,7 +314,9 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
         "lrn", budget="tiny", out=tmp_path / "lrn", runs_dir=shared_runs, log=lines.append
     )
     text = path.read_text()
-    assert text.startswith("# ") and f"## Verdict: {result.verdict.verdict}" in text
+    assert (
+        text.startswith("# ") and f"## Verdict: {result.verdict.verdict} (at the tiny budget's scale" in text
+    )
     assert f"lrn: {result.verdict.verdict}." in "\n".join(lines)
     doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
     assert doc["verdict"] == result.verdict.verdict and not doc["smoke_test"]
@@ -401,3 +403,34 @@ def test_claims_run_on_cifar10_at_the_papers_thresholds(tmp_path: Path) -> None:
     lrn, _ = reproduce("lrn", out=tmp_path / "lrn", runs_dir=runs, log=lambda _: None, **common)
     assert lrn.numbers["paper_top1_gain"] == pytest.approx(0.02)
     assert "13% -> 11%" in (tmp_path / "lrn" / "report.md").read_text()
+
+
+def test_effect_sentences_say_the_sign_in_words() -> None:
+    """No "LRN on lowers the test top-1 error by -4.46 points": the verb carries the direction."""
+    from cnnlab.experiments.verdict import Interval, lowers
+
+    worse = Interval(-0.0446, -0.06, -0.03, 3, 0.01, "t")
+    text = lowers("LRN on", ("lowers", "raises"), "the test top-1 error", worse)
+    assert text.startswith(
+        "LRN on raises the test top-1 error by 4.46 points (95% CI of the drop -6.00 points"
+    )
+    better = Interval(0.012, -0.003, 0.027, 6, 0.01, "t")
+    assert lowers("x", ("lowers", "raises"), "e", better).startswith("x lowers e by 1.20 points (95% CI")
+    assert "-" not in lowers("x", ("lowers", "raises"), "e", worse).split("(")[0]
+
+
+def test_claim_curves_of_one_epoch_are_points_on_a_whole_epoch_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the tiny budget (one epoch) each panel had single dots on a 0.96-1.04 axis, ticks at 1.5 and the
+    figure's title on the panels' titles."""
+    from cnnlab.experiments import results
+
+    figs: list[object] = []
+    monkeypatch.setattr(results.report, "save_figure", lambda fig, path, hint=None: figs.append(fig))
+    runs = [Run(Arm("a", "a"), s, tmp_path, [{"epoch": 1, "test_top1_err": 0.8 + s / 100}]) for s in (0, 1)]
+    results.plot_curves(tmp_path / "c.png", {"on": runs}, [("test_top1_err", "test")], title="t")
+    (ax,) = figs[0].axes  # type: ignore[attr-defined]
+    assert list(ax.get_xticks()) == [1.0] and ax.get_xlim() == (0.5, 1.5)
+    assert figs[0].get_layout_engine() is not None  # type: ignore[attr-defined]  # constrained: the title keeps clear of the panels
+    assert all(line.get_marker() not in ("", "None") for line in ax.get_lines())  # each point visible

@@ -204,3 +204,27 @@ def test_blocks_get_a_row_only_for_new_tensors() -> None:
     rows = layer_table(nn.Sequential(_TwoWay()), (3, 4, 4), batch_size=2)
     assert [r.name for r in rows] == ["0.a", "0.b", "0"]
     assert rows[-1].output_shape == (7, 4, 4) and rows[-1].activation_bytes == 2 * 7 * 16 * 4
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_activation_counts_one_flop_per_element(name: str) -> None:
+    """LeNet-5's scaled tanh counted 0 FLOPs; every activation layer (the docs' convention) counts 1 per
+    output element, whatever its class."""
+    from cnnlab.counting import ACTIVATIONS
+
+    info = models.info(name)
+    size = (info.in_channels, info.input_size, info.input_size)
+    acts = [r for r in layer_table(build(name, in_channels=info.in_channels), size) if r.type in ACTIVATIONS]
+    assert acts, name
+    for r in acts:
+        assert r.flops == int(torch.tensor(r.output_shape).prod()), (name, r.name, r.type)
+
+
+def test_summary_of_a_same_padded_conv_works_the_formula_out() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding="same"), nn.Conv2d(4, 4, 4, padding="same"),
+                        nn.Conv2d(4, 4, 3, padding="valid"))  # fmt: skip
+    rows = layer_table(net, (1, 9, 9))
+    assert [r.output_shape for r in rows] == [(4, 9, 9), (4, 9, 9), (4, 7, 7)]
+    assert rows[0].formula == "floor((9 + 2*1 - 3)/1) + 1 = 9"
+    assert rows[1].formula == "floor((9 + 2*1.5 - 4)/1) + 1 = 9"  # an even kernel: 1 + 2 pixels of padding
+    assert rows[2].formula == "floor((9 + 2*0 - 3)/1) + 1 = 7"

@@ -393,3 +393,64 @@ def test_models_with_lrn_run_in_float64(name: str) -> None:
     side = models.info(name).input_size
     out = model(torch.rand(1, 3, side, side, dtype=torch.float64))
     assert out.dtype == torch.float64 and out.shape == (1, 3)
+
+
+def _calls_per_leaf(model: nn.Module, size: tuple[int, int, int], training: bool) -> dict[str, int]:
+    """How often each leaf module ran in one forward (hooks), in `training` mode."""
+    calls: dict[str, int] = {}
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(m.children())]
+    handles = [
+        m.register_forward_hook(lambda *_, n=n: calls.__setitem__(n, calls.get(n, 0) + 1)) for n, m in leaves
+    ]
+    model.train(training)
+    with torch.no_grad():
+        model(torch.zeros(2, *size, device="meta"))
+    for h in handles:
+        h.remove()
+    return {n: calls.get(n, 0) for n, _ in leaves}
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_layer_runs_once_per_forward_as_its_table_says(name: str) -> None:
+    """No module applied twice (GoogLeNet's average pool was), none with parameters left out in training;
+    and the layer table (`summary`) has one row per module, in the order the forward ran them."""
+    from cnnlab import summary
+
+    model = meta(name)
+    info = models.info(name)
+    size = (info.in_channels, info.input_size, info.input_size)
+    for training in (True, False):
+        calls = _calls_per_leaf(model, size, training)
+        twice = {n: c for n, c in calls.items() if c > 1}
+        assert not twice, f"{name} ({'train' if training else 'eval'}): applied more than once: {twice}"
+        if training:
+            unused = [n for n, m in model.named_modules() if n in calls and calls[n] == 0 and
+                      any(True for _ in m.parameters(recurse=False))]  # fmt: skip
+            assert not unused, f"{name}: layers with parameters never run in training: {unused}"
+    rows = [r.name for r in summary.layer_table(model, size) if r.ran]
+    assert len(rows) == len(set(rows)), f"{name}: a layer has two rows: {rows}"
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda *_, n=n: order.append(n))
+             for n, m in model.named_modules() if n and not any(m.children())]  # fmt: skip
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *size, device="meta"))
+    for h in hooks:
+        h.remove()
+    leaf_rows = [r for r in rows if r in set(order)]
+    assert leaf_rows == order, f"{name}: the table's order is not the forward's"
+
+
+@pytest.mark.parametrize("entry", __import__("cnnlab.catalog").catalog.load(), ids=lambda e: e["name"])
+def test_default_build_takes_the_catalogues_input(entry: dict[str, object]) -> None:
+    """`models.create(name)` with no arguments builds the net the catalogue (and `cnnlab models`) describe:
+    its input channels (LeNet-5: 1x32x32, it was 3), its parameters at 1000 classes, and a forward at its
+    default input size."""
+    model = meta(str(entry["name"]))
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == entry["in_channels"]
+    assert n_params(model) == entry["params"]["1000"]  # type: ignore[index]
+    side = int(entry["input_size"])  # type: ignore[call-overload]
+    model.eval()
+    out = model(torch.zeros(1, int(entry["in_channels"]), side, side, device="meta"))  # type: ignore[call-overload]
+    assert tuple(out.shape) == (1, 1000)

@@ -273,3 +273,19 @@ def test_gradcam_two_towers_agree() -> None:
         shapes[id(net)] = {k: tuple(joined(v).shape[1:]) for k, v in caught.items()}
     assert shapes[id(grouped)] == shapes[id(parallel)]
     assert shapes[id(grouped)]["conv2"] == (256, 27, 27)  # the paper's conv2: 256 maps of 27x27
+
+
+def test_occlusion_colour_scale_is_fitted_to_the_effect(tmp_path: Path) -> None:
+    """A 0.90 -> 0.67 effect fills its colour scale (it was drawn on 0-1: a near-white map); the centre
+    stays the unoccluded probability, so white still means "no change"."""
+    from cnnlab.pictures import occlusion as occ
+
+    pixel = torch.full((8, 8), 0.90)
+    pixel[2:5, 2:5] = 0.67
+    found = occ.Occlusion(0, 0.90, [0], [0], pixel[:1, :1], pixel, 3)
+    low, centre, high = occ.colour_range(found)
+    assert centre == pytest.approx(0.90) and low == pytest.approx(0.67) and high == pytest.approx(1.0)
+    fig = occ.figure(found, np.zeros((8, 8, 3)), ["a", "b"], "t")
+    norm = fig.axes[1].images[0].norm
+    assert (norm.vmin, norm.vmax) == pytest.approx((0.67, 1.0))
+    fig.savefig(tmp_path / "occlusion.png")

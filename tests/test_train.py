@@ -41,9 +41,10 @@ def test_short_run_learns_and_writes_its_folder(tmp_path: Path) -> None:
         assert (run / name).is_file(), name
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = report.read_metrics(run / "metrics.csv")
-    assert list(rows[0]) == list(report.METRIC_COLUMNS)
+    # No --val-split: the validation set is the test set, written once, as test_* (no val_* copy).
+    assert list(rows[0]) == list(report.metric_columns(held_out=False))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    assert float(rows[-1]["val_top1_err"]) == pytest.approx(h[-1]["val_top1_err"])
+    assert float(rows[-1]["test_top1_err"]) == pytest.approx(h[-1]["val_top1_err"])
     doc = json.loads((run / "config.json").read_text())
     assert doc["config"]["lr"] == 0.1 and doc["config"]["schedule"] == "onecycle"  # resolved defaults
     assert doc["config"]["momentum"] == 0.9 and doc["config"]["label_smoothing"] == 0.1
@@ -166,3 +167,48 @@ def test_schedules() -> None:
     oc = Schedule("onecycle", 0.4, 100, 0.25, 0, 0)
     lrs = [oc.lr(i) for i in range(100)]
     assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 24 and lrs[-1] == 0.0
+
+
+def test_epoch_line_names_the_set_and_gives_error_and_accuracy() -> None:
+    row = {"epoch": 2, "lr": 0.1, "train_loss": 1.0, "train_top1_err": 0.3, "val_loss": 0.9,
+           "val_top1_err": 0.25, "val_top5_err": 0.01, "test_loss": 0.8, "test_top1_err": 0.2,
+           "test_top5_err": 0.02, "epoch_seconds": 1.0, "images_per_s": 10.0}  # fmt: skip
+    # No held-out split: one set, the test set, named test (not "val").
+    line = report.epoch_line({**row, "val_top1_err": 0.2, "val_loss": 0.8}, 4, held_out=False)
+    assert "val" not in line and "test loss 0.8000 top-1 err 20.00% (acc 80.00%)" in line
+    line = report.epoch_line(row, 4, held_out=True)
+    assert "val loss 0.9000 top-1 err 25.00% (acc 75.00%)" in line and "test top-1 err 20.00%" in line
+
+
+def test_resume_says_where_it_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny(tmp_path / "run", epochs=2, progress="lines")
+    assert train({**cfg, "stop_after": 5}).stopped == "stop_after"
+    capsys.readouterr()
+    train({"out": str(tmp_path / "run"), "resume": True, "progress": "lines"})
+    out = capsys.readouterr().out
+    assert (
+        f"resumed from {tmp_path / 'run' / 'checkpoints' / 'last.pt'}: continuing at epoch 1/2 at step 6 "
+        in out
+    )
+
+
+def test_no_eta_announced_when_nothing_is_left() -> None:
+    from cnnlab.training import plan
+
+    eta = plan.Eta(total_steps=plan.WARMUP_STEPS + 2, done_steps=0, epochs_left=1)
+    for _ in range(plan.WARMUP_STEPS + 2):
+        eta.step()
+    eta.evaluated(0.01)
+    assert eta.announcement(epoch_over=True) is None  # it said "about 0.0 s more"
+
+
+def test_an_unknown_flag_gets_a_did_you_mean_in_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab.cli import main
+
+    for argv, wanted in ((["train", "--model", "alexnet_small", "--batchsize", "64"], "--batch-size"),
+                         (["summary", "alexnet", "--inputsize", "224"], "--input-size"),
+                         (["eval", "x.pt", "--veiws", "flip"], "--views")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"(did you mean '{wanted}'?)" in err and err.count("\n") == 1, err

@@ -136,6 +136,7 @@ def check(
             if init:
                 cmp.init(r, t)
         cmp.unmatched(ref_k, their_k)
+    cmp.softmax(ref_ops, their_ops)
     ref_params = sum(p.numel() for p in ref_model.parameters())
     their_params = sum(p.numel() for p in model.parameters())
     cmp.params(ref_params, their_params)

@@ -17,6 +17,7 @@ SECTIONS: dict[str, dict[str, str]] = {
         "dropout": "4.2",
         "linear": "3.5",
         "params": "1, 3.5",
+        "softmax": "3.5",
         "init": "5",
         "order": "3.5",
         "norm": "3.3",
@@ -67,8 +68,7 @@ WHY = {
     "pool extra": "the reference does not pool here: every later map is smaller",
     "pool": "overlapping pooling (3x3 stride 2) cut the paper's top-1/top-5 error by 0.4%/0.3% against "
     "2x2 stride 2 (Sec. 3.4); kernel and stride also set every later map size",
-    "act missing": "without a nonlinearity this layer and the next collapse into one linear map; if your "
-    "forward calls F.relu or torch.relu, check cannot see it: use nn.ReLU modules",
+    "act missing": "without a nonlinearity this layer and the next collapse into one linear map",
     "act extra": "the reference has no activation here",
     "act": "ReLUs trained six times faster than tanh units to 25% CIFAR-10 error (Sec. 3.1, Fig. 1)",
     "order": "the paper applies ReLU, then LRN, then max pooling; normalising before the ReLU or after "
@@ -81,6 +81,10 @@ WHY = {
     "dropout rate": "the paper drops each hidden unit with probability 0.5 (Sec. 4.2)",
     "norm missing": "the reference uses batch norm here",
     "norm extra": "the paper predates batch norm (2015): the reference has none here",
+    "softmax": "nn.CrossEntropyLoss applies log-softmax itself: a softmax in the network makes it a softmax "
+    "of a softmax, whose gradients shrink towards nothing; return the logits (the paper's softmax is the "
+    "loss's)",
+    "second layer": "the reference applies one such layer in this stage; the second changes what it computes",
     "missing layer": "a layer of the reference has no counterpart in yours",
     "extra layer": "your network has a layer the reference does not",
     "params": "the paper's parameter count; the difference says how many weights your layers add or lack",

@@ -5,41 +5,26 @@ weight layer: its activation, normalisation, pooling and dropout. Stages are wha
 ("conv1: 96 filters 11x11 stride 4, ReLU, LRN, max-pool"), so `cnnlab check` aligns two networks stage by
 stage: the n-th convolution of one with the n-th of the other, the n-th fc layer with the n-th.
 
-Only modules are seen: a forward that calls `F.relu` or `F.max_pool2d` directly shows no layer there (the
-deviation says so). Layers a module calls more than once (one `nn.ReLU` shared by every conv) get one row
-per call.
+Layers are seen as modules (forward hooks) and as functional calls made outside any leaf module
+(`F.relu`, `F.max_pool2d`, `F.local_response_norm`, `F.dropout`, `torch.flatten`, `F.softmax`, ..., through a
+`TorchFunctionMode`), so a net written with a functional forward is read like one of modules. Layers a
+module calls more than once (one `nn.ReLU` shared by every conv) get one row per call.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from cnnlab.counting import first_tensor, is_lrn, pair
+from cnnlab.counting import ACTIVATIONS, first_tensor, geometry, is_lrn, pair
 from cnnlab.errors import CnnlabError
 
-# Activation modules by class name -> the name the papers and our switches use.
-ACTIVATIONS = {
-    "ReLU": "relu",
-    "ReLU6": "relu6",
-    "LeakyReLU": "leaky_relu",
-    "PReLU": "prelu",
-    "ELU": "elu",
-    "SELU": "selu",
-    "CELU": "celu",
-    "GELU": "gelu",
-    "SiLU": "silu",
-    "Mish": "mish",
-    "Tanh": "tanh",
-    "Hardtanh": "hardtanh",
-    "Sigmoid": "sigmoid",
-    "Softplus": "softplus",
-    "ScaledTanh": "scaled_tanh",
-}
 DROPOUTS = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
@@ -81,12 +66,13 @@ class Op:
 
 def _classify(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[str, dict[str, Any]]:
     name = type(m).__name__
-    if isinstance(m, nn.Conv2d):
+    g = geometry(m)
+    if isinstance(m, nn.Conv2d) and g is not None:
         attrs = {
             "out": m.out_channels,
-            "kernel": pair(m.kernel_size),
-            "stride": pair(m.stride),
-            "padding": pair(m.padding) if not isinstance(m.padding, str) else (-1, -1),
+            "kernel": g.kernel,
+            "stride": g.stride,
+            "padding": g.padding,  # padding="same"/"valid" as the numbers they mean
             "groups": m.groups,
             "slices": m.weight.shape[0] if m.weight.dim() != 4 else None,  # LeNet-5's partial C3
         }
@@ -98,13 +84,11 @@ def _classify(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[str, 
             return "other", {"identity": True}  # pooling a 6x6 map to 6x6 does nothing
         op = "adaptive_avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "adaptive_max"
         return "pool", {"op": op, "kernel": tuple(out.shape[-2:]), "stride": None, "padding": None}
-    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) and g is not None:
         op = "max" if isinstance(m, nn.MaxPool2d) else "avg"
         if op == "avg" and any(True for _ in m.parameters(recurse=False)):
             op = "trainable"  # LeNet-5's subsampling: average x coefficient + bias
-        k = pair(m.kernel_size)
-        s = pair(m.stride if m.stride is not None else m.kernel_size)
-        return "pool", {"op": op, "kernel": k, "stride": s, "padding": pair(m.padding)}
+        return "pool", {"op": op, "kernel": g.kernel, "stride": g.stride, "padding": g.padding}
     if is_lrn(m):
         size = int(m.size)  # type: ignore[arg-type]
         alpha = float(m.alpha)  # type: ignore[arg-type]
@@ -122,13 +106,89 @@ def _classify(m: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple[str, 
         return "dropout", {"p": float(getattr(m, "p", 0.0)), "type": name}
     if isinstance(m, NORMS):
         return "norm", {"type": name}
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        return "softmax", {"fn": name}
     return "other", {}
 
 
+# Functional calls recorded when a forward makes them outside any leaf module: name -> how to read them.
+_FUNCTIONAL_ACTS = {
+    "relu": "relu", "relu_": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu",
+    "leaky_relu_": "leaky_relu", "elu": "elu", "elu_": "elu", "selu": "selu", "celu": "celu",
+    "gelu": "gelu", "silu": "silu",
+    "mish": "mish", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid", "sigmoid_": "sigmoid",
+    "hardtanh": "hardtanh", "softplus": "softplus",
+}  # fmt: skip
+_FUNCTIONAL_DROPOUTS = {
+    "dropout": "Dropout", "dropout1d": "Dropout1d", "dropout2d": "Dropout2d", "dropout3d": "Dropout3d",
+    "alpha_dropout": "AlphaDropout", "feature_alpha_dropout": "FeatureAlphaDropout",
+}  # fmt: skip
+_FUNCTIONAL_OTHER = {"flatten", "softmax", "log_softmax"}
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], i: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[i] if len(args) > i else default
+
+
+def _classify_call(
+    fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], inp: torch.Tensor, out: torch.Tensor
+) -> tuple[str, str, dict[str, Any]] | None:
+    """(kind, type, attrs) of a functional call `check` compares, else None (not a layer)."""
+    if fn in _FUNCTIONAL_ACTS:
+        return "act", f"F.{fn}", {"fn": _FUNCTIONAL_ACTS[fn]}
+    if fn in ("max_pool2d", "avg_pool2d"):
+        k = pair(_arg(args, kwargs, 1, "kernel_size", 1))
+        stride = _arg(args, kwargs, 2, "stride", None)
+        s = pair(stride) if stride not in (None, []) else k
+        p = pair(_arg(args, kwargs, 3, "padding", 0))
+        return "pool", f"F.{fn}", {"op": fn.split("_")[0], "kernel": k, "stride": s, "padding": p}
+    if fn in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+        if tuple(inp.shape[-2:]) == tuple(out.shape[-2:]):
+            return "other", f"F.{fn}", {"identity": True}
+        op = "adaptive_avg" if "avg" in fn else "adaptive_max"
+        return "pool", f"F.{fn}", {"op": op, "kernel": tuple(out.shape[-2:]), "stride": None, "padding": None}
+    if fn == "local_response_norm":
+        size = int(_arg(args, kwargs, 1, "size", 5))
+        alpha = float(_arg(args, kwargs, 2, "alpha", 1e-4))
+        beta, offset = float(_arg(args, kwargs, 3, "beta", 0.75)), float(_arg(args, kwargs, 4, "k", 1.0))
+        attrs = {"size": size, "alpha": alpha / size, "beta": beta, "k": offset, "given_alpha": alpha}
+        return "lrn", "F.local_response_norm", {**attrs, "torch_convention": True}
+    if fn in _FUNCTIONAL_DROPOUTS:
+        rate = float(_arg(args, kwargs, 1, "p", 0.5))
+        return "dropout", _FUNCTIONAL_DROPOUTS[fn], {"p": rate, "type": _FUNCTIONAL_DROPOUTS[fn]}
+    if fn in ("softmax", "log_softmax"):
+        return "softmax", f"F.{fn}", {"fn": fn}
+    if fn in _FUNCTIONAL_OTHER:
+        return "other", f"torch.{fn}", {}
+    return None
+
+
+class _Functional(TorchFunctionMode):
+    """Calls the forward makes itself (not inside a leaf module), reported to `on_call`."""
+
+    def __init__(self, in_leaf: Callable[[], bool], on_call: Callable[..., None]) -> None:
+        super().__init__()
+        self.in_leaf, self.on_call = in_leaf, on_call
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if not self.in_leaf():
+            self.on_call(getattr(func, "__name__", ""), tuple(args), dict(kwargs), result)
+        return result
+
+
 def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op], torch.Tensor]:
-    """Every leaf layer call of one eval-mode forward on zeros of `input_size`, and the output."""
+    """Every leaf layer call and every functional layer call (F.relu, F.max_pool2d, ...) of one eval-mode
+    forward on zeros of `input_size`, in order, and the output."""
     ops: list[Op] = []
     seen: set[int] = set()
+    names = {id(m): name for name, m in model.named_modules()}
+    leaves = {id(m) for _, m in model.named_modules() if not any(m.children())} - {id(model)}
+    running: list[str] = []  # the modules whose forward is running, outermost first
+    in_leaf = [0]
 
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         inp, out = first_tensor(args), first_tensor(output)
@@ -142,16 +202,44 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
         shape_in, shape_out = tuple(inp.shape[1:]), tuple(out.shape[1:])
         ops.append(Op(name, kind, type(m).__name__, attrs, params, shape_in, shape_out, m))
 
+    def on_call(fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
+        inp, out = first_tensor(args), first_tensor(result)
+        if inp is None or out is None:
+            return
+        found = _classify_call(fn, args, kwargs, inp, out)
+        if found is None:
+            return
+        kind, type_name, attrs = found
+        owner = running[-1] if running else ""
+        name = f"{owner}.{type_name}" if owner else type_name
+        ops.append(Op(name, kind, type_name, attrs, 0, tuple(inp.shape[1:]), tuple(out.shape[1:])))
+
+    failing: list[tuple[str, nn.Module, Any]] = []  # the last leaf entered, and its input
+
+    def enter(m: nn.Module, args: Any) -> None:
+        running.append(names.get(id(m), ""))
+        in_leaf[0] += id(m) in leaves
+        if id(m) in leaves:
+            failing[:] = [(names.get(id(m), ""), m, first_tensor(args))]
+
+    def leave(m: nn.Module, _args: Any, _out: Any) -> None:
+        running.pop()
+        in_leaf[0] -= id(m) in leaves
+
     handles = [
         m.register_forward_hook(lambda mod, a, o, name=name: hook(name, mod, a, o))
         for name, m in model.named_modules()
         if name and not any(m.children())
     ]
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad(), warnings.catch_warnings():
+        functional = _Functional(lambda: in_leaf[0] > 0, on_call)
+        with torch.no_grad(), warnings.catch_warnings(), functional:
             warnings.simplefilter("ignore")  # Dropout2d on fc outputs warns; check reports it instead
             output = model(torch.zeros(1, *input_size, device=device))
     except CnnlabError:
@@ -160,6 +248,18 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
         after = f" after layer {ops[-1].name} ({'x'.join(map(str, ops[-1].out_shape))})" if ops else ""
         text = " ".join(str(exc).split()) or type(exc).__name__
         size = "x".join(map(str, input_size))
+        if failing and isinstance(failing[0][1], nn.Linear) and failing[0][2] is not None:
+            name, linear, x = failing[0]
+            got, wants = int(x.shape[-1]), int(getattr(linear, "in_features", 0))
+            if got != wants:
+                fc = sum(1 for op in ops if op.kind == "linear") + 1
+                maps = [op.out_shape for op in ops if len(op.out_shape) == 3]
+                shown = f"{'x'.join(map(str, maps[-1]))} maps" if maps else "the input"
+                raise CnnlabError(
+                    f"fully connected layer {fc} ({name}) takes {wants:,} inputs but gets {got:,} "
+                    f"({shown} flattened, at a {size} input); set its in_features to {got:,}, or change "
+                    "the layers before it"
+                ) from exc
         raise CnnlabError(
             f"the forward pass on a {size} input failed{after}: {type(exc).__name__}: {text}; "
             "give the input your network expects with --input-size"

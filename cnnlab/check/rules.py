@@ -100,8 +100,14 @@ class Comparison:
                 )
         else:
             self.same(name, "units", r["out"], t["out"], "linear", "units")
-            if r["in"] != t["in"] and self.first_shape is None:
-                self.same(name, "fc inputs", r["in"], t["in"], "linear", "fc input")
+            self.checked += 1
+            if r["in"] != t["in"]:
+                # Named also when it follows from a map size that departed earlier: it is the line a
+                # reader's error message ("mat1 and mat2 shapes cannot be multiplied") points at.
+                why = self.why("fc input")
+                if self.first_shape is not None:
+                    why += f"; follows from the size difference at {self.first_shape}"
+                self.add(name, "fc inputs", f"{r['in']:,}", f"{t['in']:,}", "linear", why)
         self.shapes(name, ref, theirs)
         self.after(name, ref, theirs)
 
@@ -170,22 +176,29 @@ class Comparison:
         if sorted(r_order) == sorted(t_order) and r_order != t_order:
             self.add(name, "order", " -> ".join(r_order), " -> ".join(t_order), "order", self.why("order"))
 
-    def _lrn(self, name: str, ref: list[Op], theirs: list[Op]) -> None:
+    def _each(self, name: str, aspect: str, where: str, ref: list[Op], theirs: list[Op], pair: Any) -> None:
+        """Every layer of one kind in the stage, the i-th of the reference against the i-th of theirs
+        (`pair`); one the other side lacks is a row of its own."""
         self.checked += 1
-        if not ref and not theirs:
-            return
-        if not theirs or not ref:
-            key = "lrn missing" if not theirs else "lrn extra"
+        for i in range(max(len(ref), len(theirs))):
+            what = aspect if i == 0 else f"{aspect} {i + 1}"
+            r, t = (ref[i] if i < len(ref) else None), (theirs[i] if i < len(theirs) else None)
+            if r is not None and t is not None:
+                pair(name if i == 0 else f"{name} ({what})", r, t)
+                continue
+            if i == 0:
+                key = f"{where} missing" if t is None else f"{where} extra"
+            else:
+                key = f"{where} missing" if t is None else "second layer"
             self.add(
-                name,
-                "LRN",
-                ref[0].settings() if ref else "none",
-                theirs[0].settings() if theirs else "none",
-                "lrn",
-                self.why(key),
+                name, what, r.settings() if r else "none", t.settings() if t else "none", where, self.why(key)
             )
-            return
-        r, t = ref[0].attrs, theirs[0].attrs
+
+    def _lrn(self, name: str, ref: list[Op], theirs: list[Op]) -> None:
+        self._each(name, "LRN", "lrn", ref, theirs, self._lrn_pair)
+
+    def _lrn_pair(self, name: str, ref_op: Op, their_op: Op) -> None:
+        r, t = ref_op.attrs, their_op.attrs
         self.same(name, "LRN size n", r["size"], t["size"], "lrn", "lrn size")
         self.checked += 1
         if not math.isclose(r["alpha"], t["alpha"], rel_tol=1e-6):
@@ -205,43 +218,30 @@ class Comparison:
                 self.add(name, f"LRN {key}", f"{r[key]:g}", f"{t[key]:g}", "lrn", self.why(f"lrn {key}"))
 
     def _pool(self, name: str, ref: list[Op], theirs: list[Op]) -> None:
-        self.checked += 1
-        if not ref and not theirs:
-            return
-        if not theirs or not ref:
-            key = "pool missing" if not theirs else "pool extra"
-            self.add(
-                name,
-                "pooling",
-                ref[0].settings() if ref else "none",
-                theirs[0].settings() if theirs else "none",
-                "pool",
-                self.why(key),
-            )
-            return
-        r, t = ref[0], theirs[0]
+        self._each(name, "pooling", "pool", ref, theirs, self._pool_pair)
+
+    def _pool_pair(self, name: str, r: Op, t: Op) -> None:
         keys = ("op", "kernel", "stride", "padding")
         if any(r.attrs[k] != t.attrs[k] for k in keys):
             self.add(name, "pooling", _pool_text(r), _pool_text(t), "pool", self.why("pool"))
 
     def _dropout(self, name: str, ref: list[Op], theirs: list[Op]) -> None:
-        self.checked += 1
-        if not ref and not theirs:
-            return
-        if not theirs or not ref:
-            key = "dropout missing" if not theirs else "dropout extra"
-            self.add(
-                name,
-                "dropout",
-                ref[0].settings() if ref else "none",
-                theirs[0].settings() if theirs else "none",
-                "dropout",
-                self.why(key),
-            )
-            return
-        r, t = ref[0], theirs[0]
-        self.same(name, "dropout kind", r.type, t.type, "dropout", "dropout kind")
+        self._each(name, "dropout", "dropout", ref, theirs, self._dropout_pair)
+
+    def _dropout_pair(self, name: str, r: Op, t: Op) -> None:
+        self.same(name, "dropout kind", r.attrs["type"], t.attrs["type"], "dropout", "dropout kind")
         self.same(name, "dropout rate", f"{r.attrs['p']:g}", f"{t.attrs['p']:g}", "dropout", "dropout rate")
+
+    def softmax(self, ref_ops: list[Op], their_ops: list[Op]) -> None:
+        """A softmax at the end of the network, which the reference leaves to the loss."""
+        self.checked += 1
+        last = [op for op in their_ops if op.kind not in ("other", "dropout")]
+        ref_last = [op for op in ref_ops if op.kind not in ("other", "dropout")]
+        if last and last[-1].kind == "softmax" and not (ref_last and ref_last[-1].kind == "softmax"):
+            self.add(
+                f"(output) = {last[-1].name}", "softmax", "none: logits", last[-1].settings(), "softmax",
+                self.why("softmax"),
+            )  # fmt: skip
 
     # ---------------------------------------------------------------------------------------- the rest
 

@@ -15,7 +15,7 @@ from typing import Any
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
-from cnnlab.experiments.verdict import Interval, Verdict, judge, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.verdict import Interval, Verdict, judge, lowers, mean_std, pct, t_interval, with_ci
 
 # The `standard` setting as it is: the arm every standard-setting claim shares (see budget.py).
 BASELINE = Arm("baseline", "baseline")
@@ -112,7 +112,7 @@ def ablation(
     else:
         verdict = judge(iv, what=what, paper=paper_effect, dropped=dropped)
     ours = (
-        f"{on.label} lowers the test top-1 error by {with_ci(iv)} ({on.label} "
+        f"{lowers(on.label, ('lowers', 'raises'), 'the test top-1 error', iv)} ({on.label} "
         f"{mean_std([err_on_test(r) for r in ons])} vs {off.label} "
         f"{mean_std([err_on_test(r) for r in offs])}); top-5 {with_ci(iv5)}"
     )

@@ -57,6 +57,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
+def scale_caveat(result: ClaimResult, budget: Budget) -> str:
+    """What a verdict is about: this budget's scaled-down protocol, not the paper's (said on the verdict
+    line itself, not only under Departures)."""
+    n = len(result.departures)
+    away = f"{n} departure{'s' if n != 1 else ''} from the paper's protocol, listed above" if n else "none"
+    return f"(at the {budget.name} budget's scale, not the paper's ImageNet runs; {away})"
+
+
 def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
     """report.md and result.json in `folder`; returns the report's path. A smoke-test budget's report says
     so in its first line and gives no verdict."""
@@ -94,7 +102,8 @@ def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
         lines += [f"{title}:", "", *_table(rows), ""]
     lines += [f"![{p}]({p})\n" for p in result.plots]
     if not budget.smoke:
-        lines += [f"## Verdict: {result.verdict.verdict}", "", _sentence(result.verdict.reason), ""]
+        lines += [f"## Verdict: {result.verdict.verdict} {scale_caveat(result, budget)}", "",
+                  _sentence(result.verdict.reason), ""]  # fmt: skip
     if result.notes:
         lines += ["## Notes", "", *(f"- {n}" for n in result.notes), ""]
     if result.runs:
@@ -159,7 +168,7 @@ def write_index(
     for r, report_path in results:
         link = f"[{r.claim}]({_rel(report_path, folder)})"
         departures = f"{len(r.departures)} (see report)" if r.departures else "none"
-        verdict = [] if budget.smoke else [f"**{r.verdict.verdict}**"]
+        verdict = [] if budget.smoke else [f"**{r.verdict.verdict}** (at the {budget.name} budget's scale)"]
         rows.append([link, CLAIMS[r.claim].number, r.ours, *verdict, departures])
     settled = sum(r.verdict.settled for r, _ in results)
     head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
@@ -207,8 +216,14 @@ def plot_curves(
     """One panel per (metrics column, panel title): each seed a thin line, the mean over seeds thick.
     Error columns (`*_err`) are drawn in percent; `hline` (value, label) marks a threshold on them;
     epoch e is drawn at e + x_shift (-0.5 puts an epoch's running mean at its middle)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = report._pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False)
+    # Constrained layout keeps the figure's title clear of the panels' titles.
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5.2 * len(keys), 3.8), squeeze=False, layout="constrained"
+    )
+    longest = max((len(r.history) for runs in arms.values() for r in runs), default=1)
     for ax, (key, panel) in zip(axes[0], keys, strict=True):
         percent = key.endswith("_err")
         scale = 100.0 if percent else 1.0
@@ -216,16 +231,30 @@ def plot_curves(
             curves = [r.curve(key) for r in arm_runs if r.history]
             for c in curves:
                 xs = [e + x_shift for e in range(1, len(c) + 1)]
-                ax.plot(xs, [scale * v for v in c], color=color, alpha=0.35, lw=1)
+                # Each seed's points marked too: a run of one epoch is a point, not an invisible line.
+                ax.plot(xs, [scale * v for v in c], ".-", color=color, alpha=0.35, lw=1, ms=4)
             n = min((len(c) for c in curves), default=0)
             if n:
                 avg = [scale * mean([c[i] for c in curves]) for i in range(n)]
                 ax.plot(
-                    [e + x_shift for e in range(1, n + 1)], avg, "o-", color=color, lw=2, ms=3, label=label
+                    [e + x_shift for e in range(1, n + 1)],
+                    avg,
+                    "o-",
+                    color=color,
+                    lw=2,
+                    ms=3 if n > 1 else 7,
+                    label=label,
                 )
         if hline is not None and percent:
             ax.axhline(scale * hline[0], color="grey", ls="--", lw=1, label=hline[1])
         ax.set(xlabel="epoch", ylabel=panel + (" (%)" if percent else ""), title=panel)
+        # Whole epochs on the axis, half an epoch of room either side (one epoch: not a 0.96-1.04 axis).
+        if longest <= 12:
+            epochs = range(1, longest + 1)
+            ax.set_xticks([e + x_shift for e in epochs], labels=[str(e) for e in epochs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5 + x_shift, longest + 0.5 + x_shift)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

@@ -103,9 +103,11 @@ def _history(folder: Path) -> list[dict[str, Any]]:
     path = folder / "metrics.csv"
     if not path.is_file():
         return []
-    return [
+    rows = [
         {k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in report.read_metrics(path)
     ]
+    # A run without a held-out split writes no val_* columns: its validation set was the test set.
+    return [{**{f"val{k[4:]}": v for k, v in r.items() if k.startswith("test_")}, **r} for r in rows]
 
 
 def digest(settings: Mapping[str, Any]) -> str:

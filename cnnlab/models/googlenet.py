@@ -256,7 +256,7 @@ class GoogLeNet(L.Net):
         x = self.inception5a(x)  # 832 x 7 x 7
         x = self.inception5b(x)  # 1024 x 7 x 7
         x = self.avgpool(x)  # 1024 x 1 x 1
-        return self.dropout(torch.flatten(self.avgpool(x), 1)), tuple(aux)
+        return self.dropout(torch.flatten(x, 1)), tuple(aux)
 
     def forward(self, x: Tensor) -> Tensor | AuxOutputs:
         features, aux = self._trunk(x)

@@ -244,7 +244,7 @@ class LeNet5(L.Net):
 )
 def lenet5(
     num_classes: int = 1000,
-    in_channels: int = 3,
+    in_channels: int = 1,  # grey 32x32 digits (the paper's section II.A); the registry's in_channels
     *,
     partial: bool = True,
     pool: str = "trainable",

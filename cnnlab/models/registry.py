@@ -129,10 +129,14 @@ def create_from(name: str, num_classes: int, in_channels: int, switches: Mapping
     return create(name, num_classes, in_channels, **dict(switches))
 
 
-def create(name: str, num_classes: int = 1000, in_channels: int = 3, **switches: Any) -> Net:
-    """Build model `name`; unknown names or switches, and bad switch values, raise CnnlabError."""
+def create(name: str, num_classes: int = 1000, in_channels: int | None = None, **switches: Any) -> Net:
+    """Build model `name`; unknown names or switches, and bad switch values, raise CnnlabError.
+    `in_channels` defaults to the model's own (`info(name).in_channels`: 1 for LeNet-5, as the catalogue
+    and `cnnlab models` say), not to a fixed 3."""
     _check_name(name)
     meta = _INFO[name]
+    if in_channels is None:
+        in_channels = meta.in_channels
     unknown = sorted(set(switches) - set(meta.switches))
     if unknown:
         valid = ", ".join(meta.switches) or "none"

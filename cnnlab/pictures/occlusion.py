@@ -93,18 +93,29 @@ def occlusion(
     return Occlusion(cls, float(probs[cls]), tops, lefts, grid, total / count, patch)
 
 
+def colour_range(found: Occlusion) -> tuple[float, float, float]:
+    """(low, centre, high) of the colour scale: centred on the unoccluded probability and reaching as far
+    each way as the largest change the squares made (kept within [0, 1]), so the strongest effect is the
+    deepest colour. A 0-1 scale left a 0.90 -> 0.67 effect near white."""
+    centre = min(max(found.base_prob, 1e-3), 1 - 1e-3)
+    span = float((found.pixel - found.base_prob).abs().max()) if found.pixel.numel() else 0.0
+    span = max(span, 1e-3)  # no effect at all: a faint scale, not a zero-width one
+    return max(0.0, centre - span), centre, min(1.0, centre + span)
+
+
 def figure(found: Occlusion, picture: Any, classes: list[str], title: str) -> Any:
     """The image, the map alone and the map over the image: white where the square leaves the probability
     as it was, red where it lowers it, blue where it raises it (a diverging scale centred on the
-    unoccluded probability). The square position that lowers it most is outlined."""
+    unoccluded probability, fitted to the largest change). The square position that lowers it most is
+    outlined."""
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
 
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 4.4), layout="constrained")
     common.show_image(axes[0], picture, "input (as the net sees it)")
-    centre = min(max(found.base_prob, 1e-3), 1 - 1e-3)
-    norm = TwoSlopeNorm(vcenter=centre, vmin=0.0, vmax=1.0)
+    low_end, centre, high_end = colour_range(found)
+    norm = TwoSlopeNorm(vcenter=centre, vmin=min(low_end, centre - 1e-6), vmax=max(high_end, centre + 1e-6))
     name = classes[found.target]
     alone = axes[1].imshow(found.pixel.numpy(), cmap="RdBu", norm=norm, interpolation="nearest")
     axes[1].set_xticks([])

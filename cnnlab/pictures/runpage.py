@@ -133,8 +133,10 @@ def split_note(doc: Mapping[str, Any]) -> tuple[str, str]:
     size = f"{count:,} images" if isinstance(count, int) else "size not recorded"
     label = f"{name} test split"
     validation = data_doc.get("validation")
-    if isinstance(validation, str):
+    if isinstance(validation, str) and cfg.get("val_split"):
         sentence = f'"val" numbers: {validation}. "test" numbers: the {label} ({size}).'
+    elif isinstance(validation, str):
+        sentence = f'"test" numbers: the {label} ({size}), which also served as validation set: {validation}.'
     else:
         sentence = (
             f'The run\'s "val" numbers are measured on the {label} ({size}). This run held nothing out of '
@@ -144,39 +146,58 @@ def split_note(doc: Mapping[str, Any]) -> tuple[str, str]:
     return label, sentence
 
 
+def run_held_out(doc: Mapping[str, Any], history: Sequence[Mapping[str, float]]) -> bool:
+    """Whether the run validated on images held out of its training set (--val-split)."""
+    return (
+        bool(history)
+        and "val_top1_err" in history[0]
+        and "test_top1_err" in history[0]
+        and bool(doc.get("config", {}).get("val_split"))
+    )
+
+
 def numbers_section(doc: Mapping[str, Any], history: Sequence[Mapping[str, float]]) -> str:
     label, sentence = split_note(doc)
     if not history:
         return missing("No epoch has finished yet (metrics.csv has no rows).")
     last = history[-1]
-    best = min(history, key=lambda r: r["val_top1_err"])
     batches = "training batches (augmented)"
-    held_out = isinstance(doc.get("data", {}).get("validation"), str) and "held out" in str(
-        doc["data"]["validation"]
-    )
-    val_label = "held-out part of the training set" if held_out else label
-    rows = []
-    if "test_top1_err" in last:
+    held_out = run_held_out(doc, history)
+    # Without a held-out split the validation set is the test set: its numbers are shown once, as test
+    # (runs from before the test_* columns have only val_*, which then is the test set).
+    tested = "test" if "test_top1_err" in last else "val"
+    best = min(history, key=lambda r: r["val_top1_err" if held_out else f"{tested}_top1_err"])
+    rows = [
+        ["test top-1 error", pct(last[f"{tested}_top1_err"]), pct(best[f"{tested}_top1_err"]), label],
+        ["test top-5 error", pct(last[f"{tested}_top5_err"]), pct(best[f"{tested}_top5_err"]), label],
+        ["test accuracy", pct(1 - last[f"{tested}_top1_err"]), pct(1 - best[f"{tested}_top1_err"]), label],
+    ]  # fmt: skip
+    if held_out:
+        val_label = "held-out part of the training set"
         rows += [
-            ["test top-1 error", pct(last["test_top1_err"]), pct(best["test_top1_err"]), label],
-            ["test top-5 error", pct(last["test_top5_err"]), pct(best["test_top5_err"]), label],
-            ["test accuracy", pct(1 - last["test_top1_err"]), pct(1 - best["test_top1_err"]), label],
-        ]
+            ["val top-1 error", pct(last["val_top1_err"]), pct(best["val_top1_err"]), val_label],
+            ["val top-5 error", pct(last["val_top5_err"]), pct(best["val_top5_err"]), val_label],
+            ["val accuracy", pct(1 - last["val_top1_err"]), pct(1 - best["val_top1_err"]), val_label],
+            ["val loss", f"{last['val_loss']:.4f}", f"{best['val_loss']:.4f}", val_label],
+        ]  # fmt: skip
+    else:
+        rows += [["test loss", f"{last[f'{tested}_loss']:.4f}", f"{best[f'{tested}_loss']:.4f}", label]]
     rows += [
-        ["val top-1 error", pct(last["val_top1_err"]), pct(best["val_top1_err"]), val_label],
-        ["val top-5 error", pct(last["val_top5_err"]), pct(best["val_top5_err"]), val_label],
-        ["val accuracy", pct(1 - last["val_top1_err"]), pct(1 - best["val_top1_err"]), val_label],
-        ["val loss", f"{last['val_loss']:.4f}", f"{best['val_loss']:.4f}", val_label],
         ["train loss", f"{last['train_loss']:.4f}", f"{best['train_loss']:.4f}", batches],
         ["train top-1 error", pct(last["train_top1_err"]), pct(best["train_top1_err"]), batches],
     ]  # fmt: skip
     epochs = doc.get("config", {}).get("epochs")
     head = ["", f"final (epoch {int(last['epoch'])}" + (f" of {epochs})" if epochs else ")"),
             f"best val top-1 (epoch {int(best['epoch'])})", "measured on"]  # fmt: skip
+    if not held_out:  # nothing was chosen on the test set (best.pt is the last epoch): no "best" column
+        head, rows = (
+            [c for i, c in enumerate(head) if i != 2],
+            [[c for i, c in enumerate(r) if i != 2] for r in rows],
+        )
     seconds = sum(r.get("epoch_seconds", 0.0) for r in history)
     return (
         f'<p class="note">{html.escape(sentence)}</p>\n'
-        + table(head, rows, numeric=(1, 2))
+        + table(head, rows, numeric=(1, 2) if held_out else (1,))
         + f"<p>{len(history)} epoch{'s' if len(history) != 1 else ''}, {seconds:.1f} s of training.</p>"
     )
 
@@ -192,9 +213,32 @@ def config_section(doc: Mapping[str, Any]) -> str:
         if v is not None and k != "model"
     ]
     full = html.escape(json.dumps(doc, indent=2, default=str))
+    # Folded: the page opens with the results and pictures, not a long list of resolved settings.
     return (
-        table(["setting", "value"], rows)
-        + f"\n<details><summary>config.json</summary><pre>{full}</pre></details>"
+        f"<details><summary>the {len(rows)} resolved settings</summary>\n"
+        + table(["setting", "value"], rows)
+        + f"</details>\n<details><summary>config.json</summary><pre>{full}</pre></details>"
+    )
+
+
+def kernel_caption(model: Any) -> str:
+    """What a run's first-layer kernels can and cannot show: the paper's Figure 3 is 96 kernels of 11x11
+    on colour images; a small net's few-pixel kernels on grey images show much less."""
+    convs = model.first_conv()
+    conv = convs[0]
+    kh, kw = conv.kernel_size
+    grey = conv.in_channels == 1
+    if kh >= 7 and not grey:
+        return (
+            f"Each {kh}x{kw} RGB kernel is drawn as a small colour image (the paper's Figure 3): oriented "
+            "edges, frequency and colour blobs appear once the net has trained long enough."
+        )
+    what = f"{kh}x{kw} kernels on {'grey' if grey else 'colour'} images"
+    return (
+        f"What these can show: {what} are a few pixels each, so at best a light/dark polarity and a rough "
+        "orientation (an edge or spot detector). What they cannot show: the Gabor-like and colour-opponent "
+        "kernels of the paper's Figure 3, which are 11x11 on colour images; after a short run most small "
+        "kernels look like noise, which says little about how well the net works (see the numbers above)."
     )
 
 
@@ -260,7 +304,8 @@ def model_sections(
     epoch = subject.ckpt.get("epoch", "?")
     where = f"checkpoints/{path.name} (epoch {epoch})"
     page.add("filters", "First-layer kernels",
-             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3.</p>"
+             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3. "
+             f"{html.escape(kernel_caption(subject.model))}</p>"
              + img(report.figure_png(paper.filters_figure(subject.model), common.PIXEL_DPI, tight=False),
                    "first-layer kernels"))  # fmt: skip
     cfg = doc.get("config", {})
@@ -372,13 +417,15 @@ def write_report(
     page = Page(f"{model_name} on {cfg.get('dataset', '?')}")
     page.add("numbers", "Results", numbers_section(doc, history))
     if history:
-        curves = curves or report.curves_png(history, f"{model_name} on {cfg.get('dataset', '?')}")
+        curves = curves or report.curves_png(
+            history, f"{model_name} on {cfg.get('dataset', '?')}", held_out=run_held_out(doc, history)
+        )
         page.add("curves", "Training curves", img(curves, "training curves"))
-    page.add("config", "Settings", config_section(doc))
     model_sections(
         page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
         bank_size=bank_size, gradcams=gradcams, say=say, measured=measured,
     )  # fmt: skip
+    page.add("config", "Settings", config_section(doc))  # after the pictures, folded
     complete = (run_dir / "summary.txt").is_file()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     subtitle = html.escape(

@@ -97,8 +97,8 @@ class Loop:
         )
         if self.ctx.is_main:
             records.write_config(folder, cfg, self.facts(with_data_identity=True))
-            report.write_metrics(folder.metrics, self.history)
-            self.epoch_log = records.EpochLog(folder)
+            report.write_metrics(folder.metrics, self.history, self.run.held_out)
+            self.epoch_log = records.EpochLog(folder, self.run.held_out)
             if self.epoch_log.note:
                 self.say(self.epoch_log.note)
 
@@ -148,6 +148,9 @@ class Loop:
             *plan.plan_lines(self.cfg, self.run, str(self.ctx.device), self.parameters),
         ]:
             self.say(line)
+        if self.run.resumed_from is not None:
+            steps = len(self.run.train_loader)
+            self.say(plan.resume_line(self.run.folder.last, self.epoch, self.step, steps, self.cfg.epochs))
         while not self.complete:
             sums = self._train_epoch(self.epoch, self.step, self.partial)
             if sums is None:
@@ -314,11 +317,14 @@ class Loop:
 
     @torch.no_grad()
     def validate(self, loader: Any, keep: bool = False) -> dict[str, Any]:
-        self.net.eval()
+        """One checkpoint, one number: evaluated as `cnnlab eval` and report.html evaluate it (the plain
+        module in fp32, contiguous input), not under the training's bf16/fp16 autocast or compiled graph,
+        which moved the demo's test error by 0.02 points. `keep`: keep the probabilities (report.html)."""
+        self.raw.eval()
         acc = Accumulator(len(self.run.classes), self.ctx.device, keep_probs=keep)
         for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
-            acc.update(view_probs(self.net, x, amp_dtype(self.cfg.amp_dtype), self.cfg.channels_last), y)
+            acc.update(view_probs(self.raw, x), y)
         self.train_mode()
         return acc.result(reduce=True)
 

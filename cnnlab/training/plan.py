@@ -89,6 +89,15 @@ def plan_lines(cfg: TrainConfig, run: Any, device: str, parameters: int) -> list
     return lines
 
 
+def resume_line(folder: Any, epoch: int, step: int, steps: int, epochs: int) -> str:
+    """Where a resumed run goes on: `epoch` epochs and `step` steps of the next one were done."""
+    if step:
+        where = f"epoch {epoch + 1}/{epochs} at step {step + 1} of {_n(steps)} ({step} done before the stop)"
+    else:
+        where = f"epoch {epoch + 1}/{epochs}, step 1 ({epoch} epoch{'s' * (epoch != 1)} done)"
+    return f"resumed from {folder}: continuing at {where}"
+
+
 class Eta:
     """The whole run's remaining time: the remaining steps at this invocation's measured pace, plus the
     remaining evaluations at their measured length once one has been timed."""
@@ -134,8 +143,8 @@ class Eta:
         if self.announced or not (self.seen - WARMUP_STEPS >= ETA_AFTER or epoch_over):
             return None
         left = self.remaining()
-        if left is None:
-            return None
+        if left is None or left < 0.05 or (self.done >= self.total and self.epochs_left <= 0):
+            return None  # nothing left to estimate: no "about 0.0 s more"
         self.announced = True
         extra = "" if self.eval_seconds else " plus each epoch's evaluation"
         return f"eta: the whole run needs about {report.format_seconds(left)} more{extra}"

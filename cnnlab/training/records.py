@@ -41,8 +41,8 @@ def write_config(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any]) -> 
 class EpochLog:
     """metrics.csv (rewritten whole, atomically, after each epoch's checkpoint) and TensorBoard."""
 
-    def __init__(self, folder: RunFolder) -> None:
-        self.folder = folder
+    def __init__(self, folder: RunFolder, held_out: bool = True) -> None:
+        self.folder, self.held_out = folder, held_out
         self.tensorboard: Any = None
         # tensorboard is optional: without it the run says so once (`note`) and writes metrics.csv only.
         self.note: str | None = None
@@ -55,11 +55,11 @@ class EpochLog:
         self.tensorboard = SummaryWriter(str(folder.tensorboard))
 
     def write(self, history: Sequence[dict[str, Any]]) -> None:
-        report.write_metrics(self.folder.metrics, history)
+        report.write_metrics(self.folder.metrics, history, self.held_out)
         if self.tensorboard is not None and history:
             row = history[-1]
             for key, value in row.items():
-                if key != "epoch":
+                if key != "epoch" and (self.held_out or not key.startswith("val_")):
                     self.tensorboard.add_scalar(key, value, row["epoch"])
             self.tensorboard.flush()
 
@@ -96,6 +96,8 @@ def write_summary(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any], fi
         "recipe": f"{cfg.recipe} ({cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.schedule})",
         "validation set": facts["validation"],
         "val views": cfg.val_views,
+        # Also under --amp: the checkpoint's numbers as `cnnlab eval` and report.html measure them.
+        "evaluated in": "fp32 (as cnnlab eval and report.html)",
         "final test top-1 error": pct(final["test_top1_err"]),
         "final test top-5 error": pct(final["test_top5_err"]),
         "final test accuracy": f"{100 * (1 - final['test_top1_err']):.2f}%",
@@ -114,6 +116,7 @@ def write_summary(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any], fi
     lines["processes"] = facts["processes"]
     write_text(folder.summary, report.summary_text(lines))
     return (
-        f"done: test accuracy {lines['final test accuracy']}, top-5 error {lines['final test top-5 error']}, "
+        f"done: test accuracy {lines['final test accuracy']} (top-1 error "
+        f"{lines['final test top-1 error']}), top-5 error {lines['final test top-5 error']}, "
         f"{report.format_seconds(final['train_seconds'])} of training; results in {folder.root}"
     )

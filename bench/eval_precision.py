@@ -1,0 +1,65 @@
+"""What evaluating in fp32 costs the trainer: one evaluation pass of the demo's net (alexnet_fast, flip
+views, the fast recipe's evaluation batch) over the test set, fp32 on contiguous input (what the trainer,
+`cnnlab eval` and report.html do since issue 25) against bf16 autocast on channels-last input (what the
+trainer did before). Repetitions interleaved, medians reported; the ratio is per epoch's evaluation.
+
+    python -m bench.eval_precision [--quick]
+
+Fashion-MNIST's 10,000 test images when installed, else sklearn's digits at 28 px (--quick: 512 images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from cnnlab import data, models
+from cnnlab.device import autocast
+from cnnlab.evaluate import view_probs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke test: few images, two repetitions")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    try:
+        ds = data.load("fashion-mnist", "test")
+    except Exception:  # not installed: the same shapes from digits
+        ds = data.load("digits", "test")
+    if args.quick:
+        ds = data.limit(ds, 512, 0, shuffle=False)
+    net = models.create("alexnet_fast", num_classes=len(ds.classes), in_channels=1).eval()
+    stats = data.compute_stats(ds)  # the test set's own statistics: timing does not depend on them
+    aug = data.AugmentConfig(input_size=28)
+    loader = data.BatchLoader(ds, 128, train=False, aug=aug, stats=stats, seed=0, device="cpu", views="flip")
+    batches = list(loader.epoch(0))
+
+    def fp32() -> None:
+        for x, _ in batches:
+            view_probs(net, x)
+
+    def bf16() -> None:
+        for x, _ in batches:
+            view_probs(net, x, torch.bfloat16, channels_last=True)
+
+    cases = {"fp32": fp32, "bf16 autocast, channels-last": bf16}
+    seconds: dict[str, list[float]] = {k: [] for k in cases}
+    with torch.no_grad(), autocast(None, "cpu"):
+        for _ in range(2 if args.quick else args.repeats):
+            for name, fn in cases.items():
+                t0 = time.perf_counter()
+                fn()
+                seconds[name].append(time.perf_counter() - t0)
+    images = len(ds)
+    for name, s in seconds.items():
+        print(f"{name:<30} median {statistics.median(s):.3f} s for {images} images (x2 views)")
+    ratio = statistics.median(seconds["fp32"]) / statistics.median(seconds["bf16 autocast, channels-last"])
+    print(f"fp32 evaluation takes {ratio:.2f}x the bf16 one")
+
+
+if __name__ == "__main__":
+    main()
