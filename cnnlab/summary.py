@@ -313,8 +313,9 @@ def default_input_size(name: str) -> tuple[int, int, int]:
     return (info.in_channels, info.input_size, info.input_size)
 
 
-def build(name: str, num_classes: int = 1000, in_channels: int = 3, meta: bool = True) -> nn.Module:
-    """`models.create` on the meta device (no memory, no random init: instant even for VGG-19).
+def build(name: str, num_classes: int = 1000, in_channels: int | None = None, meta: bool = True) -> nn.Module:
+    """`models.create` on the meta device (no memory, no random init: instant even for VGG-19); the input
+    channels default to the model's own (LeNet-5: 1), as in `models.create`.
 
     A model that cannot be built there (one that places its towers on devices) is built on the CPU.
     A user's network (`file.py:Name`, `pkg.mod:attr`) is built by its own code, on the CPU, as written:

@@ -125,3 +125,12 @@ def test_table_total_and_default_input() -> None:
     info = models.info("lenet5")
     assert (info.input_size, info.in_channels, info.family) == (32, 1, "lenet")
     assert totals(layer_table(models.create("lenet5", 10, 1), (1, 32, 32))).params == FAITHFUL_TOTAL
+
+
+def test_summary_builds_lenet5_with_its_own_one_channel_input() -> None:
+    """summary.build defaulted to 3 input channels while models.create (and the catalogue) use LeNet-5's 1."""
+    from cnnlab import summary
+
+    net = summary.build("lenet5", num_classes=10)
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 1
