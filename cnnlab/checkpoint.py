@@ -17,7 +17,6 @@ mismatch. Checkpoints written before the digest existed load as before, unchecke
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab import outfiles
 from cnnlab.errors import CnnlabError
 
 FORMAT = "cnnlab-checkpoint"
@@ -40,53 +40,10 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model_name", "model_options", "num_classes", "in_channels", "classes", "model")
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; some file systems do not allow opening a folder, which is harmless.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-RESUME_HINT = "free some space or choose another --out, then --resume"
-
-
-def _atomic_write(path: Path, write: Any, hint: str = RESUME_HINT) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`; an OSError
-    becomes a CnnlabError ending in `hint` (what the user can do about it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # the temporary file goes whatever the failure, even Ctrl-C
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        cause = _os_error(exc)
-        if cause is None:
-            raise
-        reason = cause.strerror or str(cause)
-        kept = "the previous file there is intact" if os.path.lexists(path) else "nothing was written"
-        raise CnnlabError(f"could not write {path}: {reason}; {kept} ({hint})") from exc
-    _fsync_dir(path.parent)
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError behind `exc`, if any: torch.save reports a write that failed part-way (a full disk)
-    as a RuntimeError of its zip writer, with the OSError as its context."""
-    seen: BaseException | None = exc
-    for _ in range(16):  # a bounded walk: exception chains can loop
-        if not isinstance(seen, Exception):
-            return None
-        if isinstance(seen, OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+# The atomic writer lives in the torch-free `outfiles`; these names stay for the run folder's writers.
+RESUME_HINT = outfiles.RESUME_HINT
+write_bytes = outfiles.write_bytes
+write_text = outfiles.write_text
 
 
 INTEGRITY_KEY = "integrity"
@@ -126,23 +83,13 @@ def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     # A loaded checkpoint is a dict subclass: save it as a plain dict so it loads with weights_only=True.
     plain = dict(ckpt)
     plain[INTEGRITY_KEY] = tensor_digest(plain)
-    _atomic_write(Path(path), lambda f: torch.save(plain, f))
+    outfiles.atomic_write(Path(path), lambda f: torch.save(plain, f))
 
 
 def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a checkpoint file atomically (best.pt from last.pt without serialising twice)."""
     with open(src, "rb") as s:
-        _atomic_write(Path(dst), lambda f: shutil.copyfileobj(s, f, 1 << 20))
-
-
-def write_bytes(path: str | os.PathLike[str], data: bytes, hint: str = RESUME_HINT) -> None:
-    """Atomic file write for the run folder's other files (config.json, metrics.csv, plots) and every
-    command's output files; `hint` ends the one-line error when the write fails."""
-    _atomic_write(Path(path), lambda f: f.write(data), hint)
-
-
-def write_text(path: str | os.PathLike[str], text: str, hint: str = RESUME_HINT) -> None:
-    write_bytes(path, text.encode(), hint)
+        outfiles.atomic_write(Path(dst), lambda f: shutil.copyfileobj(s, f, 1 << 20))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import torch
 from _reliability import assert_one_line_error, no_hang, run_cli, tiny_argv, write_idx_set
 from PIL import Image
 
-from cnnlab import checkpoint, data, limits, models
+from cnnlab import checkpoint, data, limits, models, outfiles
 from cnnlab.cli import main
 from cnnlab.data import cifar
 from cnnlab.data.idx import read_idx
@@ -101,22 +101,24 @@ def test_export_to_an_empty_path_is_one_line(ckpt: Path, capsys: pytest.CaptureF
 
 
 def _eacces(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    if "w" in mode:
+    if "w" in mode or "x" in mode:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
     return open(path, mode, *args, **kwargs)
 
 
 def _dev_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    return open("/dev/full" if "w" in mode else path, mode, *args, **kwargs)
+    if "x" in mode:  # the atomic writer's new temporary file
+        return open("/dev/full", "wb")
+    return open(path, mode, *args, **kwargs)
 
 
 # How a write can fail: each sets up tmp_path and returns the output path the command is given.
 WRITE_FAILURES: dict[str, Callable[[Path, pytest.MonkeyPatch, str], Path]] = {
     "parent is a file": lambda tmp, mp, name: (tmp / "a-file").write_text("x") and tmp / "a-file" / name,  # type: ignore[func-returns-value]
     "read-only folder": lambda tmp, mp, name: (
-        mp.setattr(checkpoint, "open", _eacces, raising=False) or tmp / name
+        mp.setattr(outfiles, "open", _eacces, raising=False) or tmp / name
     ),
-    "full disk": lambda tmp, mp, name: mp.setattr(checkpoint, "open", _dev_full, raising=False) or tmp / name,
+    "full disk": lambda tmp, mp, name: mp.setattr(outfiles, "open", _dev_full, raising=False) or tmp / name,
 }
 
 

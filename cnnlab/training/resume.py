@@ -25,10 +25,11 @@ from cnnlab.training.config import (
     flag,
     parse_model_options,
 )
-from cnnlab.training.runfolder import RunFolder
+from cnnlab.training.runfolder import RunFolder, check_dir
 
 
 def checkpoint_to_resume(folder: RunFolder) -> dict[str, Any]:
+    check_dir(folder.root, resume=True, overwrite=False)  # only a folder cnnlab marked is resumed
     if not folder.last.is_file():
         why = "; drop --resume to start a new run"
         if folder.config.is_file():
