@@ -157,10 +157,15 @@ def graph(model: nn.Module, input_size: tuple[int, int, int], depth: int | None 
 
 
 def write(
-    model: nn.Module, input_size: tuple[int, int, int], path: str | Path, depth: int | None = None
+    model: nn.Module,
+    input_size: tuple[int, int, int],
+    path: str | Path,
+    depth: int | None = None,
+    force: bool = False,
 ) -> Path:
-    """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
-    path = outfiles.check_target(path, "-o")
+    """Draw `model` into `path` (.svg or .png) with graphviz's `dot`; an existing file is replaced only
+    with `force`."""
+    path = outfiles.check_output(path, "-o", force)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise CnnlabError(f"cannot write {path.name}: the diagram file must end in .svg or .png")
@@ -172,7 +177,7 @@ def write(
     c, h, w = input_size
     limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
     data = graph(model, input_size, depth).pipe(format=fmt)
-    return outfiles.write_file(path, data, "-o")
+    return outfiles.write_file(path, data, "-o", force)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -191,7 +196,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     def draw(model: nn.Module) -> Path:
         try:
-            return write(model, size, args.output, args.depth)
+            return write(model, size, args.output, args.depth, args.force)
         except RuntimeError as exc:
             found = _unwrap(exc)
             if isinstance(found, CnnlabError):

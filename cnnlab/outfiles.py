@@ -273,17 +273,23 @@ def _missing_folders(folder: Path) -> list[Path]:
 
 
 class Outputs:
-    """The files one command writes, under the rule: each name claimed once (`claim`, before the work),
-    then all written together (`write`): every file staged as a temporary file beside its target first,
-    then renamed into place. A failure removes the staged files and the folders this command created, so
-    a full disk leaves nothing half-written; what was there before is intact."""
+    """The files one command writes, under the rule: each name checked (`check`; `claim` also refuses a
+    name given to two outputs) before the work, then all written together (`write`): every file staged
+    as a temporary file beside its target first, then renamed into place. A failure removes the staged
+    files and the folders this command created, so a full disk leaves nothing half-written; what was
+    there before is intact."""
 
     def __init__(self, flag: str, force: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.flag, self.force, self.inputs = flag, force, [str(i) for i in inputs]
         self.claimed: dict[Path, Path] = {}
 
+    def check(self, path: str | os.PathLike[str]) -> Path:
+        """`path` under the rule (`check_output`), before the work."""
+        return check_output(path, self.flag, self.force, self.inputs)
+
     def claim(self, path: str | os.PathLike[str]) -> Path:
-        p = check_output(path, self.flag, self.force, self.inputs)
+        """`check`, and refuse a name this command already gave another of its outputs."""
+        p = self.check(path)
         key = Path(os.path.abspath(p))
         if key in self.claimed:
             raise CnnlabError(
@@ -294,12 +300,10 @@ class Outputs:
         return p
 
     def write(self, files: dict[Path, bytes], hint: str | None = None) -> list[Path]:
-        """Write `files` (each claimed before, or claimed now), all or none."""
+        """Write `files`, all or none, each checked again under the rule."""
         hint = hint or f"free some space or choose another {self.flag}"
         for path in files:
-            if Path(os.path.abspath(path)) not in self.claimed:
-                self.claim(path)
-            check_output(path, self.flag, self.force, self.inputs)  # again: the work took time
+            self.check(path)  # again: the work took time, and a file may have appeared
         created: list[Path] = []
         staged: list[tuple[Path, Path]] = []
         target = Path()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab import checkpoint
+from cnnlab import checkpoint, outfiles
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import view_probs
@@ -125,17 +125,19 @@ class _Bar:
 
 
 def _cmd_predict(args: Any) -> int:
-    csv_path = Path(args.csv) if args.csv else None
-    if csv_path is not None and csv_path.exists() and not args.force:
-        raise CnnlabError(f"{csv_path} exists: choose another --csv or add --force to replace it")
     images = expand_inputs(args.images)
+    # The rule of every command that writes: an existing file only with --force, never an input (the
+    # checkpoint, an image, the network's file), nor a device.
+    inputs = [args.checkpoint, *images, *([args.model.rpartition(":")[0]] if args.model else [])]
+    outputs = outfiles.Outputs("--csv", args.force, inputs)
+    csv_path = outputs.check(args.csv) if args.csv is not None else None
     bar = None if args.no_progress or len(images) <= args.batch_size else _Bar()
     results = predict(
         args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar,
         model=args.model,
     )  # fmt: skip
     if csv_path is not None:
-        checkpoint.write_text(csv_path, to_csv(results))  # atomic: an interrupted run leaves no half file
+        outputs.write({csv_path: to_csv(results).encode()})  # atomic: an interrupted run leaves no half file
     if args.json:
         print(json.dumps(results, indent=2))
     elif csv_path is not None:

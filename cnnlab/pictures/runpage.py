@@ -342,20 +342,28 @@ def write_report(
     bank_size: int | None = 10_000,
     gradcams: int = 8,
     say: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Path:
     """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
 
     checkpoint: which of checkpoints/best.pt and last.pt to look inside (the other if it is missing).
     mistakes, queries, gradcams: how many mistakes, neighbour rows and Grad-CAM images (0 leaves one out);
     bank_size: how many training images the neighbour search scans (None: all).
+    The run's own RUN_DIR/report.html is cnnlab's to rewrite; another `out` follows the rule of every
+    command that writes (`outfiles.check_output`): an existing file only with `force`, never one of the
+    run's files.
     """
-    from cnnlab import report
-    from cnnlab.checkpoint import write_text
+    from cnnlab import outfiles, report
 
     run_dir = Path(run_dir)
+    own = out is None
     out = Path(out) if out is not None else run_dir / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise CnnlabError(f"cannot write {out.name}: the report is an HTML page, name the file *.html")
+    run_files = [run_dir / n for n in ("config.json", "metrics.csv", "summary.txt", "checkpoints/best.pt",
+                                       "checkpoints/last.pt")]  # fmt: skip
+    outputs = outfiles.Outputs("-o", force or own, run_files)
+    outputs.check(out)
     if checkpoint not in CHECKPOINTS:
         raise CnnlabError(f"--checkpoint {checkpoint!r}: use best or last")
     say = say or (lambda _text: None)
@@ -378,11 +386,7 @@ def write_report(
         f"run folder {run_dir.resolve()} · {'complete' if complete else 'not finished (no summary.txt)'} · "
         f"page written {when} by cnnlab report"
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CnnlabError(f"cannot write {out} ({exc.strerror}); choose another -o") from exc
-    write_text(out, page.html(subtitle))
+    outputs.write({out: page.html(subtitle).encode()})
     return out
 
 
@@ -390,6 +394,7 @@ def _cmd(args: argparse.Namespace) -> int:
     path = write_report(
         args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
         queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
+        force=args.force,
     )  # fmt: skip
     print(f"wrote {path}")
     return 0
