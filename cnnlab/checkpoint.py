@@ -239,18 +239,19 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
     from cnnlab.models import user
 
     name = str(ckpt["model_name"])
+    # The checkpoint's own spec is never repeated as advice: copied onto a command line, it would let the
+    # file choose the code that runs.
+    ask = "pass --model path/to/your_file.py:YourClass, the network file it was trained from"
     if user.is_user_spec(name):
+        where = getattr(ckpt, "path", "the checkpoint")
         if not model:
-            where = getattr(ckpt, "path", "the checkpoint")
             raise CnnlabError(
-                f"{where} holds your own network {name}; cnnlab never imports code a checkpoint names: "
-                f"pass --model {name} (the same file) to rebuild it"
+                f"{where} holds a network of your own, not one of the zoo's; cnnlab never imports code a "
+                f"checkpoint names: {ask}"
             )
         if not user.is_user_spec(model):
-            raise CnnlabError(
-                f"--model {model}: the checkpoint holds your own network {name}; pass --model {name}"
-            )
-        net = user.load_user_model(model, **dict(ckpt["model_options"]))
+            raise CnnlabError(f"--model {model}: {where} holds a network of your own, not a zoo model; {ask}")
+        net = user.load_checkpoint_network(model, **dict(ckpt["model_options"]))
     else:
         if model and model != name:
             raise CnnlabError(f"--model {model}: the checkpoint holds the zoo's {name}; drop --model")

@@ -100,8 +100,13 @@ def _where(exc: BaseException, path: Path | None = None) -> str:
     return f"{type(exc).__name__}: {text}{line}"
 
 
+def is_file_spec(where: str) -> bool:
+    """The part before the colon names a Python file (not an installed module)."""
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
 def _module_for(where: str) -> tuple[ModuleType, Path | None]:
-    if where.endswith(".py") or "/" in where or "\\" in where:
+    if is_file_spec(where):
         path = Path(where)
         if not path.is_file():
             raise CnnlabError(f"{where}: no such Python file (write path/to/file.py:ClassName)")
@@ -158,3 +163,37 @@ def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
         raise CnnlabError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     model.source = spec  # type: ignore[assignment]
     return model
+
+
+def load_checkpoint_network(spec: str, **kwargs: Any) -> nn.Module:
+    """The network of a checkpoint of the user's own, rebuilt with the checkpoint's stored options.
+
+    Stricter than `load_user_model`, because the keyword arguments come from a file that may be a
+    stranger's: `spec` must be `path/to/file.py:Class`, a file the user names on the command line (never
+    an installed module), and `Class` an `nn.Module` subclass defined in that very file (never a function,
+    and never something the file imported: `subprocess:run`, `os:system` or `file.py:run` after `from
+    subprocess import run` are refused). So a checkpoint can only fill the constructor arguments of the
+    user's own network class, never choose what code runs.
+    """
+    where, attr = split_spec(spec)
+    if not is_file_spec(where) or "." in attr:
+        raise CnnlabError(
+            f"--model {spec}: a checkpoint's network is rebuilt only from a class in a Python file you name "
+            "(--model path/to/your_file.py:YourClass), never from an installed module or a nested attribute"
+        )
+    module, _ = _module_for(where)
+    obj = getattr(module, attr, None)
+    if not (
+        inspect.isclass(obj)
+        and issubclass(obj, nn.Module)
+        and getattr(obj, "__module__", "") == module.__name__
+    ):
+        known = ", ".join(
+            k for k, v in vars(module).items()
+            if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+        ) or "none"  # fmt: skip
+        raise CnnlabError(
+            f"--model {spec}: {attr!r} is not a torch.nn.Module class defined in {where}, and only such a "
+            f"class is built with a checkpoint's options (classes defined there: {known})"
+        )
+    return load_user_model(spec, **kwargs)

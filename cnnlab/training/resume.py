@@ -45,8 +45,8 @@ def resume_config(asked: TrainConfig, given: set[str], saved: dict[str, Any], fo
     where = f"the run in {folder.root} trained {name} with {saved['num_classes']} classes"
     if user.is_user_spec(name) and "model" not in given:
         raise CnnlabError(
-            f"--resume: the run in {folder.root} trained your own network {name}; cnnlab never imports code "
-            f"a checkpoint names: pass --model {name} (the same file) to resume it"
+            f"--resume: the run in {folder.root} trained a network of your own; cnnlab never imports code a "
+            "checkpoint names: pass --model path/to/your_file.py:YourClass, the file it was trained from"
         )
     if "model" in given and not same_network(asked.model, name):
         raise CnnlabError(
