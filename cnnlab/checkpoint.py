@@ -9,21 +9,20 @@ run exactly (optimizer, scheduler, epoch, step, partial-epoch sums, metrics so f
 `os.replace` (atomic on POSIX) and fsyncs the folder, so a run killed at any moment leaves either the old
 or the new checkpoint, never a torn one.
 
-torch's zip reader does not check the CRCs its writer stores, so a flipped bit in a tensor's bytes would
-load silently. `save` therefore stores a sha256 of every tensor in the checkpoint (its place in the dict,
-dtype, shape and bytes, in a fixed order) under `integrity`, and `load` recomputes it and refuses a
-mismatch. Checkpoints written before the digest existed load as before, unchecked.
+torch's zip reader does not check the CRCs its writer stores, so a flipped bit would load silently. `save`
+therefore stores a sha256 over the whole checkpoint (every entry, metadata and tensors: `integrity.py`),
+and `load` recomputes it before using anything and refuses a mismatch, or a checkpoint without it. Then
+`load` checks the whole structure (every key, type, size and value a reader relies on) once, so a
+tampered file is one line here, never a traceback in some reader.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import outfiles
+from cnnlab import integrity, outfiles
 from cnnlab.errors import CnnlabError
 
-FORMAT = "cnnlab-checkpoint"
+FORMAT = integrity.FORMAT
 FORMAT_VERSION = 1
 # Keys every reader relies on; anything without them is not a cnnlab checkpoint.
 REQUIRED_KEYS = ("format", "model_name", "model_options", "num_classes", "in_channels", "classes", "model")
@@ -46,35 +45,7 @@ write_bytes = outfiles.write_bytes
 write_text = outfiles.write_text
 
 
-INTEGRITY_KEY = "integrity"
-
-
-def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor inside nested dicts, lists and tuples, with a path naming its place."""
-    if isinstance(obj, torch.Tensor):
-        yield where, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _tensors(value, f"{where}/{key!r}")
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from _tensors(value, f"{where}[{i}]")
-
-
-def tensor_digest(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """sha256 over every tensor of the checkpoint (the integrity entry itself left out): each tensor's
-    path, dtype and shape, then its bytes, in the order of the sorted paths."""
-    found = sorted(
-        (item for key, value in ckpt.items() if key != INTEGRITY_KEY for item in _tensors(value, repr(key))),
-        key=lambda item: item[0],
-    )
-    h = hashlib.sha256()
-    for where, t in found:
-        flat = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{where}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        if flat.numel():
-            h.update(flat.view(torch.uint8).numpy().data)
-    return {"algorithm": "sha256", "tensors": len(found), "digest": h.hexdigest()}
+INTEGRITY_KEY = integrity.KEY
 
 
 def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -82,7 +53,7 @@ def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     the old file."""
     # A loaded checkpoint is a dict subclass: save it as a plain dict so it loads with weights_only=True.
     plain = dict(ckpt)
-    plain[INTEGRITY_KEY] = tensor_digest(plain)
+    plain[INTEGRITY_KEY] = integrity.digest(plain)
     outfiles.atomic_write(Path(path), lambda f: torch.save(plain, f))
 
 
@@ -118,6 +89,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CnnlabError(f"cannot read checkpoint {p} ({first}); it is corrupt or not a torch file") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CnnlabError(f"{p} is not a cnnlab checkpoint (write one with `cnnlab train`)")
+    integrity.verify(ckpt, p)  # before any of it is used: every entry, metadata too
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CnnlabError(f"checkpoint {p} lacks {', '.join(missing)}; it is damaged or from another tool")
@@ -126,27 +98,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CnnlabError(f"checkpoint {p} has a format_version of {version!r}; it is damaged")
     if version > FORMAT_VERSION:
         raise CnnlabError(f"checkpoint {p} was written by a newer cnnlab; upgrade cnnlab to read it")
-    _check_integrity(ckpt, p)
     _check_fields(ckpt, p)
     return _Checkpoint(ckpt, path=p)
-
-
-def _check_integrity(ckpt: dict[str, Any], p: Path) -> None:
-    stored = ckpt.get(INTEGRITY_KEY)
-    if stored is None:
-        return  # written before cnnlab stored digests
-    if not isinstance(stored, dict) or not isinstance(stored.get("digest"), str):
-        raise CnnlabError(f"checkpoint {p}: its integrity entry is unreadable; it is damaged")
-    if stored.get("algorithm") != "sha256":
-        raise CnnlabError(
-            f"checkpoint {p} was checked with {stored.get('algorithm')!r}, which this cnnlab does not know; "
-            "upgrade cnnlab to read it"
-        )
-    if tensor_digest(ckpt)["digest"] != stored["digest"]:
-        raise CnnlabError(
-            f"checkpoint {p} is corrupt: its tensor data does not match the digest stored when it was "
-            "written; restore it from a copy, or use the run's other checkpoint (best.pt or last.pt)"
-        )
 
 
 class _Checkpoint(dict[str, Any]):

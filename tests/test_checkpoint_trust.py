@@ -3,6 +3,8 @@ digest covers the whole checkpoint, and its structure is checked before any of i
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,70 @@ def test_a_network_class_defined_in_the_named_file_is_rebuilt(tmp_path: Path) ->
         user.load_checkpoint_network(f"{net}:Linear", in_features=2, out_features=3)  # imported, not defined
     with pytest.raises(CnnlabError, match="only from a class in a Python file you name"):
         user.load_checkpoint_network("torch.nn:Linear", in_features=2, out_features=3)
+
+
+# ------------------------------------------------------------------------ the digest covers everything
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+            and a.shape == b.shape and bool(torch.equal(a, b))
+        )  # fmt: skip
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _pickle_span(path: Path) -> tuple[int, int]:
+    """(offset of data.pkl's first byte in the torch zip, its size): the checkpoint's metadata."""
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
+        info = next(i for i in z.infolist() if i.filename.endswith("/data.pkl"))
+        assert info.compress_type == zipfile.ZIP_STORED
+        f.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<HH", f.read(30)[26:30])
+        return info.header_offset + 30 + name_len + extra_len, info.file_size
+
+
+def test_every_bit_flip_in_the_metadata_is_refused(trained: Path, tmp_path: Path) -> None:
+    """One flipped bit in each byte of the pickle (data.pkl: every entry but the tensors' bytes) of a small
+    checkpoint with a real run's metadata: every flip that changes what loads is refused in one line."""
+    meta = {k: v for k, v in checkpoint.load(trained).items() if k not in ("optimizer", "scheduler", "model")}
+    small = tmp_path / "small.pt"
+    checkpoint.save({**meta, "model": {"w": torch.arange(4.0)}}, small)
+    original = dict(checkpoint.load(small))
+    blob = small.read_bytes()
+    start, size = _pickle_span(small)
+    assert size > 1000  # the config, statistics, class names, options...
+    bad = tmp_path / "bad.pt"
+    changed = refused = 0
+    for offset in range(start, start + size):
+        flipped = bytearray(blob)
+        flipped[offset] ^= 1 << (offset % 8)
+        bad.write_bytes(bytes(flipped))
+        try:
+            loaded = checkpoint.load(bad)
+        except CnnlabError as exc:
+            refused += 1
+            assert "\n" not in str(exc)
+            continue
+        changed += not _same(dict(loaded), original)
+    assert changed == 0, f"{changed} of {size} flips loaded with changed content"
+    assert refused > size // 2
+
+
+def test_the_digest_is_over_storage_bytes_and_never_expands_a_view(tmp_path: Path) -> None:
+    """A stride-0 view of 2^34 elements over a 4-byte storage (a 3 MB file asking for 64 GiB) is refused
+    before anything touches its values."""
+    from cnnlab import integrity
+
+    ckpt = {"format": checkpoint.FORMAT, "big": torch.zeros(1).expand(2**17, 2**17)}
+    with pytest.raises(integrity.Untrustworthy, match="stores only 1"):
+        integrity.digest(ckpt)
+    ckpt["integrity"] = {"algorithm": integrity.ALGORITHM, "digest": "0" * 64}
+    torch.save(ckpt, tmp_path / "x.pt")
+    with pytest.raises(CnnlabError, match="an expanded view"):
+        checkpoint.load(tmp_path / "x.pt")

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnnlab import checkpoint
+from cnnlab import checkpoint, integrity
 from cnnlab.data import cifar, read_image
 from cnnlab.data.folder import verify_image
 from cnnlab.data.idx import load_idx_pair, read_idx
@@ -234,6 +234,7 @@ def _checkpoint_blob() -> bytes:
         "model": {"w": torch.arange(12.0).reshape(3, 4), "b": torch.zeros(3, dtype=torch.int64)},
         "metrics": [{"epoch": 1, "lr": 0.01}], "config": {"dataset": "digits"},
     }  # fmt: skip
+    ckpt["integrity"] = integrity.digest(ckpt)  # a valid checkpoint: mutations then meet every check
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return buf.getvalue()

@@ -178,21 +178,25 @@ def test_a_flipped_bit_in_any_tensor_is_refused(
         bad = tmp_path / "bad.pt"
         bad.write_bytes(ckpt.read_bytes())
         _flip(bad, start + size // 2)
-        with pytest.raises(CnnlabError, match=r"is corrupt: its tensor data does not match the digest"):
+        with pytest.raises(CnnlabError, match=r"is corrupt: its content \(weights or metadata\) does not match the digest"):
             checkpoint.load(bad)
     line = one_line(["predict", str(bad), str(image)], capsys)
     assert "is corrupt" in line
 
 
-def test_checkpoints_without_a_digest_still_load(ckpt: Path, tmp_path: Path) -> None:
+def test_checkpoints_without_the_whole_digest_are_refused(ckpt: Path, tmp_path: Path) -> None:
+    """No released cnnlab wrote checkpoints without it: a missing digest (a flipped bit in the word
+    `integrity` reads as one) or the tensor-only digest of development versions is refused."""
     old = torch.load(ckpt, weights_only=True)
-    assert old["integrity"]["algorithm"] == "sha256"
-    del old["integrity"]  # as cnnlab wrote them before the digest
+    assert old["integrity"]["algorithm"] == "sha256-canonical-1"
+    del old["integrity"]
     torch.save(old, tmp_path / "old.pt")
-    loaded = checkpoint.load(tmp_path / "old.pt")
-    checkpoint.build_model(loaded)
-    checkpoint.save(loaded, tmp_path / "resaved.pt")  # saving again adds the digest
-    assert torch.load(tmp_path / "resaved.pt", weights_only=True)["integrity"]["digest"]
+    with pytest.raises(CnnlabError, match="has no integrity digest"):
+        checkpoint.load(tmp_path / "old.pt")
+    old["integrity"] = {"algorithm": "sha256", "tensors": 3, "digest": "0" * 64}
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(CnnlabError, match="was checked with 'sha256'"):
+        checkpoint.load(tmp_path / "old.pt")
 
 
 # ---------------------------------------------------------------------- NaN weights, broken statistics
