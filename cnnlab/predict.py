@@ -9,9 +9,11 @@ never over an existing file unless `--force`.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import io
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,10 +27,75 @@ from cnnlab.evaluate import view_probs
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
+MAX_MATCHES = 1_000_000  # paths one glob pattern may expand to
+
+
+def _glob(pattern: str) -> list[str]:
+    """The paths `pattern` matches (`*`, `?`, `[...]` within a name; `**` any number of folders), found
+    iteratively: each real folder is visited once and a link back into the walked tree is never followed
+    (two links to `.` would otherwise give 2^depth paths), hidden names only when the pattern spells the
+    dot, and more than MAX_MATCHES matches is an error."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    base = str(Path(*parts[:fixed])) if fixed else "."
+    rest = parts[fixed:]
+    tree = os.path.realpath(base)
+    found: list[str] = []
+    seen: set[tuple[str, int]] = set()
+    stack = [(base, 0)]
+    while stack:
+        folder, i = stack.pop()
+        key = (os.path.realpath(folder), i)
+        if key in seen:
+            continue
+        seen.add(key)
+        if i == len(rest):
+            found.append(folder if fixed or not folder.startswith("./") else folder[2:])
+            if len(found) > MAX_MATCHES:
+                raise CnnlabError(
+                    f"{pattern!r} matches more than {MAX_MATCHES} paths; give a narrower pattern"
+                )
+            continue
+        part = rest[i]
+        if part == "**":
+            stack.append((folder, i + 1))  # zero folders
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name, reverse=True)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith(".") and not (part.startswith(".") and part != "**"):
+                continue
+            try:
+                is_dir = e.is_dir()
+                if is_dir and e.is_symlink() and _inside(os.path.realpath(e.path), tree):
+                    is_dir = False  # a link back into the tree: a loop, never walked
+            except OSError:
+                continue
+            if part == "**":
+                if is_dir:
+                    stack.append((e.path, i))
+            elif fnmatch.fnmatchcase(e.name, part) and (is_dir or i + 1 == len(rest)):
+                stack.append((e.path, i + 1))
+    return sorted(set(found))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, say: then it is no folder, and preprocessing names the file
+        return False
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def expand_inputs(items: Sequence[str]) -> list[str]:
-    """Files as given, folders as every image file below them, globs as their matching files; in order,
-    each file once."""
-    from cnnlab.data.folder import IMAGE_EXTENSIONS
+    """Files as given, folders as every image file below them (walked iteratively; a link is followed
+    only out of the folder), globs as their matching files (`_glob`); in order, each file once."""
+    from cnnlab.data.folder import IMAGE_EXTENSIONS, list_images
 
     def is_image(p: Path) -> bool:
         return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
@@ -36,15 +103,15 @@ def expand_inputs(items: Sequence[str]) -> list[str]:
     found: list[str] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
-            files = sorted(str(p) for p in path.rglob("*") if is_image(p))
+        if _is_dir(path):
+            files = [str(p) for p in list_images(path, [os.path.realpath(path)])]
             if not files:
                 raise CnnlabError(
                     f"folder {item} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS)[:6])}, ...)"
                 )
             found += files
         elif glob.has_magic(item) and not path.exists():
-            files = sorted(p for p in glob.glob(item, recursive=True) if is_image(Path(p)))
+            files = [p for p in _glob(item) if is_image(Path(p))]
             if not files:
                 raise CnnlabError(f"no image file matches {item!r}")
             found += files

@@ -266,7 +266,16 @@ def parse_model_options(cfg: TrainConfig) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise CnnlabError(f"--model-opt {item!r} is not KEY=VALUE (e.g. --model-opt width=0.5)")
-        options[key.strip().replace("-", "_")] = value.strip()
+        name = key.strip().replace("-", "_")
+        if name in MODEL_SWITCHES and getattr(cfg, name) is not None:  # one setting, given two ways
+            given = getattr(cfg, name)
+            named = (
+                (flag(name) if given else "--no-" + flag(name)[2:])
+                if isinstance(given, bool)
+                else (f"{flag(name)} {given}")
+            )
+            raise CnnlabError(f"{named} and --model-opt {item.strip()} both set {name}; give it once")
+        options[name] = value.strip()
     return options
 
 

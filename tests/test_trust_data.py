@@ -1,0 +1,124 @@
+"""Data the user points cnnlab at: links into an image folder, deep trees, globs over link loops, conflicting
+settings and --weights files that would make results silently wrong."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from _reliability import assert_one_line_error, no_hang, run_cli, tiny_argv
+from PIL import Image
+
+from cnnlab import data
+from cnnlab.errors import CnnlabError
+from cnnlab.predict import MAX_MATCHES, expand_inputs
+
+
+def _image_folder(root: Path) -> Path:
+    for split in ("train", "val"):
+        for k, name in enumerate(("ant", "bee")):
+            (root / split / name).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (10, 10), (90 * k, 30 * i, 80 * (split == "val"))).save(
+                    root / split / name / f"{i}.png"
+                )
+    return root
+
+
+def test_a_class_folder_linking_into_the_data_set_is_refused(tmp_path: Path) -> None:
+    """`train/zz -> ..` (the root) would have class zz read the val/ (test) images into training."""
+    root = _image_folder(tmp_path / "images")
+    (root / "train" / "zz").symlink_to(root)
+    with no_hang(30), pytest.raises(CnnlabError, match="is a link into the data set itself"):
+        data.load(f"folder:{root}", "train")
+
+
+def test_links_into_another_split_are_never_followed(tmp_path: Path) -> None:
+    """Inside a class folder, a link to a val/ folder or a val/ file is skipped: no test image trains."""
+    root = _image_folder(tmp_path / "images")
+    (root / "train" / "ant" / "val-bees").symlink_to(root / "val" / "bee")
+    (root / "train" / "bee" / "9.png").symlink_to(root / "val" / "bee" / "0.png")
+    with no_hang(30):
+        ds = data.load(f"folder:{root}", "train")
+    assert len(ds) == 6 and not any("val" in str(p) for p in getattr(ds, "files", []))
+
+
+def test_links_leading_outside_the_data_set_are_followed(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "images")
+    outside = tmp_path / "more" / "ants"
+    outside.mkdir(parents=True)
+    Image.new("RGB", (10, 10), (1, 2, 3)).save(outside / "a.png")
+    cats = tmp_path / "more" / "cats"
+    cats.mkdir()
+    Image.new("RGB", (10, 10), (4, 5, 6)).save(cats / "c.png")
+    (root / "train" / "ant" / "more").symlink_to(outside)
+    (root / "train" / "cat").symlink_to(cats)  # a whole class folder that is a link outside
+    ds = data.load(f"folder:{root}", "train")
+    assert ds.classes == ["ant", "bee", "cat"] and len(ds) == 8
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "images")
+    deep = str(root / "train" / "ant")
+    for _ in range(1100):  # os.makedirs and Path.mkdir(parents=True) recurse: one level at a time
+        deep += "/d"
+        os.mkdir(deep)
+    Image.new("RGB", (10, 10), (5, 5, 5)).save(f"{deep}/deep.png")
+    try:
+        assert len(data.load(f"folder:{root}", "train")) == 7
+        assert f"{deep}/deep.png" in expand_inputs([str(root / "train")])
+    finally:  # shutil.rmtree recurses too (pytest's clean-up of old temporary folders would fail)
+        os.unlink(f"{deep}/deep.png")
+        while deep != str(root / "train" / "ant"):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)
+
+
+def test_a_glob_over_link_loops_expands_each_real_folder_once(tmp_path: Path) -> None:
+    """Two links to `.` made Python's glob expand 2^40 paths; each real folder is visited once."""
+    folder = tmp_path / "pics"
+    (folder / "sub").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(folder / "a.png")
+    Image.new("L", (8, 8)).save(folder / "sub" / "b.png")
+    (folder / "l1").symlink_to(".")
+    (folder / "l2").symlink_to(".")
+    with no_hang(30):
+        found = expand_inputs([f"{folder}/**/*.png"])
+    assert found == [str(folder / "a.png"), str(folder / "sub" / "b.png")]
+    assert MAX_MATCHES >= 1_000_000  # a bound exists: more matches than that is one line
+
+
+def test_conflicting_model_settings_are_refused_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    line = assert_one_line_error(
+        *run_cli(tiny_argv(out, 1, "--no-batch-norm", "--model-opt", "batch_norm=true"), capsys)[::2]
+    )
+    assert "--no-batch-norm" in line and "--model-opt batch_norm=true" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: float
+) -> None:
+    from safetensors.torch import save_file
+
+    from cnnlab import models
+
+    state = models.create("alexnet_small", num_classes=10, in_channels=1, width=0.25).state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = state[first].clone()
+    state[first].view(-1)[0] = bad
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
+    torch.save(state, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        out = tmp_path / f"run-{name}"
+        line = assert_one_line_error(
+            *run_cli(tiny_argv(out, 1, "--weights", str(tmp_path / name)), capsys)[::2]
+        )
+        assert "holds NaN or infinite values" in line and first in line
+        assert not out.exists()
