@@ -122,3 +122,25 @@ def test_weights_holding_nan_or_inf_are_refused(
         )
         assert "holds NaN or infinite values" in line and first in line
         assert not out.exists()
+
+
+EXITING = {
+    "sys.exit(3) at import": "import sys\nsys.exit(3)\n",
+    "a BaseException at import": "class Boom(BaseException):\n    pass\nraise Boom('no')\n",
+    "sys.exit(0) in forward": (
+        "import sys\nfrom torch import nn\nclass Net(nn.Module):\n"
+        "    def forward(self, x):\n        sys.exit(0)\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXITING))
+def test_a_network_file_that_exits_or_raises_a_base_exception_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    net = tmp_path / "net.py"
+    net.write_text(
+        EXITING[case] + ("" if "Net" in EXITING[case] else "from torch import nn\nNet = nn.Linear\n")
+    )
+    line = assert_one_line_error(*run_cli(["check", f"{net}:Net", "--against", "alexnet_small"], capsys)[::2])
+    assert "SystemExit" in line or "Boom" in line, line

@@ -76,8 +76,10 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit (sys.exit at import) and other BaseExceptions too: one line
         sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CnnlabError(f"importing {path} failed: {_where(exc, path)}") from exc
     finally:
         if sys.path and sys.path[0] == str(path.parent):
@@ -117,7 +119,9 @@ def _module_for(where: str) -> tuple[ModuleType, Path | None]:
         raise CnnlabError(
             f"no module {where!r} ({exc}); give a file path (net.py:AlexNet) or install the package"
         ) from None
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CnnlabError(f"importing {where} failed: {_where(exc)}") from exc
 
 
@@ -154,7 +158,7 @@ def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
     elif callable(obj):
         try:
             model = obj(**kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise CnnlabError(f"building {attr}({given}) failed: {_where(exc, path)}") from exc
     else:
