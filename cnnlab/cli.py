@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.errors import CnnlabError, did_you_mean, first_line
 
 # Modules that contribute sub-commands, in the order `cnnlab --help` lists them; none imports torch.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -98,11 +98,6 @@ class _Forgiving(io.TextIOBase):
         return int(self.stream.fileno())
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
-
-
 def _is_allocation_failure(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or any(
@@ -135,7 +130,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             raise
         # An allocation the size checks (cnnlab/limits.py) did not foresee: one line, torch's first only.
         print(
-            f"cnnlab: error: out of memory ({_first_line(exc)}); lower --batch-size or --input-size, "
+            f"cnnlab: error: out of memory ({first_line(exc)}); lower --batch-size or --input-size, "
             "or free some memory",
             file=sys.stderr,
         )

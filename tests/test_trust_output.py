@@ -82,3 +82,17 @@ def test_an_allocation_failure_is_one_line(
         *run_cli(["export", str(ckpt), "--format", "safetensors", "-o", str(tmp_path / "m.st")], capsys)[::2]
     )
     assert "out of memory" in line and "can't allocate memory" in line and "frame" not in line
+
+
+def test_torch_s_multi_line_messages_are_cut_to_their_first_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    net = tmp_path / "net.py"
+    net.write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        raise RuntimeError('bad size\\nException raised from x at y.cpp\\n' + 'frame #1: c10\\n' * 200)\n"
+    )
+    line = assert_one_line_error(*run_cli(["check", f"{net}:Net", "--against", "alexnet_small"], capsys)[::2])
+    assert "bad size" in line and "frame" not in line and len(line) < 400

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cnnlab import integrity
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 
 class LoadReport(NamedTuple):
@@ -65,7 +65,7 @@ def _read_state(p: Path) -> tuple[dict[str, torch.Tensor], str]:
         try:
             return load_file(p), "safetensors file"
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CnnlabError(f"cannot read {p} as safetensors ({exc}); is it damaged?") from None
+            raise CnnlabError(f"cannot read {p} as safetensors ({first_line(exc)}); is it damaged?") from None
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

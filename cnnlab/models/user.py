@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 # One import per file per process: `compare` builds a model twice (count, then timing), and a file's
 # module-level code should run once.
@@ -90,7 +90,7 @@ def _import_file(path: Path) -> ModuleType:
 
 def _where(exc: BaseException, path: Path | None = None) -> str:
     """'TypeError: message (file.py line 12)' for the deepest frame in the user's file."""
-    text = " ".join(str(exc).split()) or "(no message)"
+    text = first_line(exc) if str(exc).strip() else "(no message)"
     line = ""
     frames = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, SyntaxError) and exc.lineno:
