@@ -92,7 +92,8 @@ def test_torch_s_multi_line_messages_are_cut_to_their_first_line(
         "from torch import nn\n"
         "class Net(nn.Module):\n"
         "    def __init__(self):\n"
-        "        raise RuntimeError('bad size\\nException raised from x at y.cpp\\n' + 'frame #1: c10\\n' * 200)\n"
+        "        raise RuntimeError('bad size\\nException raised from x at y.cpp\\n'\n"
+        "                           + 'frame #1: c10\\n' * 200)\n"
     )
     line = assert_one_line_error(*run_cli(["check", f"{net}:Net", "--against", "alexnet_small"], capsys)[::2])
     assert "bad size" in line and "frame" not in line and len(line) < 400
