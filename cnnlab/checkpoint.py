@@ -155,11 +155,17 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     for key in ("config", "data_stats", "augment"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise bad(f"{key} is not a dict")
+    # The config's data set names the data a reader evaluates on; the rest of it is read (and checked)
+    # by `--resume` (training.recipes.from_saved).
+    if "config" in ckpt and not (
+        isinstance(ckpt["config"].get("dataset"), str) and ckpt["config"]["dataset"]
+    ):
+        raise bad("its config names no data set")
     from cnnlab import data  # the preprocessing a reader rebuilds must be buildable
 
     try:
         if "data_stats" in ckpt:
-            _check_stats(data.DataStats.from_dict(ckpt["data_stats"]))
+            _check_stats(data.DataStats.from_dict(ckpt["data_stats"]), int(ckpt["in_channels"]))
         if "augment" in ckpt:
             data.AugmentConfig.from_dict(ckpt["augment"])
     except CnnlabError as exc:
@@ -168,12 +174,29 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
         raise bad(f"its data_stats or augment are unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _check_stats(stats: Any) -> None:
-    """Normalisation statistics a prediction can use: finite means and standard deviations, none negative.
+def _check_stats(stats: Any, channels: int) -> None:
+    """Normalisation statistics a prediction can use: one mean, std and eigenvalue per input channel, a
+    [channels, H, W] mean image with pixels, a [channels, channels] eigenvector matrix; finite means and
+    standard deviations, none negative.
 
     A std of exactly 0 is real (a channel constant over the training set, e.g. an unused colour of a
     synthetic set): normalisation divides by max(std, 1e-6) in training and prediction alike.
     """
+    shapes = {
+        "mean": (stats.mean, (channels,)),
+        "std": (stats.std, (channels,)),
+        "eigvals": (stats.eigvals, (channels,)),
+        "eigvecs": (stats.eigvecs, (channels, channels)),
+    }
+    for what, (t, shape) in shapes.items():
+        if tuple(t.shape) != shape:
+            raise CnnlabError(
+                f"its data_stats {what} has shape {list(t.shape)}, not {list(shape)} for {channels}-channel "
+                "images"
+            )
+    image = stats.mean_image
+    if image.dim() != 3 or image.shape[0] != channels or image.shape[1] < 1 or image.shape[2] < 1:
+        raise CnnlabError(f"its data_stats mean image has shape {list(image.shape)}, not [{channels}, H, W]")
     for what, t in (("mean", stats.mean), ("std", stats.std), ("mean image", stats.mean_image)):
         if not bool(torch.isfinite(t).all()):
             raise CnnlabError(f"its data_stats {what} holds NaN or infinite values")

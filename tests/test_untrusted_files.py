@@ -180,6 +180,16 @@ TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
     "format_version a string": lambda c: c.update(format_version="abc"),
     "not a cnnlab file": lambda c: c.update(format="something-else"),
     "no model_name": lambda c: c.pop("model_name"),
+    # The whole structure is checked on load, before a reader uses any of it (issue 20):
+    "a mean of 5 channels for 1-channel images": lambda c: c.update(
+        data_stats=dict(c["data_stats"], mean=[0.1] * 5)
+    ),
+    "an empty mean image": lambda c: c.update(data_stats=dict(c["data_stats"], mean_image=torch.zeros(0))),
+    "eigenvectors of the wrong shape": lambda c: c.update(
+        data_stats=dict(c["data_stats"], eigvecs=[[1.0, 0.0]])
+    ),
+    "an empty config": lambda c: c.update(config={}),
+    "a config naming no data set": lambda c: c.update(config=dict(c["config"], dataset="")),
 }
 
 
