@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _reliability import assert_one_line_error, run_cli, tiny_argv
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab import checkpoint
@@ -286,3 +288,39 @@ def test_train_takes_the_same_data_flags_as_every_command(
     code, _, err = run_cli([*argv, "--skip-bad-images", "--val-split", "0"], capsys)
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["data"]["train"]["count"] == 12  # 13 files, 1 bad
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@example(".cnnlab-tmp-12-0123456789abcdef")  # a real one: removed
+@example(".cnnlab-tmp-12-0123456789abcdef.txt")  # near misses: kept
+@example(".cnnlab-tmp-12-0123456789ABCDEF")
+@example(".cnnlab-tmp--0123456789abcdef")
+@example(".last.pt.tmp123")
+@example(".env.tmpl")
+@given(
+    name=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_only_names_cnnlab_makes_are_temporaries(name: str) -> None:
+    """Property: a name counts as a cnnlab temporary only in the exact form `.cnnlab-tmp-PID-RANDOM`; every
+    name temp_name() makes does, and a file of any other name survives remove_temporaries."""
+    import re
+    import tempfile
+
+    from cnnlab import outfiles
+
+    exact = re.fullmatch(r"\.cnnlab-tmp-[0-9]{1,10}-[0-9a-f]{16}", name) is not None
+    assert outfiles.is_temporary(name) == exact
+    assert outfiles.is_temporary(outfiles.temp_name())
+    if name in (".", ".."):
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            (Path(folder) / name).write_bytes(b"the user's")
+        except OSError:  # a name the file system refuses (too long in bytes)
+            return
+        outfiles.remove_temporaries(Path(folder))
+        assert (Path(folder) / name).exists() != exact
