@@ -284,6 +284,7 @@ def bar_chart_png(rows: list[CompareRow]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # model names are plain text (report._pyplot)
     import matplotlib.pyplot as plt
 
     panels: list[tuple[str, list[float]]] = [

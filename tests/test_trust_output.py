@@ -97,3 +97,11 @@ def test_torch_s_multi_line_messages_are_cut_to_their_first_line(
     )
     line = assert_one_line_error(*run_cli(["check", f"{net}:Net", "--against", "alexnet_small"], capsys)[::2])
     assert "bad size" in line and "frame" not in line and len(line) < 400
+
+
+def test_class_names_are_drawn_as_plain_text() -> None:
+    """A class name like `$\\frac{$` (a folder name) is not TeX: the picture is drawn, not a traceback."""
+    from cnnlab import report
+
+    png = report.confusion_png([[3, 1], [0, 2]], ["$\\frac{$", "$a_b$ and $"], "test $ split")
+    assert png[:4] == b"\x89PNG"
