@@ -144,3 +144,53 @@ def test_a_network_file_that_exits_or_raises_a_base_exception_is_one_line(
     )
     line = assert_one_line_error(*run_cli(["check", f"{net}:Net", "--against", "alexnet_small"], capsys)[::2])
     assert "SystemExit" in line or "Boom" in line, line
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("counts")
+    assert main(tiny_argv(root / "run", 1)) == 0
+    Image.new("L", (8, 8), 7).save(root / "x.png")
+    return root
+
+
+COUNTS = {
+    "occlusion --patch 0": ["occlusion", "{ckpt}", "{img}", "-o", "{out}", "--patch", "0"],
+    "occlusion --stride -2": ["occlusion", "{ckpt}", "{img}", "-o", "{out}", "--stride", "-2"],
+    "occlusion --batch-size 0": ["occlusion", "{ckpt}", "{img}", "-o", "{out}", "--batch-size", "0"],
+    "activations --top 0": ["activations", "{ckpt}", "{img}", "-o", "{out}", "--top", "0"],
+    "mistakes --limit -1": ["mistakes", "{ckpt}", "-o", "{out}", "--limit", "-1", "--dataset", "digits"],
+    "report --bank-size -5": ["report", "{run}", "--bank-size", "-5"],
+    "report --gradcams -1": ["report", "{run}", "--gradcams", "-1"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(COUNTS))
+def test_zero_and_negative_counts_of_the_picture_commands_are_one_line(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    run = trained / "run"
+    where = {"ckpt": run / "checkpoints" / "last.pt", "img": trained / "x.png", "out": tmp_path / "o.png",
+             "run": run}  # fmt: skip
+    argv = [a.format(**where) for a in COUNTS[case]]
+    line = assert_one_line_error(*run_cli(argv, capsys)[::2])
+    assert case.split()[1] in line, line  # the flag is named (argparse), not some later failure
+
+
+def test_an_empty_freeze_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for value in ("", " , "):
+        line = assert_one_line_error(*run_cli(tiny_argv(tmp_path / "run", 1, "--freeze", value), capsys)[::2])
+        assert "--freeze" in line and "names no layer" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_activations_top_is_bounded_by_the_maps_there_are(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image, ckpt = trained / "x.png", trained / "run" / "checkpoints" / "last.pt"
+    with no_hang(60):
+        code, _, err = run_cli(["activations", str(ckpt), str(image), "-o", str(tmp_path / "a.png"),
+                                "--top", "2147483647", "--device", "cpu"], capsys)  # fmt: skip
+    assert code == 0, err

@@ -60,7 +60,9 @@ def register_cli(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--layers", metavar="L1,L2", help="layers to show, e.g. conv1,conv2 (default: all)")
-    p.add_argument("--top", type=int, default=8, metavar="K", help="maps per layer, most active first (8)")
+    p.add_argument(
+        "--top", type=argtypes.positive, default=8, metavar="K", help="maps per layer, most active first (8)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.activations", "_cmd"))
 
@@ -73,10 +75,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("image", metavar="IMAGE", help="image file (png, jpg, ...)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
-    p.add_argument("--patch", type=int, default=8, help="side of the grey square in input pixels (8)")
-    p.add_argument("--stride", type=int, default=4, help="step between square positions (4)")
+    p.add_argument(
+        "--patch", type=argtypes.positive, default=8, help="side of the grey square in input pixels (8)"
+    )
+    p.add_argument("--stride", type=argtypes.positive, default=4, help="step between square positions (4)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to map (default: predicted)")
-    p.add_argument("--batch-size", type=int, default=256, help="occluded copies per forward pass (256)")
+    p.add_argument(
+        "--batch-size", type=argtypes.positive, default=256, help="occluded copies per forward pass (256)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.occlusion", "_cmd"))
 
@@ -104,10 +110,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_data_args(p, default=None)
     p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
-    p.add_argument("--count", type=int, default=24, metavar="N", help="mistakes to show (24)")
+    p.add_argument("--count", type=argtypes.positive, default=24, metavar="N", help="mistakes to show (24)")
     p.add_argument("--views", default="center", choices=VIEWS, help="test views")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
+    p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (256)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.mistakes", "_cmd"))
 
@@ -123,10 +129,20 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--checkpoint", default="best", choices=RUN_CHECKPOINTS, help="which checkpoint to look inside"
     )
-    p.add_argument("--mistakes", type=int, default=24, metavar="N", help="mistakes to show (24; 0: none)")
-    p.add_argument("--queries", type=int, default=6, metavar="N", help="neighbour rows (6; 0: none)")
-    p.add_argument("--bank-size", type=int, default=10_000, metavar="N",
+    p.add_argument(
+        "--mistakes",
+        type=argtypes.non_negative,
+        default=24,
+        metavar="N",
+        help="mistakes to show (24; 0: none)",
+    )
+    p.add_argument(
+        "--queries", type=argtypes.non_negative, default=6, metavar="N", help="neighbour rows (6; 0: none)"
+    )
+    p.add_argument("--bank-size", type=argtypes.non_negative, default=10_000, metavar="N",
                    help="training images the neighbour search scans (10000; 0: all)")  # fmt: skip
-    p.add_argument("--gradcams", type=int, default=8, metavar="N", help="Grad-CAM images (8; 0: none)")
+    p.add_argument(
+        "--gradcams", type=argtypes.non_negative, default=8, metavar="N", help="Grad-CAM images (8; 0: none)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.runpage", "_cmd"))

@@ -100,6 +100,7 @@ def write_activations(
     stages = pick(feature_stages(subject.model), layers)
     x, pictures = subject.from_files([image])
     found = layer_maps(subject.model, x, stages, top)
+    top = min(top, max((len(layer.top) for layer in found), default=1))  # no more columns than maps
     with torch.no_grad():
         probs = torch.softmax(subject.model(x).float(), dim=1)[0].cpu()
     best = int(probs.argmax())

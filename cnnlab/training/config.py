@@ -255,6 +255,8 @@ def check(cfg: TrainConfig) -> None:
                 f"--val-split is a number of images (e.g. 10000), a fraction in (0, 1) (e.g. 0.1) "
                 f"or 0, got {n}"
             )
+    if cfg.freeze is not None and not cfg.freeze.strip(" ,"):  # '' froze nothing, silently
+        raise CnnlabError(f"--freeze {cfg.freeze!r} names no layer; give e.g. conv1-conv5, or leave it out")
     if not -(2**63) <= cfg.seed < 2**64:
         raise CnnlabError(f"--seed must fit in 64 bits, got {cfg.seed}")
 
