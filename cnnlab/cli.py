@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import io
 import os
@@ -143,6 +144,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path component over the file system's limit (255 bytes), wherever a command met it.
+        where = f" ({str(exc.filename)[:80]}...)" if exc.filename else ""
+        print(
+            f"cnnlab: error: a file or folder name is longer than the file system allows{where}; "
+            "use shorter names",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -194,3 +194,48 @@ def test_activations_top_is_bounded_by_the_maps_there_are(
         code, _, err = run_cli(["activations", str(ckpt), str(image), "-o", str(tmp_path / "a.png"),
                                 "--top", "2147483647", "--device", "cpu"], capsys)  # fmt: skip
     assert code == 0, err
+
+
+def test_an_idx_header_announcing_255_dimensions_is_one_line(tmp_path: Path) -> None:
+    from cnnlab.data.idx import read_idx
+
+    (tmp_path / "x-idx3-ubyte").write_bytes(b"\x00\x00\x08\xff" + b"\x00\x00\x00\x01" * 255 + b"\x00")
+    with pytest.raises(CnnlabError, match="announces 255 dimensions"):
+        read_idx(tmp_path / "x-idx3-ubyte")
+
+
+def test_cifar_label_names_of_shared_nested_lists_are_refused_unexpanded(tmp_path: Path) -> None:
+    import pickle
+
+    from cnnlab.data import cifar
+
+    nest: list[object] = ["a"]
+    for _ in range(60):
+        nest = [nest, nest]  # 2^60 names once expanded; a few hundred bytes pickled
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": nest}, protocol=2))
+    with no_hang(20), pytest.raises(CnnlabError, match="not a list of class names"):
+        cifar.read_classes(tmp_path)
+
+
+def test_an_image_of_extreme_aspect_ratio_is_refused_before_decoding(tmp_path: Path) -> None:
+    """1 x 200,000 pixels is under Pillow's pixel limit, but resized to a shorter side of 28 it would be
+    28 x 5.6 million: refused from the header, in one line."""
+    from cnnlab.data.folder import read_image
+
+    Image.new("L", (200_000, 1), 0).save(tmp_path / "strip.png")
+    with pytest.raises(CnnlabError, match="extreme aspect ratio"):
+        read_image(tmp_path / "strip.png", 1, side=28)
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "train"])
+def test_a_name_longer_than_the_file_system_allows_is_one_line(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    long = tmp_path / ("n" * 300)
+    ckpt = trained / "run" / "checkpoints" / "last.pt"
+    argv = {
+        "predict": ["predict", str(ckpt), f"{long}.png"],
+        "export": ["export", str(ckpt), "--format", "safetensors", "-o", f"{long}/m.st"],
+        "train": tiny_argv(long / "run", 1),
+    }[command]
+    assert_one_line_error(*run_cli(argv, capsys)[::2])  # no ENAMETOOLONG traceback

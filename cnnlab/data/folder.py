@@ -72,6 +72,8 @@ def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None
             f = Image.open(path)
         with f:
             check_pixels(f)
+            if side is not None:
+                check_resized(f.size, side)
             if side is not None and f.format == "JPEG":
                 f.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
             im = to_mode(ImageOps.exif_transpose(f), channels)
@@ -96,6 +98,19 @@ def check_pixels(im: Image.Image) -> None:
     if limit is not None and w * h > limit:
         raise Image.DecompressionBombError(
             f"{w} x {h} = {w * h} pixels is over the decompression-bomb limit of {int(limit)} pixels"
+        )
+
+
+def check_resized(size: tuple[int, int], side: int) -> None:
+    """Refuse an image whose shorter side scaled to `side` makes the other side absurd: a 1 x 80,000,000
+    PNG (155 KB, under the pixel limit) would be resized to 256 x 20 billion pixels. Checked from the
+    header, before anything is decoded."""
+    w, h = size
+    limit = Image.MAX_IMAGE_PIXELS or 2**31
+    if min(w, h) < 1 or side * side * max(w, h) / min(w, h) > limit:
+        raise Image.DecompressionBombError(
+            f"{w} x {h} pixels resized to a shorter side of {side} would be over the limit of {int(limit)} "
+            "pixels (an extreme aspect ratio)"
         )
 
 
