@@ -165,3 +165,17 @@ def test_a_multi_file_command_on_a_full_disk_leaves_none_of_its_files(
     line = assert_one_line_error(*run_cli(argv, capsys)[::2])
     assert "No space left on device" in line
     assert not (tmp_path / "new").exists()  # neither its files nor the folders it made
+
+
+def test_reproduce_never_replaces_a_users_report_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("my own report")
+    argv = ["reproduce", "lrn", "--budget", "tiny", "--out", str(out), "--runs", str(tmp_path / "runs")]
+    line = assert_one_line_error(*run_cli(argv, capsys)[::2])
+    assert "did not write" in line and "--force" in line
+    assert sorted(p.name for p in out.iterdir()) == ["report.md"]
+    assert (out / "report.md").read_text() == "my own report"
+    assert not (tmp_path / "runs").exists()

@@ -51,6 +51,39 @@ def _mkdir(folder: Path) -> Path:
     return folder
 
 
+REPORT_MARKER = ".cnnlab-reproduce"  # in a report folder reproduce made: its report files are its own
+
+
+def _check_report_folder(folder: Path, force: bool) -> None:
+    """Refuse, touching nothing, an existing report folder reproduce did not make (no marker) that holds
+    anything: its files are never replaced without --force (the rule of every command that writes,
+    cnnlab/outfiles.py)."""
+    if folder.is_dir() and not _marked(folder) and any(folder.iterdir()) and not force:
+        raise CnnlabError(
+            f"--out {folder} holds files `cnnlab reproduce` did not write, and reproduce writes report.md, "
+            "result.json, pictures and index.md there: choose a new or empty folder, or pass --force to "
+            "replace files of those names"
+        )
+
+
+def _marked(folder: Path) -> bool:
+    marker = folder / REPORT_MARKER
+    return marker.is_file() and not marker.is_symlink()
+
+
+def _report_folder(folder: Path, force: bool) -> Path:
+    """The report folder (`_check_report_folder`), made if missing and marked as reproduce's."""
+    from cnnlab import outfiles
+
+    _check_report_folder(folder, force)
+    _mkdir(folder)
+    if not _marked(folder):
+        outfiles.write_text(
+            folder / REPORT_MARKER, "written by cnnlab reproduce: its reports here are rewritten by it\n"
+        )
+    return folder
+
+
 def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Experiment:
     if claim not in CLAIM_MODULES:
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {', '.join(CLAIM_MODULES)} or all")
@@ -105,16 +138,20 @@ def reproduce(
     log: Callable[[str], None] = _log,
     download: bool = False,
     skip_bad_images: bool = False,
+    force: bool = False,
 ) -> tuple[ClaimResult, Path]:
     """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
-    (default OUT/runs; several claims pointed at one folder share the runs they have in common)."""
+    (default OUT/runs; several claims pointed at one folder share the runs they have in common). An OUT
+    reproduce did not make is refused when it holds anything, unless `force`."""
     folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
+    _check_report_folder(folder, force)
     runs = Path(runs_dir) if runs_dir else folder / "runs"
     exp = _experiment(
         claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
         data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
         skip_bad_images=skip_bad_images,
     )  # fmt: skip
+    _report_folder(folder, force)
     return _run(exp)
 
 
@@ -124,15 +161,17 @@ def reproduce_all(
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = _log,
+    force: bool = False,
     **options: Any,
 ) -> tuple[list[ClaimResult], Path]:
     """Every claim, sharing one runs folder (default OUT/runs), each report in OUT/CLAIM/; then
-    OUT/index.md."""
+    OUT/index.md (an OUT reproduce did not make, as for `reproduce`)."""
     t0 = time.perf_counter()
-    root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}")
+    root = _report_folder(Path(out) if out else Path("runs") / f"reproduce-{budget}", force)
     runs = Path(runs_dir) if runs_dir else root / "runs"
     done: list[tuple[ClaimResult, Path]] = []
     for claim in CLAIM_MODULES:
+        _report_folder(root / claim, force)
         exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
         done.append(_run(exp))
     index = write_index(done, root, budgets.get(budget), time.perf_counter() - t0)
@@ -154,6 +193,7 @@ def _cmd_reproduce(args: Any) -> int:
         "skip_bad_images": args.skip_bad_images,
         "progress": args.progress,
         "fresh": args.fresh,
+        "force": args.force,
     }
     if args.claim == "all":
         reproduce_all(**options)
