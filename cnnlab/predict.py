@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cnnlab import checkpoint, outfiles
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
@@ -128,8 +130,13 @@ def predict(
     batch_size: int = 64,
     progress: Progress | None = None,
     model: str | None = None,
+    skip_bad_images: bool = False,
+    skipped: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """For each image: {"path", "top": [{"class", "index", "prob"}, ...]} with the `top` most probable."""
+    """For each image: {"path", "top": [{"class", "index", "prob"}, ...]} with the `top` most probable.
+
+    A file that cannot be read stops the command (one line naming it), or with `skip_bad_images` is left
+    out and its reason appended to `skipped`, the other files predicted as usual."""
     from cnnlab import data
 
     if top < 1:
@@ -144,7 +151,14 @@ def predict(
     out: list[dict[str, Any]] = []
     for i in range(0, len(images), batch_size):
         chunk = list(images[i : i + batch_size])
-        x = data.preprocess_files(chunk, net.aug, net.stats).to(dev)
+        try:
+            x = data.preprocess_files(chunk, net.aug, net.stats).to(dev)
+        except CnnlabError as exc:
+            if not skip_bad_images:
+                raise CnnlabError(f"{exc} (or pass --skip-bad-images to predict the others)") from None
+            chunk, x = _good_files(chunk, net, dev, skipped if skipped is not None else [])
+            if not chunk:
+                continue
         probs = view_probs(net.model, x[None])
         p, idx = probs.topk(k, dim=1)
         for path, pr, ix in zip(chunk, p.tolist(), idx.tolist(), strict=True):
@@ -159,6 +173,20 @@ def predict(
         if progress is not None:
             progress(len(out), len(images))
     return out
+
+
+def _good_files(chunk: list[str], net: Any, dev: Any, skipped: list[str]) -> tuple[list[str], Any]:
+    """The readable files of `chunk` and their batch, one file at a time; the others go to `skipped`."""
+    from cnnlab import data
+
+    good, rows = [], []
+    for path in chunk:
+        try:
+            rows.append(data.preprocess_files([path], net.aug, net.stats))
+            good.append(path)
+        except CnnlabError as exc:
+            skipped.append(str(exc))
+    return good, (torch.cat(rows).to(dev) if rows else None)
 
 
 def to_csv(results: list[dict[str, Any]]) -> str:
@@ -199,10 +227,15 @@ def _cmd_predict(args: Any) -> int:
     outputs = outfiles.Outputs("--csv", args.force, inputs)
     csv_path = outputs.check(args.csv) if args.csv is not None else None
     bar = None if args.no_progress or len(images) <= args.batch_size else _Bar()
+    skipped: list[str] = []
     results = predict(
         args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar,
-        model=args.model,
+        model=args.model, skip_bad_images=args.skip_bad_images, skipped=skipped,
     )  # fmt: skip
+    for reason in skipped:
+        print(f"predict: skipped {reason}", file=sys.stderr)
+    if not results:
+        raise CnnlabError(f"none of the {len(images)} images could be read; nothing to predict")
     if csv_path is not None:
         outputs.write({csv_path: to_csv(results).encode()})  # atomic: an interrupted run leaves no half file
     if args.json:

@@ -239,3 +239,22 @@ def test_a_name_longer_than_the_file_system_allows_is_one_line(
         "train": tiny_argv(long / "run", 1),
     }[command]
     assert_one_line_error(*run_cli(argv, capsys)[::2])  # no ENAMETOOLONG traceback
+
+
+def test_predict_skips_bad_images_when_asked_and_writes_the_good_rows(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = trained / "run" / "checkpoints" / "last.pt"
+    good = [tmp_path / "a.png", tmp_path / "c.png"]
+    for p in good:
+        Image.new("L", (8, 8), 50).save(p)
+    (tmp_path / "b.png").write_text("not an image")
+    argv = ["predict", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "c.png"),
+            "--csv", str(tmp_path / "p.csv")]  # fmt: skip
+    line = assert_one_line_error(*run_cli(argv, capsys)[::2])
+    assert "b.png" in line and "--skip-bad-images" in line
+    code, _, err = run_cli([*argv, "--skip-bad-images"], capsys)
+    assert code == 0, err
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(p) for p in good]
+    assert "skipped" in err and "b.png" in err

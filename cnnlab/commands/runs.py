@@ -57,6 +57,11 @@ def register_cli(sub: Any) -> None:
         "--csv", metavar="FILE", help="write one row per image: path, top classes and probabilities"
     )
     p.add_argument("--force", action="store_true", help="replace an existing --csv file")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable image files (and list them on stderr) instead of stopping",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print machine-readable results")
