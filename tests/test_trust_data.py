@@ -258,3 +258,12 @@ def test_predict_skips_bad_images_when_asked_and_writes_the_good_rows(
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(p) for p in good]
     assert "skipped" in err and "b.png" in err
+
+
+def test_report_and_predict_take_the_data_flags_their_errors_name() -> None:
+    from cnnlab.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["report", "run", "--skip-bad-images", "--data-dir", "d"])
+    assert args.skip_bad_images and args.data_dir == "d"
+    assert parser.parse_args(["predict", "c.pt", "x.png", "--skip-bad-images"]).skip_bad_images

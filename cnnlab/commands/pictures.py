@@ -142,6 +142,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--bank-size", type=argtypes.non_negative, default=10_000, metavar="N",
                    help="training images the neighbour search scans (10000; 0: all)")  # fmt: skip
     p.add_argument(
+        "--data-dir", metavar="DIR", help="where the run's data set is now (default: where it was)"
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
+    )
+    p.add_argument(
         "--gradcams", type=argtypes.non_negative, default=8, metavar="N", help="Grad-CAM images (8; 0: none)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)

@@ -242,8 +242,11 @@ def model_sections(
     bank_size: int | None,
     gradcams: int,
     say: Callable[[str], None],
+    data_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> None:
-    """The sections that need the checkpoint (and the data for all but the kernels)."""
+    """The sections that need the checkpoint (and the data for all but the kernels: the run's data set,
+    from `data_dir` when given, else where the run read it)."""
     from cnnlab import data, report
     from cnnlab.pictures import common, gradcam, paper
     from cnnlab.pictures import mistakes as mistakes_mod
@@ -266,9 +269,11 @@ def model_sections(
                    "first-layer kernels"))  # fmt: skip
     cfg = doc.get("config", {})
     label, _ = split_note(doc)
+    data_at = data_dir or cfg.get("data_dir") or None
+    skip = skip_bad_images or bool(cfg.get("skip_bad_images"))
     try:
         # The official test set, as the run measured it (--limit-val: its first N images).
-        val_ds = data.load(cfg["dataset"], "test", cfg.get("data_dir") or None)
+        val_ds = data.load(cfg["dataset"], "test", data_at, skip_bad_images=skip)
         val_ds = data.limit(val_ds, cfg.get("limit_val"), 0, shuffle=False)
     except (CnnlabError, KeyError) as exc:
         page.add("evaluation", "Evaluation", missing(f"The validation data could not be loaded ({exc})."))
@@ -295,7 +300,7 @@ def model_sections(
                  + img(report.figure_png(fig), "most confident mistakes"))  # fmt: skip
     if queries > 0:
         try:
-            train_ds = data.load(cfg["dataset"], "train", cfg.get("data_dir") or None)
+            train_ds = data.load(cfg["dataset"], "train", data_at, skip_bad_images=skip)
         except CnnlabError as exc:
             page.add(
                 "neighbors", "Nearest neighbours", missing(f"The training data could not be loaded ({exc}).")
@@ -343,6 +348,8 @@ def write_report(
     gradcams: int = 8,
     say: Callable[[str], None] | None = None,
     force: bool = False,
+    data_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> Path:
     """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
 
@@ -378,7 +385,7 @@ def write_report(
     page.add("config", "Settings", config_section(doc))
     model_sections(
         page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
-        bank_size=bank_size, gradcams=gradcams, say=say,
+        bank_size=bank_size, gradcams=gradcams, say=say, data_dir=data_dir, skip_bad_images=skip_bad_images,
     )  # fmt: skip
     complete = (run_dir / "summary.txt").is_file()
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -394,7 +401,7 @@ def _cmd(args: argparse.Namespace) -> int:
     path = write_report(
         args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
         queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
-        force=args.force,
+        force=args.force, data_dir=args.data_dir, skip_bad_images=args.skip_bad_images,
     )  # fmt: skip
     print(f"wrote {path}")
     return 0
