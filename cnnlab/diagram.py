@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab import limits, outfiles
 from cnnlab.counting import is_lrn
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.summary import (
     check_name,
     default_input_size,
@@ -176,7 +176,22 @@ def write(
     # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.
     c, h, w = input_size
     limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
-    data = graph(model, input_size, depth).pipe(format=fmt)
+    try:
+        drawn = graph(model, input_size, depth)
+    except CnnlabError:
+        raise
+    except Exception as exc:  # torchview cannot trace every network (a user's own, say): one line
+        found = _unwrap(exc)
+        if isinstance(found, CnnlabError):
+            raise found from None
+        for _ in range(16):  # torchview wraps the forward's own error: name that one
+            found = found.__cause__ or found.__context__ or found
+        size = "x".join(map(str, input_size))
+        raise CnnlabError(
+            f"cannot draw {type(model).__name__}: tracing its forward pass on a {size} input failed "
+            f"({type(found).__name__}: {first_line(found)})"
+        ) from None
+    data = drawn.pipe(format=fmt)
     return outfiles.write_file(path, data, "-o", force)
 
 

@@ -105,3 +105,21 @@ def test_class_names_are_drawn_as_plain_text() -> None:
 
     png = report.confusion_png([[3, 1], [0, 2]], ["$\\frac{$", "$a_b$ and $"], "test $ split")
     assert png[:4] == b"\x89PNG"
+
+
+def test_a_network_torchview_cannot_trace_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnlab import diagram
+
+    monkeypatch.setattr(diagram.shutil, "which", lambda name: "/usr/bin/dot")  # graphviz need not be here
+    net = tmp_path / "net.py"
+    net.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 2)\n"
+        "    def forward(self, x):\n        raise ValueError('data-dependent: cannot trace')\n"
+    )
+    argv = ["diagram", f"{net}:Net", "--input-size", "1x2x2", "-o", str(tmp_path / "d.svg")]
+    line = assert_one_line_error(*run_cli(argv, capsys)[::2])
+    assert "cannot trace" in line and not (tmp_path / "d.svg").exists()
