@@ -122,6 +122,17 @@ def key_value(text: str) -> str:
     return text
 
 
+def layer_names(text: str) -> str:
+    """A comma-separated list of layer names (--freeze); one that names none ('', ',') froze nothing,
+    silently."""
+    if not text.strip(" ,"):
+        raise argparse.ArgumentTypeError(f"{text!r} names no layer; give e.g. conv1-conv5, or leave it out")
+    return text
+
+
+layer_names.__name__ = "layer names"
+
+
 def literal(value: Any) -> Any:
     """A KEY=VALUE value for a user's network: a Python literal (10, 0.5, True, (3, 3)) or the string."""
     if not isinstance(value, str):

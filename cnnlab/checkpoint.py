@@ -9,22 +9,20 @@ run exactly (optimizer, scheduler, epoch, step, partial-epoch sums, metrics so f
 `os.replace` (atomic on POSIX) and fsyncs the folder, so a run killed at any moment leaves either the old
 or the new checkpoint, never a torn one.
 
-torch's zip reader does not check the CRCs its writer stores, so a flipped bit in a tensor's bytes would
-load silently. `save` therefore stores a sha256 of every tensor in the checkpoint (its place in the dict,
-dtype, shape and bytes, in a fixed order) under `integrity`, and `load` recomputes it and refuses a
-mismatch. Checkpoints written before the digest existed load as before, unchecked.
+torch's zip reader does not check the CRCs its writer stores, so a flipped bit would load silently. `save`
+therefore stores a sha256 over the whole checkpoint (every entry, metadata and tensors: `integrity.py`),
+and `load` recomputes it before using anything and refuses a mismatch, or a checkpoint without it. Then
+`load` checks the whole structure (every key, type, size and value a reader relies on) once, so a
+tampered file is one line here, never a traceback in some reader.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import pickle
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,92 +30,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab import integrity, outfiles
 from cnnlab.errors import CnnlabError
 
-FORMAT = "cnnlab-checkpoint"
+FORMAT = integrity.FORMAT
 FORMAT_VERSION = 1
 # Keys every reader relies on; anything without them is not a cnnlab checkpoint.
 REQUIRED_KEYS = ("format", "model_name", "model_options", "num_classes", "in_channels", "classes", "model")
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; some file systems do not allow opening a folder, which is harmless.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+# The atomic writer lives in the torch-free `outfiles`; these names stay for the run folder's writers.
+RESUME_HINT = outfiles.RESUME_HINT
+write_bytes = outfiles.write_bytes
+write_text = outfiles.write_text
 
 
-RESUME_HINT = "free some space or choose another --out, then --resume"
-
-
-def _atomic_write(path: Path, write: Any, hint: str = RESUME_HINT) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`; an OSError
-    becomes a CnnlabError ending in `hint` (what the user can do about it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # the temporary file goes whatever the failure, even Ctrl-C
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        cause = _os_error(exc)
-        if cause is None:
-            raise
-        reason = cause.strerror or str(cause)
-        kept = "the previous file there is intact" if os.path.lexists(path) else "nothing was written"
-        raise CnnlabError(f"could not write {path}: {reason}; {kept} ({hint})") from exc
-    _fsync_dir(path.parent)
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError behind `exc`, if any: torch.save reports a write that failed part-way (a full disk)
-    as a RuntimeError of its zip writer, with the OSError as its context."""
-    seen: BaseException | None = exc
-    for _ in range(16):  # a bounded walk: exception chains can loop
-        if not isinstance(seen, Exception):
-            return None
-        if isinstance(seen, OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-INTEGRITY_KEY = "integrity"
-
-
-def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
-    """Every tensor inside nested dicts, lists and tuples, with a path naming its place."""
-    if isinstance(obj, torch.Tensor):
-        yield where, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _tensors(value, f"{where}/{key!r}")
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from _tensors(value, f"{where}[{i}]")
-
-
-def tensor_digest(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """sha256 over every tensor of the checkpoint (the integrity entry itself left out): each tensor's
-    path, dtype and shape, then its bytes, in the order of the sorted paths."""
-    found = sorted(
-        (item for key, value in ckpt.items() if key != INTEGRITY_KEY for item in _tensors(value, repr(key))),
-        key=lambda item: item[0],
-    )
-    h = hashlib.sha256()
-    for where, t in found:
-        flat = t.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{where}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        if flat.numel():
-            h.update(flat.view(torch.uint8).numpy().data)
-    return {"algorithm": "sha256", "tensors": len(found), "digest": h.hexdigest()}
+INTEGRITY_KEY = integrity.KEY
 
 
 def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -125,24 +53,14 @@ def save(ckpt: dict[str, Any], path: str | os.PathLike[str]) -> None:
     the old file."""
     # A loaded checkpoint is a dict subclass: save it as a plain dict so it loads with weights_only=True.
     plain = dict(ckpt)
-    plain[INTEGRITY_KEY] = tensor_digest(plain)
-    _atomic_write(Path(path), lambda f: torch.save(plain, f))
+    plain[INTEGRITY_KEY] = integrity.digest(plain)
+    outfiles.atomic_write(Path(path), lambda f: torch.save(plain, f))
 
 
 def copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Copy a checkpoint file atomically (best.pt from last.pt without serialising twice)."""
     with open(src, "rb") as s:
-        _atomic_write(Path(dst), lambda f: shutil.copyfileobj(s, f, 1 << 20))
-
-
-def write_bytes(path: str | os.PathLike[str], data: bytes, hint: str = RESUME_HINT) -> None:
-    """Atomic file write for the run folder's other files (config.json, metrics.csv, plots) and every
-    command's output files; `hint` ends the one-line error when the write fails."""
-    _atomic_write(Path(path), lambda f: f.write(data), hint)
-
-
-def write_text(path: str | os.PathLike[str], text: str, hint: str = RESUME_HINT) -> None:
-    write_bytes(path, text.encode(), hint)
+        outfiles.atomic_write(Path(dst), lambda f: shutil.copyfileobj(s, f, 1 << 20))
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -171,6 +89,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CnnlabError(f"cannot read checkpoint {p} ({first}); it is corrupt or not a torch file") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CnnlabError(f"{p} is not a cnnlab checkpoint (write one with `cnnlab train`)")
+    integrity.verify(ckpt, p)  # before any of it is used: every entry, metadata too
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CnnlabError(f"checkpoint {p} lacks {', '.join(missing)}; it is damaged or from another tool")
@@ -179,27 +98,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CnnlabError(f"checkpoint {p} has a format_version of {version!r}; it is damaged")
     if version > FORMAT_VERSION:
         raise CnnlabError(f"checkpoint {p} was written by a newer cnnlab; upgrade cnnlab to read it")
-    _check_integrity(ckpt, p)
     _check_fields(ckpt, p)
     return _Checkpoint(ckpt, path=p)
-
-
-def _check_integrity(ckpt: dict[str, Any], p: Path) -> None:
-    stored = ckpt.get(INTEGRITY_KEY)
-    if stored is None:
-        return  # written before cnnlab stored digests
-    if not isinstance(stored, dict) or not isinstance(stored.get("digest"), str):
-        raise CnnlabError(f"checkpoint {p}: its integrity entry is unreadable; it is damaged")
-    if stored.get("algorithm") != "sha256":
-        raise CnnlabError(
-            f"checkpoint {p} was checked with {stored.get('algorithm')!r}, which this cnnlab does not know; "
-            "upgrade cnnlab to read it"
-        )
-    if tensor_digest(ckpt)["digest"] != stored["digest"]:
-        raise CnnlabError(
-            f"checkpoint {p} is corrupt: its tensor data does not match the digest stored when it was "
-            "written; restore it from a copy, or use the run's other checkpoint (best.pt or last.pt)"
-        )
 
 
 class _Checkpoint(dict[str, Any]):
@@ -255,11 +155,17 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     for key in ("config", "data_stats", "augment"):
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise bad(f"{key} is not a dict")
+    # The config's data set names the data a reader evaluates on; the rest of it is read (and checked)
+    # by `--resume` (training.recipes.from_saved).
+    if "config" in ckpt and not (
+        isinstance(ckpt["config"].get("dataset"), str) and ckpt["config"]["dataset"]
+    ):
+        raise bad("its config names no data set")
     from cnnlab import data  # the preprocessing a reader rebuilds must be buildable
 
     try:
         if "data_stats" in ckpt:
-            _check_stats(data.DataStats.from_dict(ckpt["data_stats"]))
+            _check_stats(data.DataStats.from_dict(ckpt["data_stats"]), int(ckpt["in_channels"]))
         if "augment" in ckpt:
             data.AugmentConfig.from_dict(ckpt["augment"])
     except CnnlabError as exc:
@@ -268,12 +174,29 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
         raise bad(f"its data_stats or augment are unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _check_stats(stats: Any) -> None:
-    """Normalisation statistics a prediction can use: finite means and standard deviations, none negative.
+def _check_stats(stats: Any, channels: int) -> None:
+    """Normalisation statistics a prediction can use: one mean, std and eigenvalue per input channel, a
+    [channels, H, W] mean image with pixels, a [channels, channels] eigenvector matrix; finite means and
+    standard deviations, none negative.
 
     A std of exactly 0 is real (a channel constant over the training set, e.g. an unused colour of a
     synthetic set): normalisation divides by max(std, 1e-6) in training and prediction alike.
     """
+    shapes = {
+        "mean": (stats.mean, (channels,)),
+        "std": (stats.std, (channels,)),
+        "eigvals": (stats.eigvals, (channels,)),
+        "eigvecs": (stats.eigvecs, (channels, channels)),
+    }
+    for what, (t, shape) in shapes.items():
+        if tuple(t.shape) != shape:
+            raise CnnlabError(
+                f"its data_stats {what} has shape {list(t.shape)}, not {list(shape)} for {channels}-channel "
+                "images"
+            )
+    image = stats.mean_image
+    if image.dim() != 3 or image.shape[0] != channels or image.shape[1] < 1 or image.shape[2] < 1:
+        raise CnnlabError(f"its data_stats mean image has shape {list(image.shape)}, not [{channels}, H, W]")
     for what, t in (("mean", stats.mean), ("std", stats.std), ("mean image", stats.mean_image)):
         if not bool(torch.isfinite(t).all()):
             raise CnnlabError(f"its data_stats {what} holds NaN or infinite values")
@@ -292,18 +215,19 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
     from cnnlab.models import user
 
     name = str(ckpt["model_name"])
+    # The checkpoint's own spec is never repeated as advice: copied onto a command line, it would let the
+    # file choose the code that runs.
+    ask = "pass --model path/to/your_file.py:YourClass, the network file it was trained from"
     if user.is_user_spec(name):
+        where = getattr(ckpt, "path", "the checkpoint")
         if not model:
-            where = getattr(ckpt, "path", "the checkpoint")
             raise CnnlabError(
-                f"{where} holds your own network {name}; cnnlab never imports code a checkpoint names: "
-                f"pass --model {name} (the same file) to rebuild it"
+                f"{where} holds a network of your own, not one of the zoo's; cnnlab never imports code a "
+                f"checkpoint names: {ask}"
             )
         if not user.is_user_spec(model):
-            raise CnnlabError(
-                f"--model {model}: the checkpoint holds your own network {name}; pass --model {name}"
-            )
-        net = user.load_user_model(model, **dict(ckpt["model_options"]))
+            raise CnnlabError(f"--model {model}: {where} holds a network of your own, not a zoo model; {ask}")
+        net = user.load_checkpoint_network(model, **dict(ckpt["model_options"]))
     else:
         if model and model != name:
             raise CnnlabError(f"--model {model}: the checkpoint holds the zoo's {name}; drop --model")

@@ -10,7 +10,10 @@ module doing the work, and torch with it, is imported only after the arguments h
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import io
 import os
 import re
 import sys
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.errors import CnnlabError, did_you_mean, first_line
 
 # Modules that contribute sub-commands, in the order `cnnlab --help` lists them; none imports torch.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -82,7 +85,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Forgiving(io.TextIOBase):
+    """stdout whose write failures (a full device, an I/O error) are dropped: output that cannot be
+    written is never the reason a run or an export dies. A closed pipe still raises BrokenPipeError,
+    which `main` and the training progress handle."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError:
+            pass
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(
+        s in text for s in ("can't allocate memory", "out of memory", "cannot allocate memory")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout, stderr = sys.stdout, sys.stderr
+    # A closed stdout or stderr (`>&-`) leaves None here: printing then goes nowhere instead of failing.
+    sys.stdout = _Forgiving(stdout if stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
+    if stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -90,13 +143,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (MemoryError, RuntimeError) as exc:
+        if not _is_allocation_failure(exc):
+            raise
+        # An allocation the size checks (cnnlab/limits.py) did not foresee: one line, torch's first only.
+        print(
+            f"cnnlab: error: out of memory ({first_line(exc)}); lower --batch-size or --input-size, "
+            "or free some memory",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `cnnlab ... | head` closed the pipe: not an error worth a traceback.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path component over the file system's limit (255 bytes), wherever a command met it.
+        where = f" ({str(exc.filename)[:80]}...)" if exc.filename else ""
+        print(
+            f"cnnlab: error: a file or folder name is longer than the file system allows{where}; "
+            "use shorter names",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

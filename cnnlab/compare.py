@@ -291,10 +291,16 @@ def format_rows(rows: list[CompareRow]) -> str:
 
 
 def bar_chart(rows: list[CompareRow], path: str | Path) -> Path:
-    """One bar panel per measure, models side by side."""
+    """One bar panel per measure, models side by side, written to `path` (an existing file is refused)."""
+    return outfiles.write_file(path, bar_chart_png(rows), "--out")
+
+
+def bar_chart_png(rows: list[CompareRow]) -> bytes:
+    """`bar_chart`'s picture as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # model names are plain text (report._pyplot)
     import matplotlib.pyplot as plt
 
     panels: list[tuple[str, list[float]]] = [
@@ -318,14 +324,20 @@ def bar_chart(rows: list[CompareRow], path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    return outfiles.write_file(path, buf.getvalue(), "--out")
+    return buf.getvalue()
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         raise CnnlabError("--batch-size and --steps must be at least 1, --warmup at least 0")
+    files = ("compare.json", "compare.txt", "compare.png")
+    # The rule of every command that writes, checked before minutes of timing: an existing file only
+    # with --force, never a network file being compared.
+    outputs = outfiles.Outputs("--out", args.force, [n.rpartition(":")[0] for n in args.names if ":" in n])
     if args.out is not None:
-        outfiles.check_folder(args.out, "--out")  # before minutes of timing
+        outfiles.check_folder(args.out, "--out")
+        for name in files:
+            outputs.claim(Path(args.out) / name)
     size = parse_input_size(args.input_size) if args.input_size else None
 
     def say(text: str) -> None:
@@ -346,10 +358,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     table = format_rows(rows)
     doc = json.dumps([dataclasses.asdict(r) for r in rows], indent=2)
     if args.out:
-        out = outfiles.make_folder(args.out, "--out")
-        outfiles.write_file(out / "compare.json", (doc + "\n").encode(), "--out")
-        outfiles.write_file(out / "compare.txt", (table + "\n").encode(), "--out")
-        bar_chart(rows, out / "compare.png")
+        out = Path(args.out)
+        # All three files or none (a full disk part-way leaves none of them, nor the folder).
+        blobs = [(doc + "\n").encode(), (table + "\n").encode(), bar_chart_png(rows)]
+        outputs.write({out / name: blob for name, blob in zip(files, blobs, strict=True)})
     print(doc if args.json else table)
     if args.out:
         say(f"wrote {Path(args.out) / 'compare.txt'}, compare.json and compare.png")  # after the table

@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab import extras, limits, outfiles
 from cnnlab.counting import geometry, is_lrn
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.summary import (
     check_name,
     default_input_size,
@@ -194,9 +194,11 @@ def write(
     path: str | Path,
     depth: int | None = None,
     say: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Draw `model` into `path` (.svg or .png) with graphviz's `dot`."""
-    path = outfiles.check_target(path, "-o")
+    """Draw `model` into `path` (.svg or .png) with graphviz's `dot`; an existing file is replaced only
+    with `force`."""
+    path = outfiles.check_output(path, "-o", force)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise CnnlabError(f"cannot write {path.name}: the diagram file must end in .svg or .png")
@@ -208,9 +210,23 @@ def write(
     # torchview draws a real random input of this size (on the CPU) before moving it to the model's device.
     c, h, w = input_size
     limits.check_fits(4 * c * h * w, f"a {c}x{h}x{w} input", "give a smaller --input-size")
-    g, drawn = fitting_graph(model, input_size, depth)
+    try:
+        g, drawn = fitting_graph(model, input_size, depth)
+    except CnnlabError:
+        raise
+    except Exception as exc:  # torchview cannot trace every network (a user's own, say): one line
+        found = _unwrap(exc)
+        if isinstance(found, CnnlabError):
+            raise found from None
+        for _ in range(16):  # torchview wraps the forward's own error: name that one
+            found = found.__cause__ or found.__context__ or found
+        size = "x".join(map(str, input_size))
+        raise CnnlabError(
+            f"cannot draw {type(model).__name__}: tracing its forward pass on a {size} input failed "
+            f"({type(found).__name__}: {first_line(found)})"
+        ) from None
     data = g.pipe(format=fmt)
-    written = outfiles.write_file(path, data, "-o")
+    written = outfiles.write_file(path, data, "-o", force)
     if drawn != depth and say is not None:
         say(f"{written}: folded to --depth {drawn} to stay readable (give --depth 9 for every layer)")
     return written
@@ -232,7 +248,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
     def draw(model: nn.Module) -> Path:
         try:
-            return write(model, size, args.output, args.depth, say=print)
+            return write(model, size, args.output, args.depth, say=print, force=args.force)
         except RuntimeError as exc:
             found = _unwrap(exc)
             if isinstance(found, CnnlabError):

@@ -25,6 +25,14 @@ class NonFiniteLoss(CnnlabError):
     or an initialisation that does not train). The claims record it as a result rather than a failure."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of `exc`'s message, at most `limit` characters (torch's C++ errors carry
+    kilobytes of stack frames after it), or the exception's type name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """ " (did you mean 'X'?)" for the choice closest to a mistyped `word`, or "" when none is close."""
     options = list(choices)

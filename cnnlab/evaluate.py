@@ -248,6 +248,12 @@ def _cmd_eval(args: Any) -> int:
         outfiles.check_folder(args.out, "--out")  # an empty --out is an error, not the default
     out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
     outfiles.check_folder(out, "--out")
+    # The rule of every command that writes: an existing file only with --force, never an input.
+    files = [out / "confusion.png", out / "per_class.csv", out / "eval.json"]
+    inputs = [*args.checkpoints, *([args.model.rpartition(":")[0]] if args.model else [])]
+    outputs = outfiles.Outputs("--out", args.force, inputs)
+    for path in files:
+        outputs.claim(path)
 
     result = evaluate_checkpoints(
         args.checkpoints,
@@ -262,21 +268,16 @@ def _cmd_eval(args: Any) -> int:
         skip_bad_images=args.skip_bad_images,
         model=args.model,
     )
-    out = outfiles.make_folder(out, "--out")
-    report.plot_confusion(
-        result["confusion"],
-        result["classes"],
-        out / "confusion.png",
-        f"{result['dataset']} {result['split']}, {result['views']} views",
-        hint="free some space or choose another --out",
-    )
+    title = f"{result['dataset']} {result['split']}, {result['views']} views"
+    confusion = report.confusion_png(result["confusion"], result["classes"], title)
     rows = ["class,accuracy,count"] + [
         f"{c},{a!r},{sum(r)}"
         for c, a, r in zip(result["classes"], result["per_class_acc"], result["confusion"], strict=True)
     ]
-    outfiles.write_file(out / "per_class.csv", ("\n".join(rows) + "\n").encode(), "--out")
     text = json.dumps(public(result), indent=2)
-    outfiles.write_file(out / "eval.json", (text + "\n").encode(), "--out")
+    # All three files or none: a full disk part-way leaves none of them (nor a folder made for them).
+    blobs = [confusion, ("\n".join(rows) + "\n").encode(), (text + "\n").encode()]
+    outputs.write(dict(zip(files, blobs, strict=True)))
     if args.json:
         print(text)
     else:

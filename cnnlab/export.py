@@ -9,7 +9,7 @@ whose output size does not divide its input size (a small-image net run on input
 pool's 4x4, say); then the dynamo exporter (`dynamo=True`, opset 18) takes over, which handles it. Both
 give a graph with a dynamic batch dimension; the tests check both against PyTorch with onnxruntime.
 
-Every format is serialised in memory and written with the atomic writer (`checkpoint.write_bytes`): a full
+Every format is serialised in memory and written with the atomic writer (`outfiles.write_bytes`): a full
 disk or an unwritable folder is one line and leaves no partial file (TorchScript's own file writer aborts
 the process from C++ on a full disk). An existing file is replaced only with `--force`, and never the
 checkpoint being exported.
@@ -149,9 +149,9 @@ def _safetensors(model: nn.Module, meta: dict[str, str]) -> bytes:
     return bytes(save(state, metadata=meta))
 
 
-def check_output(out: str, ckpt_path: str, force: bool) -> Path:
+def check_output(out: str, ckpt_path: str, force: bool, model_spec: str | None = None) -> Path:
     """The path `-o` names, when export may write it: an existing file only with `force`, never the
-    checkpoint itself, nor a folder."""
+    checkpoint itself (nor the network file of `model_spec`), nor a folder or a device."""
     if not str(out).strip():
         raise CnnlabError("-o is empty; name the file to write, e.g. -o model.onnx")
     path = Path(out)
@@ -169,8 +169,12 @@ def check_output(out: str, ckpt_path: str, force: bool) -> Path:
             )
         if not force:
             raise CnnlabError(f"{path} already exists; choose another -o, or pass --force to replace it")
-    outfiles.check_target(path, "-o")  # its folder is created when missing, unless a file is in the way
-    return path
+    # The rule of every command that writes; its folder is created when missing, unless a file is in the way.
+    return outfiles.check_output(path, "-o", force, _inputs(ckpt_path, model_spec))
+
+
+def _inputs(ckpt_path: str, model_spec: str | None) -> list[str]:
+    return [ckpt_path, *([model_spec.rpartition(":")[0]] if model_spec and ":" in model_spec else [])]
 
 
 def input_shape(ckpt: dict[str, Any]) -> str:
@@ -196,7 +200,7 @@ def _export(
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "onnx":
         extras.require("export --format onnx", "onnx", "onnxscript")
-    path = check_output(out, ckpt_path, force)
+    path = check_output(out, ckpt_path, force, model_spec)
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.build_model(ckpt, model_spec)
     meta = metadata(ckpt)
@@ -209,10 +213,9 @@ def _export(
         else:
             blob = _safetensors(model, meta)
     # Checked again: the file may have appeared while the model was exported.
-    check_output(out, ckpt_path, force)
+    check_output(out, ckpt_path, force, model_spec)
     # A temporary file beside the target, renamed over it: a failed write never leaves a partial file.
-    outfiles.make_folder(path.parent, "-o")
-    checkpoint.write_bytes(path, blob, hint="free some space or choose another -o")
+    outfiles.write_file(path, blob, "-o", force, _inputs(ckpt_path, model_spec))
     return path, ckpt
 
 

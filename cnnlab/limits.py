@@ -22,8 +22,46 @@ FALLBACK_BYTES = 64 * 2**30
 
 
 def available_memory() -> int:
-    """Bytes of RAM this process may still use: MemAvailable from /proc/meminfo (Linux), else free
-    physical pages from sysconf, else FALLBACK_BYTES."""
+    """Bytes of RAM this process may still use: the smaller of the machine's (`machine_memory`) and what
+    the process's own limits leave it (`limit_headroom`: `ulimit -v`, `prlimit --as`)."""
+    return min(machine_memory(), limit_headroom())
+
+
+def limit_headroom() -> int:
+    """Bytes the address-space limit (RLIMIT_AS, or RLIMIT_DATA) still allows this process: the limit
+    less the virtual memory already mapped (VmSize, or VmData); unlimited: a number larger than any."""
+    unlimited = 2**62
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return unlimited
+    headroom = unlimited
+    for which, field in ((resource.RLIMIT_AS, "VmSize:"), (resource.RLIMIT_DATA, "VmData:")):
+        try:
+            soft, _ = resource.getrlimit(which)
+        except (OSError, ValueError):
+            continue
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        headroom = min(headroom, max(0, soft - _status_bytes(field)))
+    return headroom
+
+
+def _status_bytes(field: str) -> int:
+    """A size from /proc/self/status (VmSize, VmData) in bytes; 0 when it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def machine_memory() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages from sysconf, else
+    FALLBACK_BYTES."""
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:

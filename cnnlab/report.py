@@ -85,6 +85,9 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    # Every label is plain text: a class name like `$x^{$` (a folder name, CIFAR's meta) must not be
+    # parsed as TeX, which ended a finished run in a ParseFatalException and no report.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

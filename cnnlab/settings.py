@@ -75,7 +75,10 @@ class TrainConfig:
         "start from these weights: a torchvision .pth state dict, a .safetensors file or a cnnlab checkpoint",
     )
     weights_sha256: str = _f("", "the --weights file's digest", derived=True, flag=False)
-    freeze: str = _f("", "keep layers fixed: conv1-conv5, convN, a module name (features), comma-separated")
+    freeze: str = _f(
+        "", "keep layers fixed: conv1-conv5, convN, a module name (features), comma-separated",
+        parse=argtypes.layer_names,
+    )  # fmt: skip
     # -- optimisation
     epochs: int = _f(90, "number of epochs", section="5", parse=argtypes.positive)
     batch_size: int = _f(
@@ -282,6 +285,14 @@ def parse_model_options(asked: Mapping[str, Any]) -> dict[str, Any]:
     options = {n: asked[n] for n in MODEL_SWITCHES if asked.get(n) is not None}
     for item in asked.get("model_opt") or []:
         key, value = argtypes.split_key_value(item)  # checked by `check`
+        if key in options:  # one switch given two ways: refused rather than one silently winning
+            given = options[key]
+            named = (
+                (flag(key) if given else "--no-" + flag(key)[2:])
+                if isinstance(given, bool)
+                else f"{flag(key)} {given}"
+            )
+            raise CnnlabError(f"{named} and --model-opt {item.strip()} both set {key}; give it once")
         options[key] = value
     return options
 

@@ -86,7 +86,11 @@ def test_eval_command_prints_json_and_writes_files(
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     rows = (out / "per_class.csv").read_text().splitlines()
     assert rows[0] == "class,accuracy,count" and len(rows) == 11
-    code = cli.main(["eval", str(runs[0]), "--out", str(out)])
+    before = (out / "eval.json").read_bytes()
+    assert cli.main(["eval", str(runs[0]), "--out", str(out)]) == 2  # the first eval's files are kept
+    assert "already exists; choose another --out, or pass --force" in capsys.readouterr().err
+    assert (out / "eval.json").read_bytes() == before
+    code = cli.main(["eval", str(runs[0]), "--out", str(out), "--force"])
     text = capsys.readouterr().out
     assert code == 0 and "top-1 error" in text and "per-class accuracy" in text
     # Error and accuracy side by side (train's lines say accuracy, eval's said only error).

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnnlab import checkpoint
+from cnnlab import checkpoint, integrity
 from cnnlab.data import cifar, read_image
 from cnnlab.data.folder import verify_image
 from cnnlab.data.idx import load_idx_pair, read_idx
@@ -234,6 +234,7 @@ def _checkpoint_blob() -> bytes:
         "model": {"w": torch.arange(12.0).reshape(3, 4), "b": torch.zeros(3, dtype=torch.int64)},
         "metrics": [{"epoch": 1, "lr": 0.01}], "config": {"dataset": "digits"},
     }  # fmt: skip
+    ckpt["integrity"] = integrity.digest(ckpt)  # a valid checkpoint: mutations then meet every check
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return buf.getvalue()
@@ -256,6 +257,36 @@ def test_checkpoint_reader_on_mutated_files(tmp_path: Path, edits: list[tuple[fl
 def test_checkpoint_reader_on_random_bytes(tmp_path: Path, blob: bytes) -> None:
     (tmp_path / "last.pt").write_bytes(blob)
     only_cnnlab_errors(checkpoint.load, tmp_path / "last.pt")
+
+
+# A tampered checkpoint with a matching digest (a forgery): any entry replaced by any plain value, or a
+# model name naming code. Loading and rebuilding must end in a result or one CnnlabError, and no spec a
+# checkpoint names is ever imported.
+PLAIN = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=20),
+        st.sampled_from(["subprocess:run", "os:system", "builtins:exec", "x.py:Net", "alexnet_small"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=8,
+)  # fmt: skip
+SCHEMA_KEYS = ["format_version", "model_name", "model_options", "num_classes", "in_channels", "classes",
+               "model", "metrics", "config", "data_stats", "augment"]  # fmt: skip
+
+
+@settings(FUZZ, max_examples=int(100 * SCALE))
+@given(key=st.sampled_from(SCHEMA_KEYS), value=PLAIN)
+def test_tampered_checkpoint_schemas_are_refused_in_one_line(tmp_path: Path, key: str, value: object) -> None:
+    ckpt = torch.load(io.BytesIO(CHECKPOINT_SEED), weights_only=True)
+    ckpt[key] = value
+    ckpt["integrity"] = integrity.digest(ckpt)
+    torch.save(ckpt, tmp_path / "t.pt")
+    loaded = only_cnnlab_errors(checkpoint.load, tmp_path / "t.pt")
+    if loaded is not None:
+        assert isinstance(loaded, dict)
+        only_cnnlab_errors(checkpoint.build_model, loaded)  # never imports a named spec (no --model)
 
 
 # ------------------------------------------------------------------------------------ training settings

@@ -22,6 +22,7 @@ from _reliability import no_hang, tiny_argv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnlab import outfiles
 from cnnlab.cli import main
 
 EXAMPLES = int(15 * float(os.environ.get("CNNLAB_FUZZ_SCALE", "1")))
@@ -199,7 +200,7 @@ def test_every_command_ends_in_0_or_one_error_line(
         if code == 2:
             lines = text.splitlines()
             assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), f"{argv}: {text!r}"
-        leftovers = [p for p in _snapshot(folder) if ".tmp" in Path(p).name]
+        leftovers = [p for p in _snapshot(folder) if outfiles.TMP_PREFIX in Path(p).name]
         assert not leftovers, f"{argv}: temporary files left: {leftovers}"
         if code == 2:  # a refused command writes nothing at all
             assert set(_snapshot(folder)) == before, f"{argv}: {sorted(set(_snapshot(folder)) - before)}"

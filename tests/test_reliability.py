@@ -34,7 +34,7 @@ from _reliability import (
     tiny_argv,
 )
 
-from cnnlab import checkpoint, report
+from cnnlab import checkpoint, outfiles, report
 from cnnlab.errors import CnnlabError
 from cnnlab.training import runfolder
 
@@ -263,12 +263,12 @@ def _fail(err: int) -> Callable[..., Any]:
 
 FAILURES: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     # torch's zip writer turns a write that fails part-way into a RuntimeError: still a full disk.
-    "disk full in the header": lambda mp: mp.setattr(checkpoint, "open", _full_disk_after(10), raising=False),
-    "disk full mid-tensor": lambda mp: mp.setattr(checkpoint, "open", _full_disk_after(3000), raising=False),
+    "disk full in the header": lambda mp: mp.setattr(outfiles, "open", _full_disk_after(10), raising=False),
+    "disk full mid-tensor": lambda mp: mp.setattr(outfiles, "open", _full_disk_after(3000), raising=False),
     "/dev/full": lambda mp: mp.setattr(
-        checkpoint,
+        outfiles,
         "open",
-        lambda path, mode="r": open("/dev/full" if "w" in mode else path, mode),  # noqa: SIM115
+        lambda path, mode="r", **kw: open("/dev/full", "wb") if "x" in mode else open(path, mode, **kw),  # noqa: SIM115
         raising=False,
     ),
     "fsync EIO": lambda mp: mp.setattr(os, "fsync", _fail(errno.EIO)),
@@ -366,7 +366,7 @@ def test_a_start_killed_before_its_first_checkpoint_is_started_again(
     runfolder.write_marker(run, checkpointed=False, new_run=True)  # a start writes its marker first
     (run / "config.json").write_text("{}")
     (run / "metrics.csv").write_text("epoch\n")
-    (run / "checkpoints" / ".last.pt.tmp99999").write_bytes(b"PK half")
+    (run / "checkpoints" / ".cnnlab-tmp-99999-0123456789abcdef").write_bytes(b"PK half")
     line = assert_one_line_error(*run_cli(tiny_argv(run, 1, "--resume"), capsys)[::2])
     assert "run the same command without --resume" in line
     code, _, err = run_cli(tiny_argv(run, 1), capsys)

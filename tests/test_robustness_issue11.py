@@ -28,7 +28,7 @@ from _reliability import assert_one_line_error, no_hang, run_cli, tiny_argv, wri
 from conftest import needs_dot
 from PIL import Image
 
-from cnnlab import checkpoint, data, limits, models
+from cnnlab import checkpoint, data, limits, models, outfiles
 from cnnlab.cli import main
 from cnnlab.data import cifar
 from cnnlab.data.idx import read_idx
@@ -102,22 +102,24 @@ def test_export_to_an_empty_path_is_one_line(ckpt: Path, capsys: pytest.CaptureF
 
 
 def _eacces(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    if "w" in mode:
+    if "w" in mode or "x" in mode:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
     return open(path, mode, *args, **kwargs)
 
 
 def _dev_full(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-    return open("/dev/full" if "w" in mode else path, mode, *args, **kwargs)
+    if "x" in mode:  # the atomic writer's new temporary file
+        return open("/dev/full", "wb")
+    return open(path, mode, *args, **kwargs)
 
 
 # How a write can fail: each sets up tmp_path and returns the output path the command is given.
 WRITE_FAILURES: dict[str, Callable[[Path, pytest.MonkeyPatch, str], Path]] = {
     "parent is a file": lambda tmp, mp, name: (tmp / "a-file").write_text("x") and tmp / "a-file" / name,  # type: ignore[func-returns-value]
     "read-only folder": lambda tmp, mp, name: (
-        mp.setattr(checkpoint, "open", _eacces, raising=False) or tmp / name
+        mp.setattr(outfiles, "open", _eacces, raising=False) or tmp / name
     ),
-    "full disk": lambda tmp, mp, name: mp.setattr(checkpoint, "open", _dev_full, raising=False) or tmp / name,
+    "full disk": lambda tmp, mp, name: mp.setattr(outfiles, "open", _dev_full, raising=False) or tmp / name,
 }
 
 
@@ -177,21 +179,27 @@ def test_a_flipped_bit_in_any_tensor_is_refused(
         bad = tmp_path / "bad.pt"
         bad.write_bytes(ckpt.read_bytes())
         _flip(bad, start + size // 2)
-        with pytest.raises(CnnlabError, match=r"is corrupt: its tensor data does not match the digest"):
+        with pytest.raises(
+            CnnlabError, match=r"is corrupt: its content \(weights or metadata\) does not match"
+        ):
             checkpoint.load(bad)
     line = one_line(["predict", str(bad), str(image)], capsys)
     assert "is corrupt" in line
 
 
-def test_checkpoints_without_a_digest_still_load(ckpt: Path, tmp_path: Path) -> None:
+def test_checkpoints_without_the_whole_digest_are_refused(ckpt: Path, tmp_path: Path) -> None:
+    """No released cnnlab wrote checkpoints without it: a missing digest (a flipped bit in the word
+    `integrity` reads as one) or the tensor-only digest of development versions is refused."""
     old = torch.load(ckpt, weights_only=True)
-    assert old["integrity"]["algorithm"] == "sha256"
-    del old["integrity"]  # as cnnlab wrote them before the digest
+    assert old["integrity"]["algorithm"] == "sha256-canonical-1"
+    del old["integrity"]
     torch.save(old, tmp_path / "old.pt")
-    loaded = checkpoint.load(tmp_path / "old.pt")
-    checkpoint.build_model(loaded)
-    checkpoint.save(loaded, tmp_path / "resaved.pt")  # saving again adds the digest
-    assert torch.load(tmp_path / "resaved.pt", weights_only=True)["integrity"]["digest"]
+    with pytest.raises(CnnlabError, match="has no integrity digest"):
+        checkpoint.load(tmp_path / "old.pt")
+    old["integrity"] = {"algorithm": "sha256", "tensors": 3, "digest": "0" * 64}
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(CnnlabError, match="was checked with 'sha256'"):
+        checkpoint.load(tmp_path / "old.pt")
 
 
 # ---------------------------------------------------------------------- NaN weights, broken statistics

@@ -24,7 +24,7 @@ from _reliability import (
 )
 from PIL import Image
 
-from cnnlab import checkpoint, data
+from cnnlab import checkpoint, data, outfiles
 from cnnlab.data import folder
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import predict
@@ -112,6 +112,7 @@ def test_a_folder_in_use_is_refused_and_left_untouched(
     # A folder in its first epoch (config.json, no checkpoint yet) is not restarted under its owner.
     young = tmp_path / "young"
     young.mkdir()
+    runfolder.write_marker(young, checkpointed=False, new_run=True)  # a start writes its marker first
     (young / "config.json").write_text("{}\n")
     lock_holder(young)
     before = snapshot(young)
@@ -243,7 +244,7 @@ def test_a_signal_while_the_folder_is_written_waits_for_it(
     assert code == 143, err
     assert "before the first training step; nothing to save; run the same command again" in err
     assert (out / "config.json").is_file() and (out / "metrics.csv").is_file()  # written whole
-    assert not list(out.rglob("*.pt")) and not list(out.rglob(".*.tmp*"))
+    assert not list(out.rglob("*.pt")) and not list(out.rglob(f"{outfiles.TMP_PREFIX}*"))
     monkeypatch.undo()
     assert run_cli(tiny_argv(out, 1), capsys)[0] == 0  # the same command starts the run cleanly
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _reliability import assert_one_line_error, run_cli, tiny_argv
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab import checkpoint
@@ -123,19 +125,105 @@ def test_a_killed_start_is_restarted_only_when_its_folder_is_marked(
             assert tree(out) == before
 
 
-def test_leftover_replaced_folders_are_cleaned_up_at_the_next_start(
+def test_nothing_outside_the_run_folder_is_ever_touched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No cleanup of "leftovers from older versions": a sibling named like one stays, whatever it holds."""
+    out = finished_run(tmp_path / "run", capsys)
+    siblings = [tmp_path / ".run.replaced-old", tmp_path / f".run.replaced-{os.getpid() + 1}"]
+    shutil.copytree(out, siblings[0])  # even one holding nothing but a run's files
+    (siblings[1] / "thesis").mkdir(parents=True)
+    before = {s.name: tree(s) for s in siblings}
+    code, _, err = run_cli(tiny_argv(out, 1, "--overwrite"), capsys)
+    assert code == 0, err
+    assert {s.name: tree(s) for s in siblings} == before
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_users_lock_file_in_a_folder_cnnlab_did_not_make_is_never_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], resume: bool
+) -> None:
+    """The folder is judged before any lock is taken: a user's own `.lock`, or a `.lock` link to a file
+    outside, stays byte for byte as it was."""
+    outside = tmp_path / "precious.txt"
+    outside.write_text("the user's data\n")
+    for how in ("file", "link"):
+        out = tmp_path / f"mine-{how}"
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.pt").write_bytes(b"not a run")
+        if how == "file":
+            (out / ".lock").write_text("my lock, not yours\n")
+        else:
+            (out / ".lock").symlink_to(outside)
+        before = tree(out)
+        assert_one_line_error(*run_cli(tiny_argv(out, 1, *(["--resume"] if resume else [])), capsys)[::2])
+        assert tree(out) == before and (out / ".lock").is_symlink() == (how == "link")
+        assert outside.read_text() == "the user's data\n"
+
+
+def test_a_lock_link_in_a_run_folder_is_never_followed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = finished_run(tmp_path / "run", capsys)
-    # What an older cnnlab left when killed while deleting a replaced run; and a user's look-alike folder.
-    trash = tmp_path / f".run.replaced-{os.getpid() + 1}"
-    shutil.copytree(out, trash)
-    look_alike = tmp_path / ".run.replaced-7"
-    (look_alike / "thesis").mkdir(parents=True)
-    code, _, err = run_cli(tiny_argv(out, 1, "--overwrite"), capsys)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("the user's data\n")
+    (out / ".lock").unlink()
+    (out / ".lock").symlink_to(outside)
+    for extra in (["--epochs", "2", "--resume"], ["--overwrite"]):
+        line = assert_one_line_error(*run_cli([*tiny_argv(out, 1), *extra], capsys)[::2])
+        assert ".lock" in line
+        assert outside.read_text() == "the user's data\n" and (out / ".lock").is_symlink()
+    # A file that is not the lock cnnlab writes (a pid) is not truncated either.
+    (out / ".lock").unlink()
+    (out / ".lock").write_text("notes the user keeps here\n")
+    line = assert_one_line_error(*run_cli([*tiny_argv(out, 2), "--resume"], capsys)[::2])
+    assert "not cnnlab's lock file" in line
+    assert (out / ".lock").read_text() == "notes the user keeps here\n"
+
+
+def test_resume_writes_only_into_a_folder_cnnlab_marked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder holding checkpoints/last.pt and the user's own config.json, summary.txt and metrics.csv,
+    but no marker, is not resumed: nothing in it is replaced, and no marker claims it."""
+    run = finished_run(tmp_path / "run", capsys)
+    out = tmp_path / "mine"
+    (out / "checkpoints").mkdir(parents=True)
+    shutil.copy(run / "checkpoints" / "last.pt", out / "checkpoints" / "last.pt")
+    for name in ("config.json", "summary.txt", "metrics.csv"):
+        (out / name).write_text(f"the user's own {name}\n")
+    before = tree(out)
+    line = assert_one_line_error(*run_cli(tiny_argv(out, 2, "--resume"), capsys)[::2])
+    assert "was not made by cnnlab train" in line
+    assert tree(out) == before
+
+
+LOOK_ALIKES = {".env.tmpl": b"KEY=\n", "checkpoints/.notes.tmp.txt": b"my notes\n", ".last.pt.tmp123": b"x"}
+
+
+def test_files_named_like_temporaries_are_never_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only regular files named exactly `.cnnlab-tmp-PID-RANDOM` are cnnlab's temporaries. Files and a
+    folder named like older temporaries are the user's: --resume keeps them (and does not crash on the
+    folder), --overwrite refuses the folder holding them."""
+    out = finished_run(tmp_path / "run", capsys)
+    for rel, data in LOOK_ALIKES.items():
+        (out / rel).write_bytes(data)
+    (out / ".cache.tmp").mkdir()
+    (out / ".cache.tmp" / "kept").write_text("mine")
+    (out / ".cnnlab-tmp-1-0123456789abcdef").mkdir()  # a folder is never a temporary file
+    stale = out / "checkpoints" / ".cnnlab-tmp-99999-0123456789abcdef"
+    stale.write_bytes(b"PK half")  # what a killed write leaves
+    line = assert_one_line_error(*run_cli(tiny_argv(out, 1, "--overwrite"), capsys)[::2])
+    assert ".cache.tmp" in line and ".env.tmpl" in line
+    code, _, err = run_cli(tiny_argv(out, 2, "--resume"), capsys)
     assert code == 0, err
-    assert not trash.exists()
-    assert (look_alike / "thesis").is_dir()
+    for rel, data in LOOK_ALIKES.items():
+        assert (out / rel).read_bytes() == data, rel
+    assert (out / ".cache.tmp" / "kept").read_text() == "mine"
+    assert (out / ".cnnlab-tmp-1-0123456789abcdef").is_dir()
+    assert not stale.exists()
 
 
 def test_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(
@@ -200,3 +288,39 @@ def test_train_takes_the_same_data_flags_as_every_command(
     code, _, err = run_cli([*argv, "--skip-bad-images", "--val-split", "0"], capsys)
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["data"]["train"]["count"] == 12  # 13 files, 1 bad
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@example(".cnnlab-tmp-12-0123456789abcdef")  # a real one: removed
+@example(".cnnlab-tmp-12-0123456789abcdef.txt")  # near misses: kept
+@example(".cnnlab-tmp-12-0123456789ABCDEF")
+@example(".cnnlab-tmp--0123456789abcdef")
+@example(".last.pt.tmp123")
+@example(".env.tmpl")
+@given(
+    name=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_only_names_cnnlab_makes_are_temporaries(name: str) -> None:
+    """Property: a name counts as a cnnlab temporary only in the exact form `.cnnlab-tmp-PID-RANDOM`; every
+    name temp_name() makes does, and a file of any other name survives remove_temporaries."""
+    import re
+    import tempfile
+
+    from cnnlab import outfiles
+
+    exact = re.fullmatch(r"\.cnnlab-tmp-[0-9]{1,10}-[0-9a-f]{16}", name) is not None
+    assert outfiles.is_temporary(name) == exact
+    assert outfiles.is_temporary(outfiles.temp_name())
+    if name in (".", ".."):
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            (Path(folder) / name).write_bytes(b"the user's")
+        except OSError:  # a name the file system refuses (too long in bytes)
+            return
+        outfiles.remove_temporaries(Path(folder))
+        assert (Path(folder) / name).exists() != exact

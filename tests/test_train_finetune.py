@@ -147,7 +147,8 @@ def test_your_own_network_trains_and_is_never_rebuilt_from_a_checkpoint(
     }
     for name, argv in refusals.items():
         line = assert_one_line_error(*run_cli(argv, capsys)[::2])
-        assert f"--model {spec}" in line and "never imports code" in line, name
+        # ... and never proposes the checkpoint's own spec: copied, it would let the file choose the code.
+        assert spec not in line and "never imports code" in line and "your_file.py:YourClass" in line, name
     assert not (net.parent / "imported.txt").exists()
     for name, argv in refusals.items():
         code, _, err = run_cli([*argv, "--model", spec], capsys)

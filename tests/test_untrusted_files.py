@@ -24,9 +24,10 @@ from _reliability import assert_no_run_left, assert_one_line_error, run_cli, tin
 from PIL import Image
 
 import cnnlab
-from cnnlab import checkpoint, data
+from cnnlab import checkpoint, data, integrity
 from cnnlab.data import cifar
 from cnnlab.errors import CnnlabError
+from cnnlab.training import runfolder
 
 
 class Payload:
@@ -150,6 +151,7 @@ def test_evil_checkpoint_through_every_command(
     Image.new("L", (8, 8)).save(img)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
+    runfolder.write_marker(run, checkpointed=True, new_run=True)  # a run folder cnnlab made
     (run / "config.json").write_text("{}")
     (run / "checkpoints" / "last.pt").write_bytes(evil.read_bytes())
     for argv in (
@@ -178,6 +180,16 @@ TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
     "format_version a string": lambda c: c.update(format_version="abc"),
     "not a cnnlab file": lambda c: c.update(format="something-else"),
     "no model_name": lambda c: c.pop("model_name"),
+    # The whole structure is checked on load, before a reader uses any of it (issue 20):
+    "a mean of 5 channels for 1-channel images": lambda c: c.update(
+        data_stats=dict(c["data_stats"], mean=[0.1] * 5)
+    ),
+    "an empty mean image": lambda c: c.update(data_stats=dict(c["data_stats"], mean_image=torch.zeros(0))),
+    "eigenvectors of the wrong shape": lambda c: c.update(
+        data_stats=dict(c["data_stats"], eigvecs=[[1.0, 0.0]])
+    ),
+    "an empty config": lambda c: c.update(config={}),
+    "a config naming no data set": lambda c: c.update(config=dict(c["config"], dataset="")),
 }
 
 
@@ -185,7 +197,7 @@ TAMPER: dict[str, Callable[[dict[str, Any]], None]] = {
 def test_tampered_checkpoint_fields_are_refused(tmp_path: Path, runs: dict[str, Path], change: str) -> None:
     ckpt = copy.deepcopy(torch.load(runs["a"] / "checkpoints" / "last.pt", weights_only=True))
     TAMPER[change](ckpt)
-    ckpt.pop("integrity")  # a tamperer drops the digest (else the digest alone refuses the file)
+    ckpt["integrity"] = integrity.digest(ckpt)  # a forger writes a matching digest (else it alone refuses)
     torch.save(ckpt, tmp_path / "t.pt")
     with pytest.raises(CnnlabError, match=r"damaged|not a cnnlab checkpoint"):
         checkpoint.load(tmp_path / "t.pt")
@@ -195,7 +207,8 @@ def test_a_checkpoint_lacking_a_part_fails_where_it_is_needed(
     tmp_path: Path, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     ckpt = torch.load(runs["a"] / "checkpoints" / "last.pt", weights_only=True)
-    del ckpt["data_stats"], ckpt["integrity"]  # as a tool that drops a part would write it: no digest
+    del ckpt["data_stats"]  # as a tool that drops a part (and writes a matching digest) would write it
+    ckpt["integrity"] = integrity.digest(ckpt)
     torch.save(ckpt, tmp_path / "t.pt")
     Image.new("L", (8, 8)).save(tmp_path / "x.png")
     line = assert_one_line_error(

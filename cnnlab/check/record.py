@@ -244,7 +244,7 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
             output = model(torch.zeros(1, *input_size, device=device))
     except CnnlabError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a forward calling sys.exit(0) is a failure, not "no deviations"
         after = f" after layer {ops[-1].name} ({'x'.join(map(str, ops[-1].out_shape))})" if ops else ""
         text = " ".join(str(exc).split()) or type(exc).__name__
         size = "x".join(map(str, input_size))

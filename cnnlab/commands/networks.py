@@ -44,6 +44,7 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--input-size", help="CxHxW, e.g. 3x227x227 (default: the model's own)")
     p.add_argument("--num-classes", type=argtypes.positive, default=1000, help=CLASSES_HELP)
     p.add_argument(
@@ -76,6 +77,9 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--warmup", type=argtypes.non_negative, default=1, help="untimed iterations first (1)")
     p.add_argument("--no-timing", action="store_true", help="counts only, no speed measurement (instant)")
     p.add_argument("--out", metavar="DIR", help="folder for compare.txt, compare.json and compare.png")
+    p.add_argument(
+        "--force", action="store_true", help="replace existing files in --out (never a network file compared)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=Lazy("cnnlab.compare", "_cmd_compare"))
 

@@ -12,12 +12,14 @@ from cnnlab.commands.common import add_data_args
 
 CKPT_HELP = "checkpoint file of a trained run"
 RUN_CHECKPOINTS = ("best", "last")  # the checkpoints a run folder holds (cnnlab.pictures.runpage)
+FORCE_HELP = "replace an existing output file (never one of the command's inputs)"
 
 
 def register_cli(sub: Any) -> None:
     p = sub.add_parser("filters", help="the first conv layer's kernels as an image (the paper's Figure 3)")
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--init", action="store_true", help="SOURCE is a model name: draw its untrained kernels")
     p.add_argument(
         "--in-channels", type=argtypes.positive, default=3, help="with --init: 1 for grey inputs (3)"
@@ -35,6 +37,7 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_data_args(p, default=None)
     p.add_argument("--queries", type=argtypes.positive, default=8, help="test images to look up (8)")
     p.add_argument("--k", type=argtypes.positive, default=6, help="neighbours per query (6, as in the paper)")
@@ -55,8 +58,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("image", metavar="IMAGE", help="image file (png, jpg, ...)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--layers", metavar="L1,L2", help="layers to show, e.g. conv1,conv2 (default: all)")
-    p.add_argument("--top", type=int, default=8, metavar="K", help="maps per layer, most active first (8)")
+    p.add_argument(
+        "--top", type=argtypes.positive, default=8, metavar="K", help="maps per layer, most active first (8)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.activations", "_cmd"))
 
@@ -68,10 +74,15 @@ def register_cli(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("image", metavar="IMAGE", help="image file (png, jpg, ...)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
-    p.add_argument("--patch", type=int, default=8, help="side of the grey square in input pixels (8)")
-    p.add_argument("--stride", type=int, default=4, help="step between square positions (4)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument(
+        "--patch", type=argtypes.positive, default=8, help="side of the grey square in input pixels (8)"
+    )
+    p.add_argument("--stride", type=argtypes.positive, default=4, help="step between square positions (4)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to map (default: predicted)")
-    p.add_argument("--batch-size", type=int, default=256, help="occluded copies per forward pass (256)")
+    p.add_argument(
+        "--batch-size", type=argtypes.positive, default=256, help="occluded copies per forward pass (256)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.occlusion", "_cmd"))
 
@@ -83,6 +94,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the PNG files")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument("--layer", help="feature-map layer (default: the last conv stage, e.g. conv5)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -95,12 +107,13 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument("checkpoint", metavar="CKPT", help=CKPT_HELP)
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_data_args(p, default=None)
     p.add_argument("--split", default="test", choices=("train", "test", "val"), help="split (default test)")
-    p.add_argument("--count", type=int, default=24, metavar="N", help="mistakes to show (24)")
+    p.add_argument("--count", type=argtypes.positive, default=24, metavar="N", help="mistakes to show (24)")
     p.add_argument("--views", default="center", choices=VIEWS, help="test views")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate the first N images only")
-    p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
+    p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
+    p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (256)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.mistakes", "_cmd"))
 
@@ -112,13 +125,32 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `cnnlab train` (its --out)")
     p.add_argument("-o", "--output", metavar="FILE.html", help="page to write (default RUN_DIR/report.html)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     p.add_argument(
         "--checkpoint", default="best", choices=RUN_CHECKPOINTS, help="which checkpoint to look inside"
     )
-    p.add_argument("--mistakes", type=int, default=24, metavar="N", help="mistakes to show (24; 0: none)")
-    p.add_argument("--queries", type=int, default=6, metavar="N", help="neighbour rows (6; 0: none)")
-    p.add_argument("--bank-size", type=int, default=10_000, metavar="N",
+    p.add_argument(
+        "--mistakes",
+        type=argtypes.non_negative,
+        default=24,
+        metavar="N",
+        help="mistakes to show (24; 0: none)",
+    )
+    p.add_argument(
+        "--queries", type=argtypes.non_negative, default=6, metavar="N", help="neighbour rows (6; 0: none)"
+    )
+    p.add_argument("--bank-size", type=argtypes.non_negative, default=10_000, metavar="N",
                    help="training images the neighbour search scans (10000; 0: all)")  # fmt: skip
-    p.add_argument("--gradcams", type=int, default=8, metavar="N", help="Grad-CAM images (8; 0: none)")
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="where the run's data set is now (default: where it was)"
+    )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="folder data sets: skip unreadable image files (and list them) instead of stopping",
+    )
+    p.add_argument(
+        "--gradcams", type=argtypes.non_negative, default=8, metavar="N", help="Grad-CAM images (8; 0: none)"
+    )
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy("cnnlab.pictures.runpage", "_cmd"))

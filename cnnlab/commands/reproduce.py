@@ -86,4 +86,9 @@ def register_cli(sub: Any) -> None:
         help="training progress of each run (default none: one line per finished run)",
     )
     p.add_argument("--fresh", action="store_true", help="retrain runs already finished in --out")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out that reproduce did not make, replacing files",
+    )
     p.set_defaults(func=Lazy("cnnlab.experiments", "_cmd_reproduce"))

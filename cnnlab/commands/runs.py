@@ -34,6 +34,9 @@ def register_cli(sub: Any) -> None:
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", metavar="DIR", help="where to write the files (default RUN/eval next to the run)")
+    p.add_argument(
+        "--force", action="store_true", help="replace existing files in --out (never a checkpoint evaluated)"
+    )
     p.set_defaults(func=Lazy("cnnlab.evaluate", "_cmd_eval"))
 
     p = sub.add_parser(
@@ -54,6 +57,11 @@ def register_cli(sub: Any) -> None:
         "--csv", metavar="FILE", help="write one row per image: path, top classes and probabilities"
     )
     p.add_argument("--force", action="store_true", help="replace an existing --csv file")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="skip unreadable image files (and list them on stderr) instead of stopping",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print machine-readable results")

@@ -81,6 +81,9 @@ def load_pickle(path: Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
+MAX_CLASSES = 100_000  # label_names longer than this is damaged (CIFAR-10 has 10, CIFAR-100 100)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -139,9 +142,17 @@ def read_classes(folder: Path) -> list[str]:
     if not meta_path.exists():
         return list(CLASSES)
     meta = load_pickle(meta_path)
-    if not isinstance(meta.get("label_names"), (list, tuple)):
+    names = meta.get("label_names")
+    if not isinstance(names, (list, tuple)):
         raise CnnlabError(f"{meta_path} has no 'label_names' list; the file is damaged")
-    return [_text(n) for n in meta["label_names"]]
+    # Each name must be text, checked before any is turned into a string: str() of shared nested lists
+    # (a few hundred pickle bytes) would expand to terabytes.
+    if len(names) > MAX_CLASSES or not all(isinstance(n, (str, bytes)) and len(n) <= 1000 for n in names):
+        raise CnnlabError(
+            f"{meta_path}: 'label_names' is not a list of class names (text, at most {MAX_CLASSES}); "
+            "the file is damaged"
+        )
+    return [_text(n) for n in names]
 
 
 def load_cifar10(folder: Path, split: str) -> ArrayDataset:

@@ -4,9 +4,11 @@ Files are checked once when the data set is opened (a fast pass: Pillow's struct
 decode only where verify proves little), so a broken file is reported before training starts, not hours
 into it. Decoding proper happens in DataLoader workers (`BatchLoader(num_workers=...)`).
 
-Symbolic links are followed, except a folder link back into the split's own tree (or above it): such a
-link is a loop (`loop -> .` would have the walk recurse without end) or a second path to images already
-listed. Each real file counts once, under the first path that reaches it in sorted order.
+Symbolic links (to files or folders) are followed only when they lead outside the data set's own folders
+(its root and splits, by real path). A link into the data set is a loop (`loop -> .` would have the walk
+recurse without end), a second path to images already listed, or a way for test images to reach
+training (`train/zz -> ..`): it is skipped, and a class folder that is such a link is refused. Each real
+file counts once, under the first path that reaches it in sorted order. The walk is iterative: any depth.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import copy
 import hashlib
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,8 @@ def read_image(path: str | os.PathLike[str], channels: int = 3, side: int | None
             f = Image.open(path)
         with f:
             check_pixels(f)
+            if side is not None:
+                check_resized(f.size, side)
             if side is not None and f.format == "JPEG":
                 f.draft(None, (side, side))  # let libjpeg decode at 1/2, 1/4, 1/8 scale: much faster
             im = to_mode(ImageOps.exif_transpose(f), channels)
@@ -93,6 +98,19 @@ def check_pixels(im: Image.Image) -> None:
     if limit is not None and w * h > limit:
         raise Image.DecompressionBombError(
             f"{w} x {h} = {w * h} pixels is over the decompression-bomb limit of {int(limit)} pixels"
+        )
+
+
+def check_resized(size: tuple[int, int], side: int) -> None:
+    """Refuse an image whose shorter side scaled to `side` makes the other side absurd: a 1 x 80,000,000
+    PNG (155 KB, under the pixel limit) would be resized to 256 x 20 billion pixels. Checked from the
+    header, before anything is decoded."""
+    w, h = size
+    limit = Image.MAX_IMAGE_PIXELS or 2**31
+    if min(w, h) < 1 or side * side * max(w, h) / min(w, h) > limit:
+        raise Image.DecompressionBombError(
+            f"{w} x {h} pixels resized to a shorter side of {side} would be over the limit of {int(limit)} "
+            "pixels (an extreme aspect ratio)"
         )
 
 
@@ -127,32 +145,52 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _list_images(folder: Path, tree: Path | None = None) -> list[Path]:
-    """Image files under `folder`, links followed except folder links into `tree` (default `folder`) or
-    above it, and folders reached twice."""
-    tree_real = os.path.realpath(tree or folder)
-    seen: set[str] = set()
+def _links_inside(real: str, trees: Sequence[str]) -> bool:
+    """Whether a link's target `real` lies in (or above) one of the data set's own folders."""
+    return any(_inside(real, t) or _inside(t, real) for t in trees)
+
+
+def list_images(folder: Path, trees: Sequence[str]) -> list[Path]:
+    """Image files under `folder`, walked iteratively (any depth, no recursion limit). A link, to a file
+    or a folder, is followed only when its target lies outside the data set's own folders `trees` (real
+    paths): a link into the data set is a loop, a second path to images already listed, or a way for
+    test images to reach training. A folder reached twice is walked once."""
+    top = os.path.realpath(folder)
+    seen = {top}
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        seen.add(os.path.realpath(dirpath))
-        keep = []
-        for d in sorted(dirnames):
-            if d.startswith("."):
+    stack = [(str(folder), top)]  # (path, its real path: a plain subfolder's is its parent's plus its name)
+    while stack:
+        path, real_path = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:  # an unreadable folder lists nothing, as os.walk did
+            continue
+        folders = []
+        for e in entries:
+            if e.name.startswith("."):
                 continue
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                real = os.path.realpath(full)
-                if _inside(real, tree_real) or _inside(tree_real, real) or real in seen:
-                    continue  # a loop, or a second way to files already listed
-                seen.add(real)
-            keep.append(d)
-        dirnames[:] = keep
-        found.extend(
-            Path(dirpath) / f
-            for f in filenames
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-        )
+            try:
+                link = e.is_symlink()
+                real = os.path.realpath(e.path) if link else os.path.join(real_path, e.name)
+                if link and _links_inside(real, trees):
+                    continue
+                is_dir = e.is_dir()
+            except OSError:  # a dangling link, a name too long...
+                continue
+            if is_dir:
+                if real not in seen:
+                    seen.add(real)
+                    folders.append((e.path, real))
+            elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(e.path))
+        stack.extend(reversed(folders))
     return sorted(found)
+
+
+def data_set_trees(root: Path) -> list[str]:
+    """The real paths of a data set's own folders: its root and each split (a split may be a link)."""
+    return [os.path.realpath(p) for p in (root, root / "train", root / "val", root / "test") if p.exists()]
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -189,7 +227,7 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
         split_dir = split_folder(self.root, split)
         present = _class_dirs(split_dir)
         if not present:
-            loose = _list_images(split_dir)
+            loose = list_images(split_dir, data_set_trees(self.root))
             hint = f" ({len(loose)} images lie directly inside: move them into a subfolder per class)"
             raise CnnlabError(
                 f"{split_dir} has no class folders{hint if loose else ''}; expected {split_dir}/<class>/*"
@@ -205,8 +243,15 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
             )
         files: list[tuple[Path, int]] = []
         real_files: set[str] = set()  # each real file once, however many links reach it
+        trees = data_set_trees(self.root)
         for name in present:
-            images = _list_images(split_dir / name, split_dir)
+            if (split_dir / name).is_symlink() and _links_inside(os.path.realpath(split_dir / name), trees):
+                raise CnnlabError(
+                    f"class folder {split_dir / name} is a link into the data set itself "
+                    f"({os.path.realpath(split_dir / name)}); cnnlab follows links only to folders outside "
+                    "it, so that no image of one split is read as part of another: replace the link"
+                )
+            images = list_images(split_dir / name, trees)
             if not images:
                 raise CnnlabError(
                     f"class folder {split_dir / name} has no images (readable extensions: .jpg, .png, "

@@ -22,6 +22,7 @@ from cnnlab.data.dataset import ArrayDataset, check_labels
 from cnnlab.errors import CnnlabError
 
 # The type codes of the IDX format, as numpy dtypes (multi-byte types are big-endian).
+MAX_DIMS = 8  # an IDX file announcing more is damaged (images: 3, labels: 1)
 _TYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
@@ -57,6 +58,11 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
                     "bytes, a type code, the number of dimensions); not an MNIST-style IDX file"
                 )
             dtype, ndim = _TYPES[head[2]], head[3]
+            if not 1 <= ndim <= MAX_DIMS:  # numpy arrays have at most 64; MNIST-style files 1 or 3
+                raise CnnlabError(
+                    f"{path}: the IDX header announces {ndim} dimensions (images have 3, labels 1); the "
+                    "file is damaged"
+                )
             raw_dims = f.read(4 * ndim)
             if len(raw_dims) < 4 * ndim:
                 raise CnnlabError(f"{path}: truncated IDX header ({ndim} dimensions announced)")

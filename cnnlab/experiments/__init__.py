@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import models
+from cnnlab import models, outfiles
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import (
@@ -75,6 +75,37 @@ def _mkdir(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnnlabError(f"cannot create {folder} ({exc.strerror}); choose another --out") from exc
+    return folder
+
+
+REPORT_MARKER = ".cnnlab-reproduce"  # in a report folder reproduce made: its report files are its own
+
+
+def _check_report_folder(folder: Path, force: bool) -> None:
+    """Refuse, touching nothing, an existing report folder reproduce did not make (no marker) that holds
+    anything: its files are never replaced without --force (the rule of every command that writes,
+    cnnlab/outfiles.py)."""
+    if folder.is_dir() and not _marked(folder) and any(folder.iterdir()) and not force:
+        raise CnnlabError(
+            f"--out {folder} holds files `cnnlab reproduce` did not write, and reproduce writes report.md, "
+            "result.json, pictures and index.md there: choose a new or empty folder, or pass --force to "
+            "replace files of those names"
+        )
+
+
+def _marked(folder: Path) -> bool:
+    marker = folder / REPORT_MARKER
+    return marker.is_file() and not marker.is_symlink()
+
+
+def _report_folder(folder: Path, force: bool) -> Path:
+    """The report folder (`_check_report_folder`), made if missing and marked as reproduce's."""
+    _check_report_folder(folder, force)
+    _mkdir(folder)
+    if not _marked(folder):
+        outfiles.write_text(
+            folder / REPORT_MARKER, "written by cnnlab reproduce: its reports here are rewritten by it\n"
+        )
     return folder
 
 
@@ -137,16 +168,20 @@ def reproduce(
     log: Callable[[str], None] = _log,
     download: bool = False,
     skip_bad_images: bool = False,
+    force: bool = False,
 ) -> tuple[ClaimResult, Path]:
     """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
-    (default OUT/runs; several claims pointed at one folder share the runs they have in common)."""
+    (default OUT/runs; several claims pointed at one folder share the runs they have in common). An OUT
+    reproduce did not make is refused when it holds anything, unless `force`."""
     folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
+    _check_report_folder(folder, force)
     runs = Path(runs_dir) if runs_dir else folder / "runs"
     exp = _experiment(
         claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
         data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
         skip_bad_images=skip_bad_images,
     )  # fmt: skip
+    _report_folder(folder, force)
     return _run(exp)
 
 
@@ -157,24 +192,27 @@ def reproduce_all(
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = _log,
     group: str = "all",
+    force: bool = False,
     **options: Any,
 ) -> tuple[list[ClaimResult], Path]:
     """Every claim of `group` (`all`: the AlexNet paper's), sharing one runs folder (default OUT/runs),
-    each report in OUT/CLAIM/; then OUT/index.md. The computed claims come first, in the index too."""
+    each report in OUT/CLAIM/; then OUT/index.md. The computed claims come first, in the index too. An
+    OUT (or OUT/CLAIM) reproduce did not make is refused when it holds anything, unless `force`."""
     if group not in GROUPS:
         raise CnnlabError(f"unknown group {group!r}; choose one of {', '.join(GROUPS)}")
     t0 = time.perf_counter()
     suffix = "" if group == "all" else f"-{group.removeprefix('all-')}"
-    root = _mkdir(Path(out) if out else Path("runs") / f"reproduce-{budget}{suffix}")
+    root = _report_folder(Path(out) if out else Path("runs") / f"reproduce-{budget}{suffix}", force)
     runs = Path(runs_dir) if runs_dir else root / "runs"
     exact = [
-        (computed.run(claim, root / claim, log=log), root / claim / "report.md")
+        (computed.run(claim, _report_folder(root / claim, force), log=log), root / claim / "report.md")
         for claim in GROUPS[group]
         if claim in COMPUTED
     ]
     done: list[tuple[ClaimResult, Path]] = []
     for claim in GROUPS[group]:
         if claim in CLAIM_MODULES:
+            _report_folder(root / claim, force)
             exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
             done.append(_run(exp))
     paper = CLAIMS[GROUPS[group][0]].paper
@@ -200,11 +238,12 @@ def _cmd_reproduce(args: Any) -> int:
         "skip_bad_images": args.skip_bad_images,
         "progress": args.progress,
         "fresh": args.fresh,
+        "force": args.force,
     }
     if args.claim in GROUPS:
         reproduce_all(group=args.claim, **options)
     elif args.claim in COMPUTED:
-        computed.run(args.claim, Path(args.out) if args.out else None)
+        computed.run(args.claim, _report_folder(Path(args.out), args.force) if args.out else None)
     else:
         reproduce(args.claim, **options)
     sys.stdout.flush()

@@ -22,7 +22,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab import integrity
+from cnnlab.errors import CnnlabError, first_line
 
 
 class LoadReport(NamedTuple):
@@ -39,10 +40,22 @@ def sha256_of(path: Path) -> str:
 
 
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(tensors by key, what the file was) from a safetensors file, a cnnlab checkpoint or a state dict."""
-    from cnnlab import checkpoint
+    """(tensors by key, what the file was) from a safetensors file, a cnnlab checkpoint or a state dict;
+    weights holding NaN or infinities are refused, as a checkpoint's are."""
+    state, kind = _read_state(Path(path))
+    try:
+        bad = integrity.first_nonfinite(state)
+    except integrity.Untrustworthy as exc:
+        raise CnnlabError(f"weights {path}: {exc}; the file is damaged or malicious") from None
+    if bad is not None:
+        raise CnnlabError(
+            f"weights {path}: {bad!r} holds NaN or infinite values, so training would start from meaningless "
+            "weights; use another --weights file"
+        )
+    return state, kind
 
-    p = Path(path)
+
+def _read_state(p: Path) -> tuple[dict[str, torch.Tensor], str]:
     if not p.is_file():
         raise CnnlabError(f"weights file {p} not found")
     if p.suffix.lower() == ".safetensors":
@@ -52,7 +65,7 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         try:
             return load_file(p), "safetensors file"
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CnnlabError(f"cannot read {p} as safetensors ({exc}); is it damaged?") from None
+            raise CnnlabError(f"cannot read {p} as safetensors ({first_line(exc)}); is it damaged?") from None
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -62,9 +75,14 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CnnlabError(f"cannot read weights {p} ({first}); not a torch or safetensors file") from None
-    if isinstance(obj, dict) and obj.get("format") == checkpoint.FORMAT:
-        ckpt = checkpoint.load(p)  # its own checks
-        return dict(ckpt["model"]), f"cnnlab checkpoint of {ckpt['model_name']}"
+    if isinstance(obj, dict) and obj.get("format") == integrity.FORMAT:
+        # A cnnlab checkpoint: only its weights are used, after its digest (models sit below `checkpoint`,
+        # whose other checks are about rebuilding and resuming, not about borrowing weights).
+        integrity.verify(obj, p)
+        weights = obj.get("model")
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise CnnlabError(f"checkpoint {p}: its model is not a dict of tensors; it is damaged")
+        return {str(k): v for k, v in weights.items()}, f"cnnlab checkpoint of {obj.get('model_name')!s:.80}"
     for key in ("state_dict", "model"):  # Lightning's and many scripts' wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 
 from cnnlab import limits
-from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.errors import CnnlabError, did_you_mean, first_line
 from cnnlab.models.layers import Net
 
 
@@ -179,7 +179,7 @@ def _check_size(name: str, counts: dict[str, Any], values: dict[str, Any]) -> No
     except Exception as exc:
         if "overflow" in str(exc).lower() or isinstance(exc, OverflowError):
             raise CnnlabError(
-                f"model {name} with these switches is far too large ({exc}); "
+                f"model {name} with these switches is far too large ({first_line(exc)}); "
                 "use smaller switch values (e.g. width) or fewer classes"
             ) from None
         return  # a model that cannot be built on meta (towers placed on devices): built for real

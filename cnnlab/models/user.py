@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab import argtypes
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 # One import per file per process: `compare` builds a model twice (count, then timing), and a file's
 # module-level code should run once.
@@ -74,8 +74,10 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit (sys.exit at import) and other BaseExceptions too: one line
         sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CnnlabError(f"importing {path} failed: {_where(exc, path)}") from exc
     finally:
         if sys.path and sys.path[0] == str(path.parent):
@@ -86,7 +88,7 @@ def _import_file(path: Path) -> ModuleType:
 
 def _where(exc: BaseException, path: Path | None = None) -> str:
     """'TypeError: message (file.py line 12)' for the deepest frame in the user's file."""
-    text = " ".join(str(exc).split()) or "(no message)"
+    text = first_line(exc) if str(exc).strip() else "(no message)"
     line = ""
     frames = traceback.extract_tb(exc.__traceback__)
     if isinstance(exc, SyntaxError) and exc.lineno:
@@ -98,8 +100,13 @@ def _where(exc: BaseException, path: Path | None = None) -> str:
     return f"{type(exc).__name__}: {text}{line}"
 
 
+def is_file_spec(where: str) -> bool:
+    """The part before the colon names a Python file (not an installed module)."""
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
 def _module_for(where: str) -> tuple[ModuleType, Path | None]:
-    if where.endswith(".py") or "/" in where or "\\" in where:
+    if is_file_spec(where):
         path = Path(where)
         if not path.is_file():
             raise CnnlabError(f"{where}: no such Python file (write path/to/file.py:ClassName)")
@@ -110,7 +117,9 @@ def _module_for(where: str) -> tuple[ModuleType, Path | None]:
         raise CnnlabError(
             f"no module {where!r} ({exc}); give a file path (net.py:AlexNet) or install the package"
         ) from None
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         raise CnnlabError(f"importing {where} failed: {_where(exc)}") from exc
 
 
@@ -147,7 +156,7 @@ def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
     elif callable(obj):
         try:
             model = obj(**kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise CnnlabError(f"building {attr}({given}) failed: {_where(exc, path)}") from exc
     else:
@@ -156,3 +165,37 @@ def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
         raise CnnlabError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     model.source = spec  # type: ignore[assignment]
     return model
+
+
+def load_checkpoint_network(spec: str, **kwargs: Any) -> nn.Module:
+    """The network of a checkpoint of the user's own, rebuilt with the checkpoint's stored options.
+
+    Stricter than `load_user_model`, because the keyword arguments come from a file that may be a
+    stranger's: `spec` must be `path/to/file.py:Class`, a file the user names on the command line (never
+    an installed module), and `Class` an `nn.Module` subclass defined in that very file (never a function,
+    and never something the file imported: `subprocess:run`, `os:system` or `file.py:run` after `from
+    subprocess import run` are refused). So a checkpoint can only fill the constructor arguments of the
+    user's own network class, never choose what code runs.
+    """
+    where, attr = split_spec(spec)
+    if not is_file_spec(where) or "." in attr:
+        raise CnnlabError(
+            f"--model {spec}: a checkpoint's network is rebuilt only from a class in a Python file you name "
+            "(--model path/to/your_file.py:YourClass), never from an installed module or a nested attribute"
+        )
+    module, _ = _module_for(where)
+    obj = getattr(module, attr, None)
+    if not (
+        inspect.isclass(obj)
+        and issubclass(obj, nn.Module)
+        and getattr(obj, "__module__", "") == module.__name__
+    ):
+        known = ", ".join(
+            k for k, v in vars(module).items()
+            if inspect.isclass(v) and issubclass(v, nn.Module) and v.__module__ == module.__name__
+        ) or "none"  # fmt: skip
+        raise CnnlabError(
+            f"--model {spec}: {attr!r} is not a torch.nn.Module class defined in {where}, and only such a "
+            f"class is built with a checkpoint's options (classes defined there: {known})"
+        )
+    return load_user_model(spec, **kwargs)

@@ -85,27 +85,38 @@ def figure(
 
 
 def write_activations(
-    subject: common.Subject, image: str, out: str | Path, layers: Sequence[str] | None = None, top: int = 8
+    subject: common.Subject,
+    image: str,
+    out: str | Path,
+    layers: Sequence[str] | None = None,
+    top: int = 8,
+    outputs: Any = None,
 ) -> tuple[Path, list[LayerMaps]]:
-    """The picture for one image file; returns its path and the maps drawn."""
+    """The picture for one image file; returns its path and the maps drawn (`outputs`: the rule for
+    replacing files, `common.check_png`)."""
     if top < 1:
         raise CnnlabError(f"--top {top} must be at least 1")
-    out = common.check_png(out)
+    out = common.check_png(out, outputs)
     stages = pick(feature_stages(subject.model), layers)
     x, pictures = subject.from_files([image])
     found = layer_maps(subject.model, x, stages, top)
+    top = min(top, max((len(layer.top) for layer in found), default=1))  # no more columns than maps
     with torch.no_grad():
         probs = torch.softmax(subject.model(x).float(), dim=1)[0].cpu()
     best = int(probs.argmax())
     caption = f"predicted: {subject.classes[best]} ({common.percent(float(probs[best]))})"
     title = f"{subject.name}: the {top} most active feature maps per layer for {Path(image).name}"
     fig = figure(found, pictures[0], title, caption, top)
-    return common.save_figure(fig, out), found
+    return common.save_figure(fig, out, outputs=outputs), found
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    outputs = common.outputs_of(args, args.checkpoint, args.image)
+    common.check_png(args.output, outputs)  # before the checkpoint is read
     subject = common.load_subject(args.checkpoint, args.device)
-    path, found = write_activations(subject, args.image, args.output, layer_list(args.layers), args.top)
+    path, found = write_activations(
+        subject, args.image, args.output, layer_list(args.layers), args.top, outputs=outputs
+    )
     print(f"wrote {path}")
     for layer in found:
         print(f"{layer.name} {layer.shape_text}: most active maps {', '.join(map(str, layer.top))}")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import outfiles, report
 from cnnlab.errors import CnnlabError
 
 HEAT_ALPHA = 0.55  # opacity of a heat map over its image: the image stays readable under it
@@ -116,32 +117,44 @@ def show_image(ax: Any, picture: np.ndarray, title: str = "") -> None:
         ax.set_title(title, fontsize=9)
 
 
-def check_png(path: str | Path) -> Path:
-    """`path` if it names a PNG file that can be written; a CnnlabError before any work is done otherwise
-    (empty, a folder, below a file, not *.png)."""
-    from cnnlab import outfiles
+def outputs_of(args: Any, *inputs: Any) -> Any:
+    """The output rule for a picture command (`outfiles.Outputs`): its -o, its --force, and the files it
+    reads (never replaced, even with --force)."""
 
-    path = outfiles.check_target(path, "-o")
+    return outfiles.Outputs("-o", bool(getattr(args, "force", False)), [str(i) for i in inputs if i])
+
+
+def check_png(path: str | Path, outputs: Any = None) -> Path:
+    """`path` if it names a PNG file that may be written (`outputs`: the command's rule, by default no
+    existing file is replaced); a CnnlabError before any work is done otherwise (empty, a folder, below a
+    file, not *.png, an existing file without --force, one of the command's inputs)."""
+
+    path = (outputs or outfiles.Outputs("-o")).check(path)
     if path.suffix.lower() != ".png":
         raise CnnlabError(f"cannot write {path.name}: the picture is a PNG, name the file *.png")
     return path
 
 
-def save_figure(fig: Any, path: str | Path, pixel_exact: bool = False) -> Path:
-    """Write a matplotlib figure as a PNG file (atomically, its folder made if needed).
+def figure_bytes(fig: Any, pixel_exact: bool = False) -> bytes:
+    """A matplotlib figure as PNG bytes.
 
     `pixel_exact`: the figure is laid out in whole pixels at PIXEL_DPI (`PixelLayout`): saved uncropped
     at that resolution, so its images keep every pixel (a kernel's 1-px separators survive).
     """
-    from cnnlab import outfiles, report
 
-    path = check_png(path)
-    png = report.figure_png(fig, PIXEL_DPI, tight=False) if pixel_exact else report.figure_png(fig)
-    return outfiles.write_file(path, png, "-o")
+    return report.figure_png(fig, PIXEL_DPI, tight=False) if pixel_exact else report.figure_png(fig)
+
+
+def save_figure(fig: Any, path: str | Path, pixel_exact: bool = False, outputs: Any = None) -> Path:
+    """Write a matplotlib figure as a PNG file (atomically, its folder made if needed), under `outputs`'
+    rule (`check_png`)."""
+
+    rule = outputs or outfiles.Outputs("-o")
+    path = check_png(path, rule)
+    return Path(rule.write({path: figure_bytes(fig, pixel_exact)})[0])
 
 
 def pyplot() -> Any:
-    from cnnlab import report
 
     return report._pyplot()
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import outfiles
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures import common
 from cnnlab.pictures.layers import Stage, catch, feature_stages, joined, pick
@@ -117,25 +118,26 @@ def write_gradcam(
     *,
     layer: str | None = None,
     target: str | None = None,
+    outputs: Any = None,
 ) -> list[tuple[Path, GradCam, int]]:
-    """One PNG per image in `out_dir` (NAME-gradcam.png); returns (path, result, index in result)."""
+    """One PNG per image in `out_dir` (NAME-gradcam.png, each name distinct); returns (path, result, index
+    in result). `outputs`: the rule for replacing files (`common.check_png`); all the files are written
+    together at the end, or none."""
     if not images:
         raise CnnlabError("give at least one image file")
     out_dir = Path(out_dir)
     if out_dir.suffix.lower() == ".png":
         raise CnnlabError(f"-o {out_dir} is a file name; gradcam writes one PNG per image into a folder")
+    outputs = outputs or outfiles.Outputs("-o")
+    names = output_paths(images, out_dir, outputs)
     stages = feature_stages(subject.model)
     stage = pick(stages, [layer])[0] if layer else stages[-1]
     cls = subject.class_index(target)
     x, pictures = subject.from_files(list(images))
     found = gradcam(subject.model, x, stage, cls)
     heats = found.heat(x.shape[-1]).numpy()
-    written = []
-    used: set[str] = set()
+    written, pngs = [], {}
     for i, image in enumerate(images):
-        stem = Path(image).stem
-        name = f"{stem}-gradcam.png" if stem not in used else f"{stem}-{i}-gradcam.png"
-        used.add(stem)
         c, pred = found.targets[i], found.predicted[i]
         which = "chosen class" if cls is not None else "predicted class"
         label = f"{Path(image).name}\npredicted {subject.classes[pred]}"
@@ -143,14 +145,34 @@ def write_gradcam(
             f"Grad-CAM of {subject.name} at {found.layer} for the {which} "
             f"{subject.classes[c]} ({common.percent(found.probs[i])})"
         )
-        path = common.save_figure(figure(pictures[i], heats[i], title, label), out_dir / name)
-        written.append((path, found, i))
+        pngs[names[i]] = common.figure_bytes(figure(pictures[i], heats[i], title, label))
+        written.append((names[i], found, i))
+    outputs.write(pngs)
     return written
 
 
+def output_paths(images: Sequence[str], out_dir: Path, outputs: Any) -> list[Path]:
+    """One distinct file per image: NAME-gradcam.png, or NAME-I-gradcam.png (I its position, then a
+    counter) when another image already took that name (`a.jpg` and `a.png`; `a.jpg` and `a-1.png`).
+    Each is checked under the rule before any work."""
+    taken: set[str] = set()
+    paths = []
+    for i, image in enumerate(images):
+        stem = Path(image).stem
+        candidates = [f"{stem}-gradcam.png", f"{stem}-{i}-gradcam.png"]
+        candidates += (f"{stem}-{i}-{n}-gradcam.png" for n in range(1, len(images) + 2))
+        name = next(c for c in candidates if c.lower() not in taken)  # case-blind file systems too
+        taken.add(name.lower())
+        paths.append(common.check_png(outputs.claim(out_dir / name), outputs))
+    return paths
+
+
 def _cmd(args: argparse.Namespace) -> int:
+    outputs = common.outputs_of(args, args.checkpoint, *args.images)
     subject = common.load_subject(args.checkpoint, args.device)
-    written = write_gradcam(subject, args.images, args.output, layer=args.layer, target=args.class_name)
+    written = write_gradcam(
+        subject, args.images, args.output, layer=args.layer, target=args.class_name, outputs=outputs
+    )
     for path, found, i in written:
         heat = found.maps[i]
         r, c = divmod(int(heat.argmax()), heat.shape[1])

@@ -105,14 +105,15 @@ def _cmd(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise CnnlabError(f"--count {args.count} must be at least 1")
-    out = common.check_png(args.output)
+    outputs = common.outputs_of(args, args.checkpoint)
+    out = common.check_png(args.output, outputs)
     subject = common.load_subject(args.checkpoint, args.device)
     ds = data.load_from_args(args, args.split)
     if args.limit is not None and args.limit < len(ds):
         ds = subset(ds, torch.arange(args.limit))
     result = evaluate_on(subject, ds, args.views, args.batch_size)
     fig, found = mistakes_figure(subject, ds, result, args.count, f"{ds.name} {args.split}")
-    print(f"wrote {common.save_figure(fig, out)}")
+    print(f"wrote {common.save_figure(fig, out, outputs=outputs)}")
     for m in found:
         print(
             f"#{m.index}: said {subject.classes[m.predicted]} ({common.percent(m.p_predicted)}), "

@@ -142,8 +142,9 @@ def write_occlusion(
     patch: int = 8,
     stride: int = 4,
     batch_size: int = 256,
+    outputs: Any = None,
 ) -> tuple[Path, Occlusion]:
-    out = common.check_png(out)
+    out = common.check_png(out, outputs)
     cls = subject.class_index(target)
     x, pictures = subject.from_files([image])
     found = occlusion(subject.model, x, cls, patch, stride, batch_size)
@@ -153,14 +154,17 @@ def write_occlusion(
         f"{which} class {subject.classes[found.target]} ({common.percent(found.base_prob)} unoccluded), "
         f"{patch}x{patch} grey square, stride {stride}"
     )
-    return common.save_figure(figure(found, pictures[0], subject.classes, title), out), found
+    fig = figure(found, pictures[0], subject.classes, title)
+    return common.save_figure(fig, out, outputs=outputs), found
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    outputs = common.outputs_of(args, args.checkpoint, args.image)
+    common.check_png(args.output, outputs)  # before the checkpoint is read
     subject = common.load_subject(args.checkpoint, args.device)
     path, found = write_occlusion(
         subject, args.image, args.output, target=args.class_name, patch=args.patch, stride=args.stride,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, outputs=outputs,
     )  # fmt: skip
     top, left, low = found.lowest()
     print(f"wrote {path}")

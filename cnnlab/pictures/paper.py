@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
+from cnnlab.pictures.common import PixelLayout, check_png, outputs_of, pyplot, save_figure
 
 SEP = 1  # separator width between cells and around each panel, in pixels
 PANEL_GAP = 8  # extra separator between the towers' panels
@@ -94,10 +94,11 @@ def filter_scale(convs: Sequence[nn.Conv2d], cols: int | None = None) -> int:
 _MARGIN, _TITLE_H, _LABEL_H, _TOWER_GAP = 12, 46, 24, 28
 
 
-def write_filters(model: nn.Module, path: str | Path, cols: int | None = None) -> Path:
-    """The model's first conv layer(s) as the paper's Figure 3 (`filters_figure`), as a PNG file."""
-    path = check_png(path)
-    return save_figure(filters_figure(model, cols), path, pixel_exact=True)
+def write_filters(model: nn.Module, path: str | Path, cols: int | None = None, outputs: Any = None) -> Path:
+    """The model's first conv layer(s) as the paper's Figure 3 (`filters_figure`), as a PNG file
+    (`outputs`: the rule for replacing files, `common.check_png`)."""
+    path = check_png(path, outputs)
+    return save_figure(filters_figure(model, cols), path, pixel_exact=True, outputs=outputs)
 
 
 def filters_figure(model: nn.Module, cols: int | None = None) -> Any:
@@ -265,11 +266,17 @@ def neighbor_captions(train_ds: Any, test_ds: Any, found: Neighbors) -> list[lis
 
 
 def write_neighbors(
-    train_ds: Any, test_ds: Any, found: Neighbors, path: str | Path, side: int, title: str = ""
+    train_ds: Any,
+    test_ds: Any,
+    found: Neighbors,
+    path: str | Path,
+    side: int,
+    title: str = "",
+    outputs: Any = None,
 ) -> Path:
-    """The paper's Figure 4 (`neighbors_figure`) as a PNG file."""
-    path = check_png(path)
-    return save_figure(neighbors_figure(train_ds, test_ds, found, side, title), path)
+    """The paper's Figure 4 (`neighbors_figure`) as a PNG file (`outputs`: as for `write_filters`)."""
+    path = check_png(path, outputs)
+    return save_figure(neighbors_figure(train_ds, test_ds, found, side, title), path, outputs=outputs)
 
 
 def neighbors_figure(train_ds: Any, test_ds: Any, found: Neighbors, side: int, title: str = "") -> Any:
@@ -320,17 +327,19 @@ def _load(source: str, init: bool, in_channels: int) -> tuple[nn.Module, dict[st
 
 
 def _cmd_filters(args: argparse.Namespace) -> int:
-    check_png(args.output)
+    outputs = outputs_of(args, None if args.init else args.source)
+    check_png(args.output, outputs)
     torch.manual_seed(args.seed)
     model, _ = _load(args.source, args.init, args.in_channels)
-    print(f"wrote {write_filters(model, args.output, args.cols)}")
+    print(f"wrote {write_filters(model, args.output, args.cols, outputs)}")
     return 0
 
 
 def _cmd_neighbors(args: argparse.Namespace) -> int:
     from cnnlab import checkpoint, data
 
-    check_png(args.output)
+    outputs = outputs_of(args, args.checkpoint)
+    check_png(args.output, outputs)
     net = checkpoint.restore(checkpoint.load(args.checkpoint))
     model, aug, stats, ckpt = net.model, net.aug, net.stats, net.ckpt
     train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
@@ -346,7 +355,7 @@ def _cmd_neighbors(args: argparse.Namespace) -> int:
         f"{ckpt['model_name']}: {test_ds.name} test images (framed), their {args.k} nearest training images\n"
         "nearest first (Euclidean distance of the last hidden layer's features; AlexNet paper, Figure 4)"
     )
-    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side, title)}")
+    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side, title, outputs)}")
     for q, d, j in zip(found.query_idx.tolist(), found.dist.tolist(), found.idx.tolist(), strict=True):
         pairs = ", ".join(f"{i} ({x:.3g})" for i, x in zip(j, d, strict=True))
         print(f"test {q}: nearest train images {pairs}")

@@ -283,10 +283,13 @@ def model_sections(
     gradcams: int,
     say: Callable[[str], None],
     measured: tuple[int, Mapping[str, Any]] | None = None,
+    data_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> None:
-    """The sections that need the checkpoint (and the data for all but the kernels). `measured`: (epoch,
-    result) of an evaluation the run already made of that epoch's net on these images (with probabilities),
-    used instead of evaluating again."""
+    """The sections that need the checkpoint (and the data for all but the kernels: the run's data set,
+    from `data_dir` when given, else where the run read it). `measured`: (epoch, result) of an evaluation
+    the run already made of that epoch's net on these images (with probabilities), used instead of
+    evaluating again."""
     from cnnlab import data, report
     from cnnlab.pictures import common, gradcam, paper
     from cnnlab.pictures import mistakes as mistakes_mod
@@ -310,9 +313,11 @@ def model_sections(
                    "first-layer kernels"))  # fmt: skip
     cfg = doc.get("config", {})
     label, _ = split_note(doc)
+    data_at = data_dir or cfg.get("data_dir") or None
+    skip = skip_bad_images or bool(cfg.get("skip_bad_images"))
     try:
         # The official test set, as the run measured it (--limit-val: its first N images).
-        val_ds = data.load(cfg["dataset"], "test", cfg.get("data_dir") or None)
+        val_ds = data.load(cfg["dataset"], "test", data_at, skip_bad_images=skip)
         val_ds = data.limit(val_ds, cfg.get("limit_val"), 0, shuffle=False)
     except (CnnlabError, KeyError) as exc:
         page.add("evaluation", "Evaluation", missing(f"The validation data could not be loaded ({exc})."))
@@ -342,7 +347,7 @@ def model_sections(
                  + img(report.figure_png(fig), "most confident mistakes"))  # fmt: skip
     if queries > 0:
         try:
-            train_ds = data.load(cfg["dataset"], "train", cfg.get("data_dir") or None)
+            train_ds = data.load(cfg["dataset"], "train", data_at, skip_bad_images=skip)
         except CnnlabError as exc:
             page.add(
                 "neighbors", "Nearest neighbours", missing(f"The training data could not be loaded ({exc}).")
@@ -391,6 +396,9 @@ def write_report(
     say: Callable[[str], None] | None = None,
     measured: tuple[int, Mapping[str, Any]] | None = None,
     curves: bytes | None = None,
+    force: bool = False,
+    data_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> Path:
     """Write RUN_DIR/report.html (or `out`): the run as one self-contained HTML page. Returns its path.
 
@@ -400,14 +408,22 @@ def write_report(
     measured: (epoch, result with probabilities) of the run's own last evaluation on the test images, which
     the trainer passes so the page does not evaluate that checkpoint a second time; curves: the curves.png
     it just drew, embedded as it is.
+
+    The run's own RUN_DIR/report.html is cnnlab's to rewrite; another `out` follows the rule of every
+    command that writes (`outfiles.check_output`): an existing file only with `force`, never one of the
+    run's files.
     """
-    from cnnlab import report
-    from cnnlab.checkpoint import write_text
+    from cnnlab import outfiles, report
 
     run_dir = Path(run_dir)
+    own = out is None
     out = Path(out) if out is not None else run_dir / "report.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise CnnlabError(f"cannot write {out.name}: the report is an HTML page, name the file *.html")
+    run_files = [run_dir / n for n in ("config.json", "metrics.csv", "summary.txt", "checkpoints/best.pt",
+                                       "checkpoints/last.pt")]  # fmt: skip
+    outputs = outfiles.Outputs("-o", force or own, run_files)
+    outputs.check(out)
     if checkpoint not in CHECKPOINTS:
         raise CnnlabError(f"--checkpoint {checkpoint!r}: use best or last")
     say = say or (lambda _text: None)
@@ -423,7 +439,8 @@ def write_report(
         page.add("curves", "Training curves", img(curves, "training curves"))
     model_sections(
         page, run_dir, doc, which=checkpoint, device=device, mistakes=mistakes, queries=queries,
-        bank_size=bank_size, gradcams=gradcams, say=say, measured=measured,
+        bank_size=bank_size, gradcams=gradcams, say=say, measured=measured, data_dir=data_dir,
+        skip_bad_images=skip_bad_images,
     )  # fmt: skip
     page.add("config", "Settings", config_section(doc))  # after the pictures, folded
     complete = (run_dir / "summary.txt").is_file()
@@ -432,11 +449,7 @@ def write_report(
         f"run folder {run_dir.resolve()} · {'complete' if complete else 'not finished (no summary.txt)'} · "
         f"page written {when} by cnnlab report"
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CnnlabError(f"cannot write {out} ({exc.strerror}); choose another -o") from exc
-    write_text(out, page.html(subtitle))
+    outputs.write({out: page.html(subtitle).encode()})
     return out
 
 
@@ -444,6 +457,7 @@ def _cmd(args: argparse.Namespace) -> int:
     path = write_report(
         args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
         queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
+        force=args.force, data_dir=args.data_dir, skip_bad_images=args.skip_bad_images,
     )  # fmt: skip
     print(f"wrote {path}")
     return 0

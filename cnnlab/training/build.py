@@ -184,7 +184,9 @@ def _build_network(cfg: TrainConfig, num_classes: int, in_channels: int) -> nn.M
 
 def _user_network(cfg: TrainConfig, num_classes: int, x: torch.Tensor) -> nn.Module:
     """`--model FILE.py:Class`, built with --model-opt KEY=VALUE as its constructor's keyword arguments."""
-    model = user.load_user_model(cfg.model, **cfg.model_options)
+    # Resumed, the options come from the checkpoint: only a class defined in the user's named file is built.
+    load = user.load_checkpoint_network if cfg.resume else user.load_user_model
+    model = load(cfg.model, **cfg.model_options)
     in_channels = x.shape[1]
     model.eval()  # one dry forward pass: a wrong class count or input fails now, in one line
     try:

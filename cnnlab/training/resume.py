@@ -25,10 +25,11 @@ from cnnlab.settings import (
     parse_model_options,
 )
 from cnnlab.training import recipes
-from cnnlab.training.runfolder import RunFolder
+from cnnlab.training.runfolder import RunFolder, check_dir
 
 
 def checkpoint_to_resume(folder: RunFolder) -> dict[str, Any]:
+    check_dir(folder.root, resume=True, overwrite=False)  # only a folder cnnlab marked is resumed
     if not folder.last.is_file():
         why = "; drop --resume to start a new run"
         if folder.config.is_file():
@@ -51,8 +52,8 @@ def resume_config(asked: Mapping[str, Any], saved: dict[str, Any], folder: RunFo
     where = f"the run in {folder.root} trained {name} with {saved['num_classes']} classes"
     if user.is_user_spec(name) and "model" not in given:
         raise CnnlabError(
-            f"--resume: the run in {folder.root} trained your own network {name}; cnnlab never imports code "
-            f"a checkpoint names: pass --model {name} (the same file) to resume it"
+            f"--resume: the run in {folder.root} trained a network of your own; cnnlab never imports code a "
+            "checkpoint names: pass --model path/to/your_file.py:YourClass, the file it was trained from"
         )
     if "model" in given and not same_network(plain.model, name):
         raise CnnlabError(

@@ -8,7 +8,11 @@ cnnlab delete anything in it. Even in a marked folder, only the entries cnnlab w
 whole: the user's files sit beside a run only if the user put them there.
 
 A run folder is written by one `cnnlab train` at a time. `check_dir` refuses a folder that may not be used,
-touching nothing; `prepare_dir` then, under the folder's lock, looks again and creates (or clears) it.
+touching nothing; `prepare_dir` then, under the folder's lock, looks again and creates (or clears) it. The
+folder is judged before its lock is taken: only a marked folder (or one cnnlab is creating) is ever
+locked, and the lock file is created with O_EXCL and opened with O_NOFOLLOW, so a user's own `.lock`, or
+a link named `.lock`, is never followed, truncated or written. cnnlab never touches anything outside the
+folder.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import time
 import uuid
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab import outfiles
 from cnnlab.errors import CnnlabError
 
 if sys.platform != "win32":
@@ -34,7 +41,7 @@ LOCK_NAME = ".lock"
 MARKER = ".cnnlab-run.json"
 MARKER_FORMAT = "cnnlab-run"
 
-# What `cnnlab train` itself writes in a run folder; temporary files are `.NAME.tmpPID` beside their target.
+# What `cnnlab train` itself writes in a run folder; temporary files are `outfiles.is_temporary_file` ones.
 _OWN_TOP = frozenset(
     {
         MARKER,
@@ -103,18 +110,18 @@ class RunLock:
         self.folder: Path | None = None
 
     def acquire(self, folder: Path, create: bool) -> None:
-        """Lock `folder` (no-op when held); without `create`, only if it already has a lock file."""
+        """Lock `folder` (no-op when held). Without `create`, only a marked folder's existing lock file;
+        with it (a folder that `check_dir` accepted), the lock file is created when missing."""
         if self.fd is not None and self.folder == folder:
             return
         self.release()
         if sys.platform == "win32":  # pragma: no cover - no flock; Windows runs go unlocked
             return
-        try:
-            fd = os.open(folder / LOCK_NAME, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
-        except OSError:
-            if create:
-                raise
-            return  # no lock file (a new folder, or not a run folder): nothing holds it
+        if not create and read_marker(folder) is None:
+            return  # not a run folder (yet): nothing of ours to lock, and nothing of the user's is touched
+        fd = _open_lock(folder / LOCK_NAME, create)
+        if fd is None:
+            return  # no lock file: nothing holds it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -138,6 +145,40 @@ class RunLock:
             self.fd = self.folder = None
 
 
+_LOCK_CONTENT = re.compile(rb"[0-9]{0,10}\n?")
+
+
+def _open_lock(path: Path, create: bool) -> int | None:
+    """The lock file's descriptor, or None when there is none and `create` is false. A new one is created
+    with O_EXCL; an existing one is opened with O_NOFOLLOW and must be a regular file holding nothing but
+    a pid (what cnnlab writes there), so a link or a user's file of that name is refused, never written."""
+    base = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
+    if create:
+        try:
+            return os.open(path, base | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise CnnlabError(f"cannot create {path} ({exc.strerror}); choose another --out") from None
+    try:
+        fd = os.open(path, base)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a link; EACCES; ...
+        why = "it is a link, and cnnlab never follows one" if os.path.islink(path) else exc.strerror
+        raise CnnlabError(
+            f"{path} is not cnnlab's lock file ({why}); move it away or choose another --out"
+        ) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > 32 or not _LOCK_CONTENT.fullmatch(os.pread(fd, 64, 0)):
+        os.close(fd)
+        raise CnnlabError(
+            f"{path} is not cnnlab's lock file (it holds something else); move it away or choose "
+            "another --out"
+        )
+    return fd
+
+
 # -- the marker ----------------------------------------------------------------------------------------------
 
 
@@ -158,8 +199,6 @@ def write_marker(out: Path, checkpointed: bool, new_run: bool = False) -> None:
     """Write the marker atomically, keeping the run's identity unless `new_run`. `checkpointed` turns true
     once the run's first last.pt exists: from then on the folder holds a run to resume, and a restart may
     not clear it."""
-    from cnnlab.checkpoint import write_text  # the atomic writer (imported late: it imports torch)
-
     old = None if new_run else read_marker(out)
     doc = {
         "format": MARKER_FORMAT,
@@ -168,7 +207,7 @@ def write_marker(out: Path, checkpointed: bool, new_run: bool = False) -> None:
         "checkpointed": checkpointed,
         "note": "written by cnnlab train, which deletes or replaces only the files it wrote in this folder",
     }
-    write_text(out / MARKER, json.dumps(doc, indent=2) + "\n")
+    outfiles.write_text(out / MARKER, json.dumps(doc, indent=2) + "\n")
 
 
 def mark_checkpointed(out: Path) -> None:
@@ -180,23 +219,21 @@ def mark_checkpointed(out: Path) -> None:
 # -- what is ours --------------------------------------------------------------------------------------------
 
 
-def _is_temporary(name: str) -> bool:
-    return name.startswith(".") and ".tmp" in name
-
-
 def foreign_entries(out: Path) -> list[str]:
     """Entries of `out` that cnnlab's runs never write (relative paths, sorted): the user's files."""
     foreign: list[str] = []
     for entry in sorted(out.iterdir()):
         name = entry.name
-        if name not in _OWN_TOP and not _is_temporary(name):
+        if outfiles.is_temporary_file(entry):
+            continue
+        if name not in _OWN_TOP:
             foreign.append(name)
         elif name == "checkpoints":
             foreign += _foreign_in(entry, lambda n: n in _OWN_CHECKPOINTS)
         elif name == "tensorboard":
             foreign += _foreign_in(entry, lambda n: n.startswith(_TENSORBOARD_PREFIX))
-        elif entry.is_dir() or entry.is_symlink():
-            foreign.append(name)  # our files are plain files; a folder or link of that name is not ours
+        elif not _is_plain_file(entry):
+            foreign.append(name)  # our files are plain files; a folder, link or pipe of that name is not ours
     return foreign
 
 
@@ -207,8 +244,15 @@ def _foreign_in(folder: Path, ours: Callable[[str], bool]) -> list[str]:
     return [
         f"{folder.name}/{p.name}"
         for p in sorted(folder.iterdir())
-        if p.is_symlink() or p.is_dir() or not (ours(p.name) or _is_temporary(p.name))
+        if not outfiles.is_temporary_file(p) and not (ours(p.name) and _is_plain_file(p))
     ]
+
+
+def _is_plain_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _remove_own_files(out: Path) -> None:
@@ -225,15 +269,6 @@ def _remove_own_files(out: Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
-
-
-def remove_legacy_trash(out: Path) -> None:
-    """Older cnnlab versions replaced a run by renaming it to `.NAME.replaced-PID` and deleting that; a kill
-    in between left it behind. Remove such leftovers when they hold nothing but a run's own files."""
-    with contextlib.suppress(OSError):
-        for trash in out.parent.glob(f".{out.name}.replaced-*"):
-            if trash.is_dir() and not trash.is_symlink() and not foreign_entries(trash):
-                shutil.rmtree(trash, ignore_errors=True)
 
 
 # -- may this folder be used? --------------------------------------------------------------------------------
@@ -260,13 +295,19 @@ def check_dir(out: Path, resume: bool, overwrite: bool) -> FolderPlan:
     """Refuse a run folder we may not use, touching nothing; say whether its old run files must go."""
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"--out {out} is a file, not a folder; choose another --out")
-    if resume or not out.exists() or not any(out.iterdir()):
+    if resume:
+        if out.is_dir() and read_marker(out) is None:
+            raise CnnlabError(
+                f"--resume: {out} was not made by cnnlab train (it has no {MARKER}); cnnlab resumes and "
+                "writes only run folders it made: choose another --out"
+            )
+        return FolderPlan(clear=False)
+    if not out.exists() or not any(out.iterdir()):
         return FolderPlan(clear=False)
     if read_marker(out) is None:
         raise CnnlabError(
             f"run folder {out} already exists and was not made by cnnlab train (it has no {MARKER}); "
             "cnnlab never deletes what it did not write: choose another --out"
-            + (", or --resume to continue it" if RunFolder(out).last.is_file() else "")
         )
     foreign = foreign_entries(out)
     if foreign:
@@ -288,7 +329,9 @@ def check_dir(out: Path, resume: bool, overwrite: bool) -> FolderPlan:
 def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None:
     """Lock and create the run folder (called once every setting has been checked, so a refused command
     leaves none behind and --overwrite deletes nothing for a run that cannot start)."""
-    # Under the lock, look again: another process may have made or finished a run here since the first look.
+    # Judge the folder first (a folder that is not ours is refused before any lock file is opened), then,
+    # under the lock, look again: another process may have made or finished a run here since the first look.
+    check_dir(out, resume, overwrite)
     lock.acquire(out, create=False)
     plan = check_dir(out, resume, overwrite)
     try:
@@ -305,16 +348,17 @@ def prepare_dir(out: Path, resume: bool, overwrite: bool, lock: RunLock) -> None
             _remove_own_files(out)
             write_marker(out, checkpointed=False, new_run=True)
         RunFolder(out).checkpoints.mkdir(exist_ok=True)
-        probe = RunFolder(out).checkpoints / ".write-test.tmp"
-        probe.write_bytes(b"")
+        probe = RunFolder(out).checkpoints / outfiles.temp_name()  # can we write here?
+        with open(probe, "xb"):
+            pass
         probe.unlink()
     except OSError as exc:
         raise CnnlabError(
             f"cannot write to the run folder {out} ({exc.strerror}); choose another --out"
         ) from exc
-    remove_legacy_trash(out)
-    # Temporary files of a process killed mid-write: the files they were replacing are intact.
-    for stale in [*out.glob(".*.tmp*"), *RunFolder(out).checkpoints.glob(".*.tmp*")]:
-        stale.unlink(missing_ok=True)
+    # Temporary files of a process killed mid-write (the files they were replacing are intact): only
+    # regular files named exactly as cnnlab names them, in the two folders a run writes.
+    outfiles.remove_temporaries(out)
+    outfiles.remove_temporaries(RunFolder(out).checkpoints)
     if resume:  # the run is no longer complete until it finishes again
         (out / "summary.txt").unlink(missing_ok=True)
