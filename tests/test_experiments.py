@@ -327,6 +327,32 @@ def test_plot_titles_count_seeds_in_words(
     assert seeds > 1 and titles and titles[0].endswith(f"(digits, {seeds} seeds)"), titles
 
 
+def test_seed_start_shifts_the_paired_seeds_and_is_recorded(
+    tmp_path: Path, shared_runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--seed-start N: the paired seeds are N, N+1, ...; the report, result.json and the run folders say so,
+    and a disjoint set shares no run with seeds 0, 1."""
+    argv = ["reproduce", "lrn", "--budget", "tiny", "--seed-start", "7", "--runs", str(shared_runs)]
+    assert cli.main([*argv, "--out", str(tmp_path / "lrn")]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
+    assert doc["seed_start"] == 7 and doc["seeds"] == [7, 8]
+    text = (tmp_path / "lrn" / "report.md").read_text()
+    assert "`cnnlab reproduce lrn --budget tiny --seed-start 7`" in text and "paired seeds 7, 8" in text
+    run_lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert run_lines and all(re.search(r"seed[78]\]$", ln) for ln in run_lines), run_lines
+    assert "seed 0" not in out and "(reused)" not in out  # nothing from the default set is reused
+    default = json.loads(
+        (reproduce("lrn", budget="tiny", out=tmp_path / "d", runs_dir=shared_runs, log=lambda _: None)[1])
+        .with_name("result.json")
+        .read_text()
+    )
+    assert default["seed_start"] == 0 and default["seeds"] == [0, 1]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "lrn", "--budget", "tiny", "--seed-start", "-1"])
+    assert exc.value.code == 2
+
+
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:
     fields = budget.setting(budget.get("tiny"), "standard", dataset="digits", model="alexnet_small")
     runner = Runner(tmp_path, {**fields, "lr": 1e12, "epochs": 2, "dropout": 0.0}, log=lambda _: None)

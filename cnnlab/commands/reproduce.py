@@ -57,6 +57,13 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--seeds", type=argtypes.positive, metavar="N", help="seeds per arm (default: the budget's)"
     )
+    p.add_argument(
+        "--seed-start",
+        type=argtypes.non_negative,
+        default=0,
+        metavar="N",
+        help="the paired seeds are N, N+1, ... (default 0); a disjoint set (e.g. 100) replicates a table",
+    )
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
     p.add_argument(
         "--runs", metavar="DIR", help="run folders (default OUT/runs); claims sharing one reuse common runs"

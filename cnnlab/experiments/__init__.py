@@ -87,6 +87,9 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
+    start = options.pop("seed_start", 0) or 0
+    if start < 0:
+        raise CnnlabError(f"--seed-start must be 0 or more, got {start}")
     own = getattr(CLAIM_MODULES[claim], "MODEL", None)  # the successors' claims train their own nets
     asked = options.pop("model")
     if own is not None and asked not in (None, own):
@@ -98,7 +101,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
         b,
         options.pop("dataset") or b.dataset,
         model,
-        list(range(seeds)),
+        list(range(start, start + seeds)),
         _mkdir(folder),
         runs_dir,
         **options,
@@ -127,6 +130,7 @@ def reproduce(
     budget: str = "small",
     dataset: str | None = None,
     seeds: int | None = None,
+    seed_start: int = 0,
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     model: str | None = None,
@@ -139,12 +143,13 @@ def reproduce(
     skip_bad_images: bool = False,
 ) -> tuple[ClaimResult, Path]:
     """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
-    (default OUT/runs; several claims pointed at one folder share the runs they have in common)."""
+    (default OUT/runs; several claims pointed at one folder share the runs they have in common). The paired
+    seeds are `seed_start`, `seed_start` + 1, ...: a disjoint set replicates a table."""
     folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
     runs = Path(runs_dir) if runs_dir else folder / "runs"
     exp = _experiment(
-        claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
-        data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
+        claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, seed_start=seed_start, model=model,
+        device=device, data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
         skip_bad_images=skip_bad_images,
     )  # fmt: skip
     return _run(exp)
@@ -191,6 +196,7 @@ def _cmd_reproduce(args: Any) -> int:
         "budget": args.budget,
         "dataset": args.dataset,
         "seeds": args.seeds,
+        "seed_start": args.seed_start,
         "out": args.out,
         "runs_dir": args.runs,
         "model": args.model,

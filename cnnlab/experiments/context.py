@@ -53,7 +53,7 @@ class Experiment:
     ) -> ClaimResult:
         """How every claim ends: its numbers in one line, the verdict, the table, and what was run
         (`ran`: a run, what the arms differ in, one more bullet; see `describe`)."""
-        return ClaimResult(self.claim, ours, verdict, describe(*ran), table, **rest)
+        return ClaimResult(self.claim, ours, verdict, describe(*ran), table, seeds=list(self.seeds), **rest)
 
 
 def describe(run: Run, varied: str, *extra: str) -> list[str]:

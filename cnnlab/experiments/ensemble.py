@@ -50,7 +50,8 @@ def top1(probs: torch.Tensor, labels: torch.Tensor, members: Sequence[int]) -> f
 
 def run(exp: Experiment) -> ClaimResult:
     n = max(exp.budget.ensemble_nets, len(exp.seeds))
-    nets = exp.runner("standard").runs([BASELINE], list(range(n)))[BASELINE.name]
+    first = exp.seeds[0]  # the paired seeds first (their baselines are shared), then more from there
+    nets = exp.runner("standard").runs([BASELINE], list(range(first, first + n)))[BASELINE.name]
     done = [r for r in nets if not r.failed]
     singles = [evaluate_run(r) for r in done]
     probs = torch.stack([s["probs"].double() for s in singles])
@@ -106,7 +107,8 @@ def run(exp: Experiment) -> ClaimResult:
         ran=(
             nets[0],
             "the seed (initial weights, data order, augmentation)",
-            f"{len(done)} nets (seeds 0-{n - 1}); ensembles average the nets' softmax on the centre crop",
+            f"{len(done)} nets (seeds {first}-{first + n - 1}); ensembles average the nets' softmax on the "
+            "centre crop",
         ),
         protocol=PROTOCOL,
         departures=[
