@@ -175,6 +175,71 @@ def test_converged_epoch_is_the_first_within_tolerance_of_the_best() -> None:
     assert dropout.converged_epoch([0.3]) == 1
 
 
+def test_plateau_criterion_reads_the_last_epochs_against_the_best_before() -> None:
+    from cnnlab.experiments.plateau import MARGIN, WINDOW, criterion, on_plateau
+
+    assert WINDOW == 3
+    flat = [0.5, 0.2, 0.15, 0.149, 0.148, 0.151]
+    assert on_plateau(flat) is True  # the last 3 beat 0.15 by 0.2 points
+    assert on_plateau([0.5, 0.3, 0.2, 0.15, 0.12, 0.10]) is False  # still falling
+    assert on_plateau([0.5, 0.2, 0.15, 0.16, 0.17, 0.18]) is True  # getting worse is not improving
+    # Exactly the margin counts as on the plateau, a hair more does not (floating point allowed for).
+    assert on_plateau([0.3, 0.105, 0.11, 0.1, 0.12]) is True
+    assert on_plateau([0.3, 0.105, 0.11, 0.1 - 1e-6, 0.12]) is False
+    assert on_plateau([0.4, 0.3, 0.2, 0.1], window=1, margin=0.1) is True  # 0.2 -> 0.1: exactly 0.1
+    # Too few epochs to compare, or a NaN: cannot tell.
+    assert on_plateau([0.3, 0.2, 0.1]) is None and on_plateau([]) is None
+    assert on_plateau([0.3, 0.2, 0.1, 0.1], window=3) is not None
+    assert on_plateau([0.3, float("nan"), 0.1, 0.1, 0.1]) is None
+    assert on_plateau([0.3, 0.2, 0.1, 0.1, float("nan")]) is None
+    assert f"last {WINDOW} epochs" in criterion() and f"{100 * MARGIN:.1f} points" in criterion()
+
+
+def _span(mean: float, low: float, high: float, n: int = 8) -> Interval:
+    return Interval(mean, low, high, n, 0.01, "t")
+
+
+def test_claim_sentences_say_fewer_or_more_by_the_sign_and_size_in_words() -> None:
+    from cnnlab.experiments.sentences import effect_sentence, factor_sentence, size_words
+
+    common = {"change": "With LRN", "subject": "trained alexnet_small nets", "paper": 0.014}
+    good = effect_sentence(
+        iv=_span(0.0046, 0.002, 0.007), where="ImageNet", tail=" on fashion-mnist", **common
+    )
+    assert good == (
+        "With LRN, trained alexnet_small nets make 0.46 points fewer errors on fashion-mnist (95% CI 0.20 "
+        "to 0.70 points fewer, 8 seeds): the paper's direction, about a third of its ImageNet size."
+    )
+    bad = effect_sentence(iv=_span(-0.0446, -0.0728, -0.0163), where="ImageNet", **common)
+    assert "make 4.46 points more errors (95% CI 1.63 to 7.28 points more, 8 seeds)" in bad
+    assert bad.endswith(": against the paper's direction.") and "-" not in bad.split("(")[0]
+    across = effect_sentence(iv=_span(0.0048, -0.0049, 0.0144), **common)
+    assert "0.48 points fewer errors (95% CI 0.49 points more to 1.44 points fewer, 8 seeds)" in across
+    across_neg = effect_sentence(iv=_span(-0.0025, -0.0103, 0.0053), **common)
+    assert "0.25 points more errors (95% CI 0.53 points fewer to 1.03 points more" in across_neg
+    assert "the same number of errors" in effect_sentence(iv=_span(0.0, -0.01, 0.01), **common)
+    assert "no interval" in effect_sentence(iv=_span(0.01, math.nan, math.nan, 1), **common)
+    assert "no measurement" in effect_sentence(iv=_span(math.nan, math.nan, math.nan, 0), **common)
+    nopaper = effect_sentence(**{**common, "paper": None}, iv=_span(0.02, 0.01, 0.03), verb="overfit",
+                              fewer="less", more="more")  # fmt: skip
+    assert "overfit 2.00 points less (95% CI 1.00 to 3.00 points less, 8 seeds)." in nopaper
+    assert "paper" not in nopaper
+    assert size_words(1 / 3) == "about a third of" and size_words(0.5) == "about half of"
+    assert (
+        size_words(1.0) == "about" and size_words(2.1) == "about twice" and size_words(7) == "about 7 times"
+    )
+    assert size_words(0.01) == "a small fraction of" and size_words(1.3) == "somewhat more than"
+    fast = factor_sentence(subject="ReLU nets", what="reach 10% training error", than="tanh nets",
+                           iv=_span(math.log(1.15), math.log(0.91), math.log(1.46)), paper=math.log(6.0),
+                           where="CIFAR-10")  # fmt: skip
+    assert fast.startswith("ReLU nets reach 10% training error 1.15 times as fast as tanh nets (95% CI 0.91")
+    assert "the paper's direction, about a tenth of its CIFAR-10 size" in fast
+    slow = factor_sentence(subject="ReLU nets", what="reach 10%", than="tanh nets",
+                           iv=_span(math.log(0.5), math.log(0.4), math.log(0.6)),
+                           paper=math.log(6.0))  # fmt: skip
+    assert "2.00 times as slowly as tanh nets" in slow and "against the paper's direction" in slow
+
+
 def test_ensemble_sizes_and_subsets() -> None:
     assert ensemble.sizes(5) == [1, 3, 5]
     assert ensemble.sizes(7) == [1, 3, 5, 7]
@@ -261,6 +326,8 @@ def test_claim_writes_a_smoke_test_report_without_a_verdict(
     assert result["verdict"] is None and result["smoke_test"] and result["claim"] == claim
     assert result["numbers"] and result["departures"]
     assert f"{claim}: {SMOKE}" in out
+    assert "Trained to its plateau?" in text and "last epochs on the plateau" in text
+    assert result["numbers"]["trained"] and ("not measured" in text or "docs/training.md" in text)
     plots = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert plots
     for p in plots:
@@ -305,12 +372,15 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
         "lrn", budget="tiny", out=tmp_path / "lrn", runs_dir=shared_runs, log=lines.append
     )
     text = path.read_text()
-    assert text.startswith("# ") and f"## Verdict: {result.verdict.verdict}" in text
+    base = [r.last(r.test("top1_err")) for r in result.runs if r.arm.name == "baseline"]
+    caveat = f"**Early training: nets at {100 * statistics.fmean(base):.2f}% test error"
+    assert text.startswith(caveat) and f"## Verdict: {result.verdict.verdict}" in text
     assert f"lrn: {result.verdict.verdict}." in "\n".join(lines)
     doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
     assert doc["verdict"] == result.verdict.verdict and not doc["smoke_test"]
     index = write_index([(result, path)], tmp_path, budget.get("tiny"), 12.0)
     table = index.read_text()
+    assert table.startswith(caveat)  # the index's first line: the verdicts are about early training
     assert "| verdict |" in table and f"**{result.verdict.verdict}**" in table
     assert f"Settled: {int(result.verdict.settled)} of 1 claims." in table
 

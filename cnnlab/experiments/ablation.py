@@ -15,6 +15,7 @@ from typing import Any
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
+from cnnlab.experiments.sentences import effect_sentence
 from cnnlab.experiments.verdict import Interval, Verdict, judge, mean_std, pct, t_interval, with_ci
 
 # The `standard` setting as it is: the arm every standard-setting claim shares (see budget.py).
@@ -93,12 +94,15 @@ def ablation(
     on: Arm | None = None,
     base_departures: Callable[[Experiment, Run], list[str]] | None = None,
     rule: Callable[[Interval, str], Verdict] | None = None,
+    change: str | None = None,
+    where: str = "ImageNet",
 ) -> ClaimResult:
     """Train the baseline (the paper's choice, shown as `on_label`) and `off` on every seed; judge the
     paired last-epoch test top-1 differences against zero and against `paper_effect` (in error points).
 
     The successors' claims pass their own `setting`, `on` arm (its settings on top of the setting),
-    the departures of that setting, and for a claim of no effect their own `rule`."""
+    the departures of that setting, and for a claim of no effect their own `rule`. `change` opens the
+    claim's sentence ("With LRN"), `where` names the paper's data set for its size."""
     # The shared baseline run by default, so claims that compare with it reuse it.
     on = Arm(BASELINE.name, on_label) if on is None else on
     runs = exp.runner(setting).runs([on, off], exp.seeds)
@@ -111,10 +115,16 @@ def ablation(
         verdict = rule(iv, what)
     else:
         verdict = judge(iv, what=what, paper=paper_effect, dropped=dropped)
-    ours = (
-        f"{on.label} lowers the test top-1 error by {with_ci(iv)} ({on.label} "
-        f"{mean_std([err_on_test(r) for r in ons])} vs {off.label} "
-        f"{mean_std([err_on_test(r) for r in offs])}); top-5 {with_ci(iv5)}"
+    ours = effect_sentence(
+        change=change or f"With {on.label} rather than {off.label}",
+        subject=exp.nets(),
+        iv=iv,
+        paper=paper_effect if rule is None else None,  # a claim of no effect has no size to match
+        where=where,
+        tail=f" on {exp.dataset}",
+    ) + (
+        f" Test top-1: {on.label} {mean_std([err_on_test(r) for r in ons])}, {off.label} "
+        f"{mean_std([err_on_test(r) for r in offs])}; top-5 effect {with_ci(iv5)}."
     )
     labelled = {on.label: ons, off.label: offs}
     plot = "curves.png"

@@ -66,6 +66,9 @@ class Budget:
     default_input: int | None = None  # input side on the default data set (None: the model's)
     model: str | None = None  # None: alexnet where CUDA is present, else alexnet_small
     smoke: bool = False  # tiny: the numbers mean nothing and no verdict is printed
+    # Whether its nets are trained to their plateau (SPEC section 9); if not, every verdict says it is about
+    # early training, with the error the nets reached.
+    trained: bool = False
 
 
 BUDGETS: dict[str, Budget] = {

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.experiments import budget as budgets
+from cnnlab.experiments import plateau
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Run, Runner
 from cnnlab.experiments.verdict import Verdict
@@ -43,6 +44,12 @@ class Experiment:
                 fields[name] = True
         return fields
 
+    def nets(self, model: str | None = None) -> str:
+        """Who a claim's sentence is about: 'trained alexnet_small nets', or at a budget that stops early
+        'alexnet_small nets early in training'."""
+        model = model or self.model
+        return f"trained {model} nets" if self.budget.trained else f"{model} nets early in training"
+
     def runner(self, kind: str) -> Runner:
         return Runner(
             self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log
@@ -53,7 +60,17 @@ class Experiment:
     ) -> ClaimResult:
         """How every claim ends: its numbers in one line, the verdict, the table, and what was run
         (`ran`: a run, what the arms differ in, one more bullet; see `describe`)."""
-        return ClaimResult(self.claim, ours, verdict, describe(*ran), table, seeds=list(self.seeds), **rest)
+        result = ClaimResult(self.claim, ours, verdict, describe(*ran), table, seeds=list(self.seeds), **rest)
+        # Every report: each arm's final test error, its net's full-data reference and the plateau check
+        # (relu-vs-tanh's learning-rate search runs, `search-*`, are choices, not arms).
+        arms: dict[str, list[Run]] = {}
+        for r in result.runs:
+            if not r.arm.name.startswith("search-"):
+                arms.setdefault(r.arm.label, []).append(r)
+        title, rows, numbers = plateau.table(arms)
+        result.extra_tables.append((title, rows))
+        result.numbers["trained"] = numbers
+        return result
 
 
 def describe(run: Run, varied: str, *extra: str) -> list[str]:

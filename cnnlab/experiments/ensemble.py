@@ -21,7 +21,8 @@ from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
-from cnnlab.experiments.verdict import bootstrap, judge, mean_std, pct, with_ci
+from cnnlab.experiments.sentences import effect_sentence
+from cnnlab.experiments.verdict import bootstrap, judge, mean_std, pct
 
 MAX_SUBSETS = 35
 PROTOCOL = (
@@ -80,9 +81,18 @@ def run(exp: Experiment) -> ClaimResult:
         paper=paper,
         dropped=len(nets) - len(done),
     )
-    ours = (
-        f"{largest} nets lower the test top-1 error of one by {with_ci(iv)} (bootstrap over nets); "
+    ours = effect_sentence(
+        change=f"Averaging the softmax of {largest} {exp.nets()}",
+        subject="the ensemble",
+        verb="makes",
+        iv=iv,
+        paper=paper,
+        where="ImageNet (1 -> 5 nets)",
+        tail=f" than one net on {exp.dataset}",
+    ) + (
+        " Bootstrap interval over nets. Test top-1: "
         + ", ".join(f"{k} net{'s' if k > 1 else ''} {mean_std(err1[k])}" for k in sorted(err1))
+        + "."
     )
     rows = [
         ["nets", "test top-1 error", "test top-5 error", "subsets scored", "paper top-1 / top-5 (ImageNet)"]
