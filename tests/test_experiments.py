@@ -410,7 +410,7 @@ def test_seed_start_shifts_the_paired_seeds_and_is_recorded(
     text = (tmp_path / "lrn" / "report.md").read_text()
     assert "`cnnlab reproduce lrn --budget tiny --seed-start 7`" in text and "paired seeds 7, 8" in text
     run_lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
-    assert run_lines and all(re.search(r"seed[78]\]$", ln) for ln in run_lines), run_lines
+    assert run_lines and all(re.search(r"seed[78]\] \[\d/4, ETA ", ln) for ln in run_lines), run_lines
     assert "seed 0" not in out and "(reused)" not in out  # nothing from the default set is reused
     default = json.loads(
         (reproduce("lrn", budget="tiny", out=tmp_path / "d", runs_dir=shared_runs, log=lambda _: None)[1])
@@ -421,6 +421,61 @@ def test_seed_start_shifts_the_paired_seeds_and_is_recorded(
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "lrn", "--budget", "tiny", "--seed-start", "-1"])
     assert exc.value.code == 2
+
+
+def test_plan_line_counts_shared_runs_once_and_its_eta_follows_the_runs() -> None:
+    from cnnlab.experiments.plan import Plan, planned
+
+    small = budget.get("small")
+    costs = planned(GROUPS["all"], small, dataset="fashion-mnist", model="alexnet_small", seeds=None,
+                    seed_start=0)  # fmt: skip
+    # 8 seeds x (baseline + 3 ablations) + paper-init's 2 arms x 2 seeds (its control is the baseline),
+    # 5 x 2 Figure 1 runs + 2 x 3 search runs, 5 x 2 dropout runs.
+    assert len(costs) == 32 + 4 + 10 + 6 + 10
+    assert costs[("standard", "baseline", 0)] == 2000 * 4  # training images (held-out ones apart) x epochs
+    shifted = planned(["lrn"], small, dataset="fashion-mnist", model="alexnet_small", seeds=2, seed_start=100)
+    assert sorted(k[2] for k in shifted) == [100, 100, 101, 101]
+    plan = Plan({("s", "a", 0): 100.0, ("s", "b", 0): 100.0, ("s", "c", 0): 200.0}, rate=0.5)
+    assert plan.line().startswith("plan: 3 runs (0.0 million image-epochs of training); ETA 3:20 (estimated")
+    assert plan.finished("runs/a", 100.0, None) == "[1/3, ETA 2:30]"  # reused: no pace yet, less to do
+    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # 0.2 s per unit from now on
+    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # the same run again: no change
+    assert plan.finished("runs/c", 200.0, 10.0) == "[3/3, ETA 0.0 s]"
+    assert plan.seconds_per_unit() == pytest.approx(30.0 / 300.0) and "pace of this invocation" in plan.line()
+
+
+def test_claim_runs_share_one_read_of_the_data_and_score_the_test_set_at_the_end(tmp_path: Path) -> None:
+    from cnnlab import data
+
+    assert data.load("digits", "train") is not data.load("digits", "train")  # `cnnlab train`: fresh reads
+    with data.shared_loads():
+        first = data.load("digits", "train")
+        assert data.load("digits", "train") is first and data.load("digits", "test") is not first
+    fields = budget.setting(budget.get("tiny"), "standard", dataset="digits", model="alexnet_small")
+    run = Runner(tmp_path, {**fields, "epochs": 2, "test_each_epoch": False}, log=lambda _: None).run(
+        Arm("a", "a"), 0
+    )
+    tests = run.curve(run.test("top1_err"))
+    assert math.isnan(tests[0]) and math.isfinite(tests[1])  # scored once, after the last epoch
+    assert all(math.isfinite(v) for v in run.curve(run.heldout("top1_err")))  # the held-out set every epoch
+
+
+def test_the_medium_budget_trains_the_papers_nets_to_a_plateau_and_is_the_default() -> None:
+    from cnnlab.commands.reproduce import register_cli
+
+    medium = budget.get("medium")
+    assert medium.trained and not budget.get("small").trained
+    std = budget.setting(medium, "standard", dataset="fashion-mnist", model="alexnet_small")
+    assert std["schedule"] == "onecycle" and "batch_norm" not in std  # the paper's architecture
+    init = budget.setting(medium, "init", dataset="fashion-mnist", model="alexnet_small")
+    assert init["lr"] == 0.01 and init["schedule"] == "constant"  # the paper's lr, held
+    assert init["epochs"] * init["limit_train"] // init["batch_size"] >= 1000  # steps to leave chance
+    assert budget.threshold("fashion-mnist", medium) == 0.10  # the difficulty-matched threshold
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    assert parser.parse_args(["reproduce", "lrn"]).budget == "medium"
 
 
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import models
+from cnnlab import data, models
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import (
@@ -36,6 +36,7 @@ from cnnlab.experiments import (
 )
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS, TITLES
+from cnnlab.experiments.plan import Plan, planned
 from cnnlab.experiments.results import SMOKE, ClaimResult, write_index, write_report
 
 __all__ = ["CLAIMS", "CLAIM_MODULES", "GROUPS", "ClaimResult", "reproduce", "reproduce_all"]
@@ -108,12 +109,28 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     )
 
 
+def _plan(claims: list[str], log: Callable[[str], None], **options: Any) -> Plan:
+    """The plan of `claims` (the trained ones) at these options, its line printed."""
+    b = budgets.get(options["budget"])
+    trained = [c for c in claims if c in CLAIM_MODULES]
+    plan = Plan(
+        planned(
+            trained, b, dataset=options.get("dataset") or b.dataset,
+            model=options.get("model") or budgets.default_model(b), seeds=options.get("seeds"),
+            seed_start=options.get("seed_start") or 0,
+        )
+    )  # fmt: skip
+    log(plan.line())
+    return plan
+
+
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
     seeds = f"seed{'s' if len(exp.seeds) != 1 else ''} {', '.join(map(str, exp.seeds))}"
     model = budgets.FIGURE1_MODEL if exp.claim == "relu-vs-tanh" else exp.model
     exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {model}, {seeds}")
     t0 = time.perf_counter()
-    result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
+    with data.shared_loads():  # one read of the data set for all the claim's runs
+        result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
     result.seconds = time.perf_counter() - t0
     path = write_report(result, exp.folder, exp.budget)
     if exp.budget.smoke:
@@ -127,7 +144,7 @@ def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
 def reproduce(
     claim: str,
     *,
-    budget: str = "small",
+    budget: str = "medium",
     dataset: str | None = None,
     seeds: int | None = None,
     seed_start: int = 0,
@@ -147,17 +164,21 @@ def reproduce(
     seeds are `seed_start`, `seed_start` + 1, ...: a disjoint set replicates a table."""
     folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
     runs = Path(runs_dir) if runs_dir else folder / "runs"
+    budgets.get(budget)  # an unknown budget fails before the plan
+    plan = _plan(
+        [claim], log, budget=budget, dataset=dataset, model=model, seeds=seeds, seed_start=seed_start
+    )
     exp = _experiment(
         claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, seed_start=seed_start, model=model,
         device=device, data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
-        skip_bad_images=skip_bad_images,
+        skip_bad_images=skip_bad_images, plan=plan,
     )  # fmt: skip
     return _run(exp)
 
 
 def reproduce_all(
     *,
-    budget: str = "small",
+    budget: str = "medium",
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = _log,
@@ -178,10 +199,13 @@ def reproduce_all(
         if claim in COMPUTED
     ]
     done: list[tuple[ClaimResult, Path]] = []
-    for claim in GROUPS[group]:
-        if claim in CLAIM_MODULES:
-            exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
-            done.append(_run(exp))
+    budgets.get(budget)  # an unknown budget fails before the plan
+    plan = _plan(GROUPS[group], log, budget=budget, **options)
+    with data.shared_loads():  # every claim's runs share one read of the data set
+        for claim in GROUPS[group]:
+            if claim in CLAIM_MODULES:
+                exp = _experiment(claim, root / claim, runs, budget=budget, log=log, plan=plan, **options)
+                done.append(_run(exp))
     paper = CLAIMS[GROUPS[group][0]].paper
     index = write_index(
         done, root, budgets.get(budget), time.perf_counter() - t0, title=TITLES[paper], group=group,

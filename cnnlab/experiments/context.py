@@ -11,6 +11,7 @@ from typing import Any
 
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import plateau
+from cnnlab.experiments.plan import Plan
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Run, Runner
 from cnnlab.experiments.verdict import Verdict
@@ -32,10 +33,13 @@ class Experiment:
     log: Callable[[str], None] = print
     download: bool = False
     skip_bad_images: bool = False
+    plan: Plan | None = None  # counts the runs as they finish, for the ETA
 
     def setting(self, kind: str) -> dict[str, Any]:
         fields = budgets.setting(self.budget, kind, dataset=self.dataset, model=self.model)
         fields["device"] = self.device
+        # Evaluation only where a number is read: a claim reads the test set at the last epoch.
+        fields["test_each_epoch"] = False
         if self.data_dir:
             fields["data_dir"] = self.data_dir
         # The data flags every command shares, passed on to each run's `cnnlab train` settings.
@@ -52,8 +56,9 @@ class Experiment:
 
     def runner(self, kind: str) -> Runner:
         return Runner(
-            self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log
-        )
+            self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log,
+            plan=self.plan,
+        )  # fmt: skip
 
     def result(
         self, ours: str, verdict: Verdict, table: list[list[str]], ran: tuple[Run, str, str], **rest: Any

@@ -266,7 +266,7 @@ class Loop:
         t0 = time.perf_counter()
         val = self.validate(self.run.val_loader)
         # Without a held-out split the validation set is the test set: the same numbers, measured once.
-        test = val if self.run.test_loader is None else self.validate(self.run.test_loader)
+        test = val if self.run.test_loader is None else self._test(epoch)
         self.eta.evaluated(time.perf_counter() - t0)
         steps = len(self.run.train_loader)
         row = {
@@ -284,6 +284,12 @@ class Loop:
             "images_per_s": count / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
         return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
+
+    def _test(self, epoch: int) -> dict[str, Any]:
+        """The test set's numbers: after every epoch, or with --no-test-each-epoch after the last only."""
+        if self.cfg.test_each_epoch or epoch + 1 >= self.cfg.epochs:
+            return self.validate(self.run.test_loader)
+        return {"loss": math.nan, "top1_err": math.nan, "top5_err": math.nan}
 
     @torch.no_grad()
     def validate(self, loader: Any) -> dict[str, Any]:
