@@ -381,6 +381,10 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
     index = write_index([(result, path)], tmp_path, budget.get("tiny"), 12.0)
     table = index.read_text()
     assert table.startswith(caveat)  # the index's first line: the verdicts are about early training
+    trained = dataclasses.replace(budget.get("tiny"), smoke=False, trained=True)
+    first = write_index([(result, path)], tmp_path, trained, 12.0).read_text().splitlines()[0]
+    assert first.startswith(f"**Trained: the standard baseline ends at {100 * statistics.fmean(base):.2f}% ")
+    assert "(target 12.00% or less: NOT met" in first and "were on its plateau" in first
     assert "| verdict |" in table and f"**{result.verdict.verdict}**" in table
     assert f"Settled: {int(result.verdict.settled)} of 1 claims." in table
 

@@ -116,3 +116,30 @@ def early_caveat(runs: Sequence[Run]) -> str:
         "about how each arm starts, not about trained nets (SPEC section 9); `--budget medium` trains every "
         "arm to its plateau."
     )
+
+
+TARGET = 0.12  # the standard arm's test error a trained budget must reach (issue 22: at or below 12%)
+
+
+def trained_summary(runs: Sequence[Run]) -> str:
+    """A trained budget's check, for the index's first lines: the standard baseline's final test error
+    against `TARGET`, and how many runs were on their plateau."""
+    unique = {r.dir: r for r in runs if not r.arm.name.startswith("search-")}
+    base = [r for r in unique.values() if r.arm.name == "baseline" and r.history and not r.failed]
+    flags = [run_on_plateau(r) for r in unique.values()]
+    known = [f for f in flags if f is not None]
+    err = mean([r.last(r.test("top1_err")) for r in base])
+    met = (
+        "met" if err <= TARGET else "NOT met: these nets are not trained, read the verdicts as early training"
+    )
+    head = (
+        f"Trained: the standard baseline ends at {pct(err)} test error "
+        f"(target {pct(TARGET)} or less: {met}). "
+        if base
+        else ""
+    )
+    return (
+        f"{head}{sum(known)} of {len(known)} runs were {criterion()}"
+        + (f"; {len(flags) - len(known)} could not be told" if len(known) < len(flags) else "")
+        + "."
+    )

@@ -16,7 +16,7 @@ from cnnlab import report
 from cnnlab.checkpoint import write_text
 from cnnlab.experiments.budget import Budget
 from cnnlab.experiments.paper import CLAIMS, PAPERS, TITLES
-from cnnlab.experiments.plateau import early_caveat
+from cnnlab.experiments.plateau import early_caveat, trained_summary
 from cnnlab.experiments.runner import Run
 from cnnlab.experiments.verdict import Verdict, mean
 
@@ -180,8 +180,11 @@ def write_index(
     settled = sum(r.verdict.settled for r, _ in results)
     start = results[0][0].seed_start if results else 0
     head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
+    every = [run for r, _ in results for run in r.runs]
     if not budget.smoke and not budget.trained:  # the caveat comes first, with the error the nets reached
-        head = [f"**{early_caveat([run for r, _ in results for run in r.runs])}**", ""]
+        head = [f"**{early_caveat(every)}**", ""]
+    elif not budget.smoke:  # whether the nets were trained, measured
+        head = [f"**{trained_summary(every)}**", ""]
     tally = [] if budget.smoke else [f"Settled: {settled} of {len(results)} claims.", ""]
     exact = (
         ["Counted exactly on the nets cnnlab builds (no training, no seeds):", "",
