@@ -464,8 +464,10 @@ def test_claim_runs_share_one_read_of_the_data_and_score_the_test_set_at_the_end
     assert all(math.isfinite(v) for v in run.curve(run.heldout("top1_err")))  # the held-out set every epoch
 
 
-def test_the_medium_budget_trains_the_papers_nets_to_a_plateau_and_is_the_default() -> None:
+def test_the_medium_budget_trains_the_papers_nets_to_a_plateau_and_is_the_default(tmp_path: Path) -> None:
     from cnnlab.commands.reproduce import register_cli
+    from cnnlab.device import fast_amp_dtype
+    from cnnlab.experiments.context import Experiment
 
     medium = budget.get("medium")
     assert medium.trained and not budget.get("small").trained
@@ -475,6 +477,12 @@ def test_the_medium_budget_trains_the_papers_nets_to_a_plateau_and_is_the_defaul
     assert init["lr"] == 0.01 and init["schedule"] == "constant"  # the paper's lr, held
     assert init["epochs"] * init["limit_train"] // init["batch_size"] >= 1000  # steps to leave chance
     assert budget.threshold("fashion-mnist", medium) == 0.10  # the difficulty-matched threshold
+    # The demo's fast paths where they change nothing a claim compares; paper-init keeps fp32.
+    exp = Experiment("lrn", medium, "fashion-mnist", "alexnet_small", [0], tmp_path, tmp_path, device="cpu")
+    fast = exp.setting("standard")
+    assert fast["channels_last"] and fast.get("amp", False) == (fast_amp_dtype("cpu") != "none")
+    assert "channels_last" not in exp.setting("init") and "amp" not in exp.setting("init")
+    assert not exp.setting("standard")["test_each_epoch"]  # the test set read once, at the end
     import argparse
 
     parser = argparse.ArgumentParser()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.device import fast_amp_dtype, resolve_device
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import plateau
 from cnnlab.experiments.plan import Plan
@@ -40,6 +41,10 @@ class Experiment:
         fields["device"] = self.device
         # Evaluation only where a number is read: a claim reads the test set at the last epoch.
         fields["test_each_epoch"] = False
+        if self.budget.fast_paths and kind not in self.budget.fast_paths_skip:
+            fields["channels_last"] = True
+            if fast_amp_dtype(resolve_device(self.device).type) != "none":
+                fields["amp"] = True
         if self.data_dir:
             fields["data_dir"] = self.data_dir
         # The data flags every command shares, passed on to each run's `cnnlab train` settings.
