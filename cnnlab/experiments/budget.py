@@ -105,7 +105,8 @@ BUDGETS: dict[str, Budget] = {
     ),
     "small": Budget(
         "small",
-        "about 30 minutes for `all` on a 2-core CPU: Fashion-MNIST subsets, many short paired seeds",
+        "a quick look, about 10 minutes for `all` on a 2-core CPU: Fashion-MNIST subsets, many short paired "
+        "seeds, nets early in training",
         dataset="fashion-mnist",
         seeds=8,
         ensemble_nets=8,

@@ -96,13 +96,16 @@ def describe(run: Run, varied: str, *extra: str) -> list[str]:
     if c.flip:
         augment.append("mirrors")
     augment.append(f"PCA lighting {c.pca_std}" if c.pca_std else "no PCA lighting")
+    # The fast paths (budget.fast_paths) run every arm alike; the report says which ones this run took.
+    speed = f"{c.amp_dtype} autocast" if c.amp else "fp32"
+    speed += ", channels-last" if c.channels_last else ""
     return [
         data_line(run),
         f"model: {c.model} ({opts}; {run.record['model']['parameters']:,} parameters), "
         f"input {c.input_size} px",
         f"training: {c.epochs} epoch{'s' if c.epochs != 1 else ''}, batch {c.batch_size}, "
         f"SGD lr {c.lr} ({c.schedule}), momentum {c.momentum}, weight decay {c.weight_decay}; "
-        f"{', '.join(augment)}",
+        f"{', '.join(augment)}; {speed}",
         f"arms differ only in {varied}; validation and test on the {c.val_views} view",
         *extra,
     ]
