@@ -31,6 +31,7 @@ from cnnlab.experiments import (
     paper_init,
     relu_tanh,
     reproduce,
+    reproduce_all,
 )
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import SMOKE, write_index
@@ -422,6 +423,10 @@ def test_seed_start_shifts_the_paired_seeds_and_is_recorded(
         .read_text()
     )
     assert default["seed_start"] == 0 and default["seeds"] == [0, 1]
+    # From Python, as docs/claims.md shows it: every option may be left out.
+    results, index = reproduce_all(budget="tiny", out=tmp_path / "all", runs_dir=shared_runs,
+                                   group="all-googlenet", log=lambda _: None)  # fmt: skip
+    assert index.is_file() and [r.seeds for r in results] == [[0, 1]]
     with pytest.raises(SystemExit) as exc:
         cli.main(["reproduce", "lrn", "--budget", "tiny", "--seed-start", "-1"])
     assert exc.value.code == 2

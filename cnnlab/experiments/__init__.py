@@ -84,7 +84,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
         choices = ", ".join([*CLAIMS, *GROUPS])
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {choices}")
     b = budgets.get(options.pop("budget"))
-    seeds = options.pop("seeds")
+    seeds = options.pop("seeds", None)
     seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
@@ -92,7 +92,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     if start < 0:
         raise CnnlabError(f"--seed-start must be 0 or more, got {start}")
     own = getattr(CLAIM_MODULES[claim], "MODEL", None)  # the successors' claims train their own nets
-    asked = options.pop("model")
+    asked = options.pop("model", None)
     if own is not None and asked not in (None, own):
         raise CnnlabError(f"--model applies to the AlexNet claims; {claim} trains {own} (leave --model out)")
     model = own or asked or budgets.default_model(b)
@@ -100,7 +100,7 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     return Experiment(
         claim,
         b,
-        options.pop("dataset") or b.dataset,
+        options.pop("dataset", None) or b.dataset,
         model,
         list(range(start, start + seeds)),
         _mkdir(folder),
