@@ -201,7 +201,7 @@ def _span(mean: float, low: float, high: float, n: int = 8) -> Interval:
 
 
 def test_claim_sentences_say_fewer_or_more_by_the_sign_and_size_in_words() -> None:
-    from cnnlab.experiments.sentences import effect_sentence, factor_sentence, size_words
+    from cnnlab.experiments.sentences import difference, effect_sentence, factor_sentence, size_words
 
     common = {"change": "With LRN", "subject": "trained alexnet_small nets", "paper": 0.014}
     good = effect_sentence(
@@ -219,6 +219,9 @@ def test_claim_sentences_say_fewer_or_more_by_the_sign_and_size_in_words() -> No
     across_neg = effect_sentence(iv=_span(-0.0025, -0.0103, 0.0053), **common)
     assert "0.25 points more errors (95% CI 0.53 points fewer to 1.03 points more" in across_neg
     assert "the same number of errors" in effect_sentence(iv=_span(0.0, -0.01, 0.01), **common)
+    assert difference(_span(-0.0104, -0.03, 0.01, 2)) == (
+        "1.04 points more errors (95% CI 1.00 points fewer to 3.00 points more, 2 seeds)"
+    )
     assert "no interval" in effect_sentence(iv=_span(0.01, math.nan, math.nan, 1), **common)
     assert "no measurement" in effect_sentence(iv=_span(math.nan, math.nan, math.nan, 0), **common)
     nopaper = effect_sentence(**{**common, "paper": None}, iv=_span(0.02, 0.01, 0.03), verb="overfit",

@@ -15,8 +15,8 @@ from typing import Any
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
-from cnnlab.experiments.sentences import effect_sentence
-from cnnlab.experiments.verdict import Interval, Verdict, judge, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.sentences import difference, effect_sentence
+from cnnlab.experiments.verdict import Interval, Verdict, judge, mean_std, pct, t_interval
 
 # The `standard` setting as it is: the arm every standard-setting claim shares (see budget.py).
 BASELINE = Arm("baseline", "baseline")
@@ -132,7 +132,7 @@ def ablation(
         tail=f" on {exp.dataset}",
     ) + (
         f" Test top-1: {on.label} {mean_std([err_on_test(r) for r in ons])}, {off.label} "
-        f"{mean_std([err_on_test(r) for r in offs])}; top-5 effect {with_ci(iv5)}."
+        f"{mean_std([err_on_test(r) for r in offs])}; top-5: {difference(iv5)}."
     )
     labelled = {on.label: ons, off.label: offs}
     plot = "curves.png"

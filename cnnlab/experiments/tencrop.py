@@ -13,8 +13,8 @@ from cnnlab.experiments.ablation import BASELINE, standard_departures
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
-from cnnlab.experiments.sentences import effect_sentence
-from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.sentences import difference, effect_sentence
+from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval
 
 PROTOCOL = (
     "section 4.1: at test time the net averages its softmax over ten 224x224 patches (the four corners and "
@@ -49,7 +49,7 @@ def run(exp: Experiment) -> ClaimResult:
         tail=f" on {exp.dataset}",
     ) + (
         f" Test top-1: centre {mean_std(err['center'])}, ten crops {mean_std(err['tencrop'])}; "
-        f"top-5 effect {with_ci(iv5)}."
+        f"top-5: {difference(iv5)}."
     )
     rows = [["views", "test top-1 error", "test top-5 error", "test top-1 per net"]]
     for v, label in (("center", "centre crop"), ("tencrop", "ten crops (softmax averaged)")):
