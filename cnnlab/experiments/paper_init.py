@@ -64,7 +64,7 @@ def judge(
             INCONCLUSIVE,
             f"neither the paper's init nor the same N(0, 0.01) weights with Caffe's bias 0.1 trained in any "
             f"of {n} seeds ({bar}) while Kaiming's did: this budget is too short for weights that small to "
-            "start learning, so it cannot tell whether bias 1 is the problem (use --budget medium)",
+            "start learning, so it cannot tell whether bias 1 is the problem (a longer run would)",
         )
     if n and k == n:
         return Verdict(REPRODUCED, f"the paper's init trained in all {n} seeds ({bar})")
