@@ -393,6 +393,16 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
     assert f"Settled: {int(result.verdict.settled)} of 1 claims." in table
 
 
+def test_claim_plots_draw_the_test_curve_only_where_it_was_scored_every_epoch(tmp_path: Path) -> None:
+    from cnnlab.experiments.ablation import error_panels
+
+    every = Run(Arm("a", "a"), 0, tmp_path, [{"test_top1_err": 0.5}, {"test_top1_err": 0.4}])
+    (tmp_path / "config.json").write_text(json.dumps({"config": TrainConfig(val_split=10).to_dict()}))
+    assert [k for k, _ in error_panels(every)] == ["test_top1_err", "val_top1_err", "train_top1_err"]
+    at_end = Run(Arm("a", "a"), 0, tmp_path, [{"test_top1_err": math.nan}, {"test_top1_err": 0.4}])
+    assert [k for k, _ in error_panels(at_end)] == ["val_top1_err", "train_top1_err"]
+
+
 def test_plot_titles_count_seeds_in_words(
     tmp_path: Path, shared_runs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ minus with it, at the last epoch (no epoch is selected, so nothing is chosen on 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,18 @@ BASELINE = Arm("baseline", "baseline")
 def err_on_test(run: Run, metric: str = "top1_err") -> float:
     """The run's last-epoch error on the test set (NaN for a failed run)."""
     return run.last(run.test(metric)) if run.history else float("nan")
+
+
+def error_panels(run: Run) -> list[tuple[str, str]]:
+    """The error curves a claim's plot draws (metrics column, panel title): the test set's only where the
+    run scored it every epoch (claim runs score it at the last epoch alone), the held-out set's where the
+    run held images out, and the training error."""
+    keys = [("train_top1_err", "training top-1 error")]
+    if run.held_out:
+        keys.insert(0, (run.heldout("top1_err"), "held-out val top-1 error"))
+    if run.history and all(math.isfinite(v) for v in run.curve(run.test("top1_err"))):
+        keys.insert(0, (run.test("top1_err"), "test top-1 error"))
+    return keys
 
 
 def arm_rows(arms: Mapping[str, Sequence[Run]]) -> list[list[str]]:
@@ -136,9 +149,7 @@ def ablation(
     )
     labelled = {on.label: ons, off.label: offs}
     plot = "curves.png"
-    keys = [(ons[0].test("top1_err"), "test top-1 error"), ("train_top1_err", "training top-1 error")]
-    if ons[0].held_out:
-        keys.insert(1, (ons[0].heldout("top1_err"), "held-out val top-1 error"))
+    keys = error_panels(ons[0])
     plot_curves(
         exp.folder / plot,
         labelled,

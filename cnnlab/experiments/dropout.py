@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from cnnlab.experiments.ablation import error_panels
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run, evaluate_run
@@ -103,8 +104,7 @@ def run(exp: Experiment) -> ClaimResult:
         exp.folder / plot,
         {"no dropout": runs[NO_DROPOUT.name], "dropout 0.5": runs[DROPOUT.name]},
         [
-            (first.test("top1_err"), "test top-1 error"),
-            (first.heldout("top1_err"), "held-out val top-1 error" if first.held_out else "val top-1 error"),
+            *(k for k in error_panels(first) if k[0] != "train_top1_err"),
             ("train_loss", "training loss (dropout on)"),
         ],
         title=f"dropout on a small training set ({exp.dataset})",

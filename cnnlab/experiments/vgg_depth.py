@@ -10,7 +10,7 @@ difference from A is shown with its own interval (the paper's 0.9 points).
 
 from __future__ import annotations
 
-from cnnlab.experiments.ablation import arm_rows, err_on_test, seeds_text
+from cnnlab.experiments.ablation import arm_rows, err_on_test, error_panels, seeds_text
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, plot_curves
@@ -66,7 +66,7 @@ def run(exp: Experiment) -> ClaimResult:
         f"B {mean_std([err_on_test(r) for r in b])}, D {mean_std([err_on_test(r) for r in d])}."
     )
     plot = "curves.png"
-    keys = [(a[0].test("top1_err"), "test top-1 error"), ("train_top1_err", "training top-1 error")]
+    keys = error_panels(a[0])
     plot_curves(
         exp.folder / plot, labelled, keys, title=f"VGG A, B, D ({exp.dataset}, {seeds_text(len(exp.seeds))})"
     )
