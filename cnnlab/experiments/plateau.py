@@ -28,8 +28,8 @@ REFERENCES: dict[tuple[str, str], tuple[float, str]] = {
     # recipe gives it batch norm in place of LRN: the nearest measured net, not the claims' own.
     ("alexnet_small", "fashion-mnist"): (
         0.0716,
-        "alexnet_small with batch norm (the fast recipe, 5 epochs, all 60,000 images; docs/training.md); "
-        "the claims' nets keep LRN and no batch norm, so this is the nearest measured net, not the same one",
+        "the nearest measured: with batch norm in place of LRN, the fast recipe, 5 epochs on all 60,000 "
+        "images, docs/training.md",
     ),
 }
 
