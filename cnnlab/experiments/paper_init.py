@@ -101,7 +101,8 @@ def run(exp: Experiment) -> ClaimResult:
     k, n = sum(flags[PAPER.name]), len(flags[PAPER.name])
     ours = (
         f"At the paper's lr {c.lr:g} ({c.schedule}), {exp.model} nets with the paper's init (N(0, 0.01), "
-        f"biases of 1) left chance in {k} of {n} seed{'s' if n != 1 else ''} within {epochs * steps:,} steps. "
+        f"biases of 1) left chance in {k} of {n} seed{'s' if n != 1 else ''} "
+        f"within {epochs * steps:,} steps. "
         + "; ".join(
             f"{a.label.split(' (')[0]}: {_when(left[a.name], epochs, steps)}, "
             f"test top-1 {mean_std(err[a.name])}"
