@@ -156,6 +156,11 @@ class TrainConfig:
     )  # fmt: skip
     # Section 4.1 tests on ten patches; one view keeps validation cheap.
     val_views: str = _f("center", "views averaged at validation", choices=VIEWS)
+    # `cnnlab reproduce` reads a run's test numbers at its last epoch only: scoring the test set after every
+    # epoch would cost it about a fifth of its time.
+    test_each_epoch: bool = _f(
+        True, "score the test set after every epoch (with a held-out split; else after the last one only)"
+    )
     # Section 5 drops the lr on the validation error and section 6 reports the test set apart: 1/6 of the
     # training set (10,000 of Fashion-MNIST's 60,000, the size of its test set), at most VAL_SPLIT_CAP.
     val_split: float = _f(

@@ -31,6 +31,7 @@ from cnnlab.experiments import (
     paper_init,
     relu_tanh,
     reproduce,
+    reproduce_all,
 )
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import SMOKE, write_index
@@ -184,6 +185,74 @@ def test_converged_epoch_is_the_first_within_tolerance_of_the_best() -> None:
     assert dropout.converged_epoch([0.3]) == 1
 
 
+def test_plateau_criterion_reads_the_last_epochs_against_the_best_before() -> None:
+    from cnnlab.experiments.plateau import MARGIN, WINDOW, criterion, on_plateau
+
+    assert WINDOW == 3
+    flat = [0.5, 0.2, 0.15, 0.149, 0.148, 0.151]
+    assert on_plateau(flat) is True  # the last 3 beat 0.15 by 0.2 points
+    assert on_plateau([0.5, 0.3, 0.2, 0.15, 0.12, 0.10]) is False  # still falling
+    assert on_plateau([0.5, 0.2, 0.15, 0.16, 0.17, 0.18]) is True  # getting worse is not improving
+    # Exactly the margin counts as on the plateau, a hair more does not (floating point allowed for).
+    assert on_plateau([0.3, 0.105, 0.11, 0.1, 0.12]) is True
+    assert on_plateau([0.3, 0.105, 0.11, 0.1 - 1e-6, 0.12]) is False
+    assert on_plateau([0.4, 0.3, 0.2, 0.1], window=1, margin=0.1) is True  # 0.2 -> 0.1: exactly 0.1
+    # Too few epochs to compare, or a NaN: cannot tell.
+    assert on_plateau([0.3, 0.2, 0.1]) is None and on_plateau([]) is None
+    assert on_plateau([0.3, 0.2, 0.1, 0.1], window=3) is not None
+    assert on_plateau([0.3, float("nan"), 0.1, 0.1, 0.1]) is None
+    assert on_plateau([0.3, 0.2, 0.1, 0.1, float("nan")]) is None
+    assert f"last {WINDOW} epochs" in criterion() and f"{100 * MARGIN:.1f} points" in criterion()
+
+
+def _span(mean: float, low: float, high: float, n: int = 8) -> Interval:
+    return Interval(mean, low, high, n, 0.01, "t")
+
+
+def test_claim_sentences_say_fewer_or_more_by_the_sign_and_size_in_words() -> None:
+    from cnnlab.experiments.sentences import difference, effect_sentence, factor_sentence, size_words
+
+    common = {"change": "With LRN", "subject": "trained alexnet_small nets", "paper": 0.014}
+    good = effect_sentence(
+        iv=_span(0.0046, 0.002, 0.007), where="ImageNet", tail=" on fashion-mnist", **common
+    )
+    assert good == (
+        "With LRN, trained alexnet_small nets make 0.46 points fewer errors on fashion-mnist (95% CI 0.20 "
+        "to 0.70 points fewer, 8 seeds): the paper's direction, about a third of its ImageNet size."
+    )
+    bad = effect_sentence(iv=_span(-0.0446, -0.0728, -0.0163), where="ImageNet", **common)
+    assert "make 4.46 points more errors (95% CI 1.63 to 7.28 points more, 8 seeds)" in bad
+    assert bad.endswith(": against the paper's direction.") and "-" not in bad.split("(")[0]
+    across = effect_sentence(iv=_span(0.0048, -0.0049, 0.0144), **common)
+    assert "0.48 points fewer errors (95% CI 0.49 points more to 1.44 points fewer, 8 seeds)" in across
+    across_neg = effect_sentence(iv=_span(-0.0025, -0.0103, 0.0053), **common)
+    assert "0.25 points more errors (95% CI 0.53 points fewer to 1.03 points more" in across_neg
+    assert "the same number of errors" in effect_sentence(iv=_span(0.0, -0.01, 0.01), **common)
+    assert difference(_span(-0.0104, -0.03, 0.01, 2)) == (
+        "1.04 points more errors (95% CI 1.00 points fewer to 3.00 points more, 2 seeds)"
+    )
+    assert "no interval" in effect_sentence(iv=_span(0.01, math.nan, math.nan, 1), **common)
+    assert "no measurement" in effect_sentence(iv=_span(math.nan, math.nan, math.nan, 0), **common)
+    nopaper = effect_sentence(**{**common, "paper": None}, iv=_span(0.02, 0.01, 0.03), verb="overfit",
+                              fewer="less", more="more")  # fmt: skip
+    assert "overfit 2.00 points less (95% CI 1.00 to 3.00 points less, 8 seeds)." in nopaper
+    assert "paper" not in nopaper
+    assert size_words(1 / 3) == "about a third of" and size_words(0.5) == "about half of"
+    assert (
+        size_words(1.0) == "about" and size_words(2.1) == "about twice" and size_words(7) == "about 7 times"
+    )
+    assert size_words(0.01) == "a small fraction of" and size_words(1.3) == "somewhat more than"
+    fast = factor_sentence(subject="ReLU nets", what="reach 10% training error", than="tanh nets",
+                           iv=_span(math.log(1.15), math.log(0.91), math.log(1.46)), paper=math.log(6.0),
+                           where="CIFAR-10")  # fmt: skip
+    assert fast.startswith("ReLU nets reach 10% training error 1.15 times as fast as tanh nets (95% CI 0.91")
+    assert "the paper's direction, about a tenth of its CIFAR-10 size" in fast
+    slow = factor_sentence(subject="ReLU nets", what="reach 10%", than="tanh nets",
+                           iv=_span(math.log(0.5), math.log(0.4), math.log(0.6)),
+                           paper=math.log(6.0))  # fmt: skip
+    assert "2.00 times as slowly as tanh nets" in slow and "against the paper's direction" in slow
+
+
 def test_ensemble_sizes_and_subsets() -> None:
     assert ensemble.sizes(5) == [1, 3, 5]
     assert ensemble.sizes(7) == [1, 3, 5, 7]
@@ -270,6 +339,8 @@ def test_claim_writes_a_smoke_test_report_without_a_verdict(
     assert result["verdict"] is None and result["smoke_test"] and result["claim"] == claim
     assert result["numbers"] and result["departures"]
     assert f"{claim}: {SMOKE}" in out
+    assert "Trained to its plateau?" in text and "last epochs on the plateau" in text
+    assert result["numbers"]["trained"] and ("not measured" in text or "docs/training.md" in text)
     plots = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert plots
     for p in plots:
@@ -314,16 +385,32 @@ def test_a_real_budget_prints_verdicts_and_the_index_tallies_them(
         "lrn", budget="tiny", out=tmp_path / "lrn", runs_dir=shared_runs, log=lines.append
     )
     text = path.read_text()
-    assert (
-        text.startswith("# ") and f"## Verdict: {result.verdict.verdict} (at the tiny budget's scale" in text
-    )
+    base = [r.last(r.test("top1_err")) for r in result.runs if r.arm.name == "baseline"]
+    caveat = f"**Early training: nets at {100 * statistics.fmean(base):.2f}% test error"
+    assert text.startswith(caveat)
+    assert f"## Verdict: {result.verdict.verdict} (at the tiny budget's scale" in text
     assert f"lrn: {result.verdict.verdict}." in "\n".join(lines)
     doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
     assert doc["verdict"] == result.verdict.verdict and not doc["smoke_test"]
     index = write_index([(result, path)], tmp_path, budget.get("tiny"), 12.0)
     table = index.read_text()
+    assert table.startswith(caveat)  # the index's first line: the verdicts are about early training
+    trained = dataclasses.replace(budget.get("tiny"), smoke=False, trained=True)
+    first = write_index([(result, path)], tmp_path, trained, 12.0).read_text().splitlines()[0]
+    assert first.startswith(f"**Trained: the standard baseline ends at {100 * statistics.fmean(base):.2f}% ")
+    assert "(target 12.00% or less: NOT met" in first and "were on its plateau" in first
     assert "| verdict |" in table and f"**{result.verdict.verdict}**" in table
     assert f"Settled: {int(result.verdict.settled)} of 1 claims." in table
+
+
+def test_claim_plots_draw_the_test_curve_only_where_it_was_scored_every_epoch(tmp_path: Path) -> None:
+    from cnnlab.experiments.ablation import error_panels
+
+    every = Run(Arm("a", "a"), 0, tmp_path, [{"test_top1_err": 0.5}, {"test_top1_err": 0.4}])
+    (tmp_path / "config.json").write_text(json.dumps({"config": TrainConfig(val_split=10).to_dict()}))
+    assert [k for k, _ in error_panels(every)] == ["test_top1_err", "val_top1_err", "train_top1_err"]
+    at_end = Run(Arm("a", "a"), 0, tmp_path, [{"test_top1_err": math.nan}, {"test_top1_err": 0.4}])
+    assert [k for k, _ in error_panels(at_end)] == ["val_top1_err", "train_top1_err"]
 
 
 def test_plot_titles_count_seeds_in_words(
@@ -336,6 +423,99 @@ def test_plot_titles_count_seeds_in_words(
     reproduce("lrn", budget="tiny", out=tmp_path / "a", runs_dir=shared_runs, log=lambda line: None)
     seeds = budget.get("tiny").seeds
     assert seeds > 1 and titles and titles[0].endswith(f"(digits, {seeds} seeds)"), titles
+
+
+def test_seed_start_shifts_the_paired_seeds_and_is_recorded(
+    tmp_path: Path, shared_runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--seed-start N: the paired seeds are N, N+1, ...; the report, result.json and the run folders say so,
+    and a disjoint set shares no run with seeds 0, 1."""
+    argv = ["reproduce", "lrn", "--budget", "tiny", "--seed-start", "7", "--runs", str(shared_runs)]
+    assert cli.main([*argv, "--out", str(tmp_path / "lrn")]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "lrn" / "result.json").read_text())
+    assert doc["seed_start"] == 7 and doc["seeds"] == [7, 8]
+    text = (tmp_path / "lrn" / "report.md").read_text()
+    assert "`cnnlab reproduce lrn --budget tiny --seed-start 7`" in text and "paired seeds 7, 8" in text
+    run_lines = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert run_lines and all(re.search(r"seed[78]\] \[\d/4, ETA ", ln) for ln in run_lines), run_lines
+    assert "seed 0" not in out and "(reused)" not in out  # nothing from the default set is reused
+    default = json.loads(
+        (reproduce("lrn", budget="tiny", out=tmp_path / "d", runs_dir=shared_runs, log=lambda _: None)[1])
+        .with_name("result.json")
+        .read_text()
+    )
+    assert default["seed_start"] == 0 and default["seeds"] == [0, 1]
+    # From Python, as docs/claims.md shows it: every option may be left out.
+    results, index = reproduce_all(budget="tiny", out=tmp_path / "all", runs_dir=shared_runs,
+                                   group="all-googlenet", log=lambda _: None)  # fmt: skip
+    assert index.is_file() and [r.seeds for r in results] == [[0, 1]]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", "lrn", "--budget", "tiny", "--seed-start", "-1"])
+    assert exc.value.code == 2
+
+
+def test_plan_line_counts_shared_runs_once_and_its_eta_follows_the_runs() -> None:
+    from cnnlab.experiments.plan import Plan, planned
+
+    small = budget.get("small")
+    costs = planned(GROUPS["all"], small, dataset="fashion-mnist", model="alexnet_small", seeds=None,
+                    seed_start=0)  # fmt: skip
+    # 8 seeds x (baseline + 3 ablations) + paper-init's 2 arms x 2 seeds (its control is the baseline),
+    # 5 x 2 Figure 1 runs + 2 x 3 search runs, 5 x 2 dropout runs.
+    assert len(costs) == 32 + 4 + 10 + 6 + 10
+    assert costs[("standard", "baseline", 0)] == 2000 * 4  # training images (held-out ones apart) x epochs
+    shifted = planned(["lrn"], small, dataset="fashion-mnist", model="alexnet_small", seeds=2, seed_start=100)
+    assert sorted(k[2] for k in shifted) == [100, 100, 101, 101]
+    plan = Plan({("s", "a", 0): 100.0, ("s", "b", 0): 100.0, ("s", "c", 0): 200.0}, rate=0.5)
+    assert plan.line().startswith("plan: 3 runs (0.0 million image-epochs of training); ETA 3:20 (estimated")
+    assert plan.finished("runs/a", 100.0, None) == "[1/3, ETA 2:30]"  # reused: no pace yet, less to do
+    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # 0.2 s per unit from now on
+    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # the same run again: no change
+    assert plan.finished("runs/c", 200.0, 10.0) == "[3/3, ETA 0.0 s]"
+    assert plan.seconds_per_unit() == pytest.approx(30.0 / 300.0) and "pace of this invocation" in plan.line()
+
+
+def test_claim_runs_share_one_read_of_the_data_and_score_the_test_set_at_the_end(tmp_path: Path) -> None:
+    from cnnlab import data
+
+    assert data.load("digits", "train") is not data.load("digits", "train")  # `cnnlab train`: fresh reads
+    with data.shared_loads():
+        first = data.load("digits", "train")
+        assert data.load("digits", "train") is first and data.load("digits", "test") is not first
+    fields = budget.setting(budget.get("tiny"), "standard", dataset="digits", model="alexnet_small")
+    run = Runner(tmp_path, {**fields, "epochs": 2, "test_each_epoch": False}, log=lambda _: None).run(
+        Arm("a", "a"), 0
+    )
+    tests = run.curve(run.test("top1_err"))
+    assert math.isnan(tests[0]) and math.isfinite(tests[1])  # scored once, after the last epoch
+    assert all(math.isfinite(v) for v in run.curve(run.heldout("top1_err")))  # the held-out set every epoch
+
+
+def test_the_medium_budget_trains_the_papers_nets_to_a_plateau_and_is_the_default(tmp_path: Path) -> None:
+    from cnnlab.commands.reproduce import register_cli
+    from cnnlab.device import fast_amp_dtype
+    from cnnlab.experiments.context import Experiment
+
+    medium = budget.get("medium")
+    assert medium.trained and not budget.get("small").trained
+    std = budget.setting(medium, "standard", dataset="fashion-mnist", model="alexnet_small")
+    assert std["schedule"] == "onecycle" and "batch_norm" not in std  # the paper's architecture
+    init = budget.setting(medium, "init", dataset="fashion-mnist", model="alexnet_small")
+    assert init["lr"] == 0.01 and init["schedule"] == "constant"  # the paper's lr, held
+    assert init["epochs"] * init["limit_train"] // init["batch_size"] >= 1000  # steps to leave chance
+    assert budget.threshold("fashion-mnist", medium) == 0.10  # the difficulty-matched threshold
+    # The demo's fast paths where they change nothing a claim compares; paper-init keeps fp32.
+    exp = Experiment("lrn", medium, "fashion-mnist", "alexnet_small", [0], tmp_path, tmp_path, device="cpu")
+    fast = exp.setting("standard")
+    assert fast["channels_last"] and fast.get("amp", False) == (fast_amp_dtype("cpu") != "none")
+    assert "channels_last" not in exp.setting("init") and "amp" not in exp.setting("init")
+    assert not exp.setting("standard")["test_each_epoch"]  # the test set read once, at the end
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    assert parser.parse_args(["reproduce", "lrn"]).budget == "medium"
 
 
 def test_a_diverging_run_is_recorded_not_fatal(tmp_path: Path) -> None:
@@ -403,20 +583,6 @@ def test_claims_run_on_cifar10_at_the_papers_thresholds(tmp_path: Path) -> None:
     lrn, _ = reproduce("lrn", out=tmp_path / "lrn", runs_dir=runs, log=lambda _: None, **common)
     assert lrn.numbers["paper_top1_gain"] == pytest.approx(0.02)
     assert "13% -> 11%" in (tmp_path / "lrn" / "report.md").read_text()
-
-
-def test_effect_sentences_say_the_sign_in_words() -> None:
-    """No "LRN on lowers the test top-1 error by -4.46 points": the verb carries the direction."""
-    from cnnlab.experiments.verdict import Interval, lowers
-
-    worse = Interval(-0.0446, -0.06, -0.03, 3, 0.01, "t")
-    text = lowers("LRN on", ("lowers", "raises"), "the test top-1 error", worse)
-    assert text.startswith(
-        "LRN on raises the test top-1 error by 4.46 points (95% CI of the drop -6.00 points"
-    )
-    better = Interval(0.012, -0.003, 0.027, 6, 0.01, "t")
-    assert lowers("x", ("lowers", "raises"), "e", better).startswith("x lowers e by 1.20 points (95% CI")
-    assert "-" not in lowers("x", ("lowers", "raises"), "e", worse).split("(")[0]
 
 
 def test_claim_curves_of_one_epoch_are_points_on_a_whole_epoch_axis(

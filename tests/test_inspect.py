@@ -86,9 +86,9 @@ def test_frozen_parameters_are_not_trainable() -> None:
 
 @pytest.mark.parametrize("name", models.names())
 def test_every_model_table_counts_all_parameters(name: str) -> None:
-    size = models.info(name).input_size
-    model = build(name)
-    rows = layer_table(model, (3, size, size))
+    info = models.info(name)
+    model = build(name)  # the model's own input channels (LeNet-5: 1)
+    rows = layer_table(model, (info.in_channels, info.input_size, info.input_size))
     assert totals(rows).params == sum(p.numel() for p in model.parameters())
     assert rows[-1].output_shape == (1000,) or not rows[-1].ran
 

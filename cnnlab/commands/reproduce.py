@@ -46,16 +46,24 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument(
         "--budget",
-        default="small",
+        default="medium",
         choices=BUDGETS,
-        help="tiny: a smoke test (seconds; its numbers mean nothing, no verdicts); small: ~30 minutes on a "
-        "2-core CPU for all (default); medium: ~2 hours on a CPU; full: a GPU or a long run",
+        help="tiny: a smoke test (seconds; its numbers mean nothing, no verdicts); small: a quick look, ~10 "
+        "minutes for all on a 2-core CPU, nets early in training; medium (default): every arm trained to "
+        "its plateau, about an hour for all on a 2-core CPU (an estimate); full: a GPU or a long run",
     )
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
     )
     p.add_argument(
         "--seeds", type=argtypes.positive, metavar="N", help="seeds per arm (default: the budget's)"
+    )
+    p.add_argument(
+        "--seed-start",
+        type=argtypes.non_negative,
+        default=0,
+        metavar="N",
+        help="the paired seeds are N, N+1, ... (default 0); a disjoint set (e.g. 100) replicates a table",
     )
     p.add_argument("--out", metavar="DIR", help="report folder (default runs/reproduce-BUDGET[/CLAIM])")
     p.add_argument(

@@ -28,7 +28,7 @@ from cnnlab.data.dataset import ArrayDataset, limit
 from cnnlab.data.folder import FolderDataset, read_image
 from cnnlab.data.loader import BatchLoader, derive_seed, shard_indices
 from cnnlab.data.preprocess import preprocess_files
-from cnnlab.data.sources import cache_dir, load, names
+from cnnlab.data.sources import cache_dir, load, names, shared_loads
 from cnnlab.data.stats import DataStats, compute_stats
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "preprocess_files",
     "read_image",
     "shard_indices",
+    "shared_loads",
 ]
 
 

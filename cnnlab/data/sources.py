@@ -8,10 +8,11 @@ touches the network unless `download=True`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,4 +218,27 @@ def load(
     if key not in LOADERS:
         hint = did_you_mean(name, LOADERS)
         raise CnnlabError(f"unknown data set {name!r}{hint}; choose one of: {', '.join(names())}")
-    return LOADERS[key](split, _user_dir(data_dir), download)
+    if _SHARED is None:
+        return LOADERS[key](split, _user_dir(data_dir), download)
+    memo = (key, split, str(_user_dir(data_dir)))
+    if memo not in _SHARED:
+        _SHARED[memo] = LOADERS[key](split, _user_dir(data_dir), download)
+    return _SHARED[memo]
+
+
+# In-memory data sets read once and handed to every `load` inside `shared_loads()` (None: off).
+_SHARED: dict[tuple[str, str, str], ArrayDataset] | None = None
+
+
+@contextlib.contextmanager
+def shared_loads() -> Iterator[None]:
+    """Within it, each in-memory data set is read from its files once and the same object returned to
+    every later `load` of it: for one process that trains many runs on the same data (`cnnlab reproduce`).
+    Safe because nothing changes a loaded ArrayDataset (subsets and splits are new objects)."""
+    global _SHARED
+    outer = _SHARED
+    _SHARED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SHARED = outer

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from cnnlab import models, outfiles
+from cnnlab import data, models, outfiles
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import (
@@ -36,6 +36,7 @@ from cnnlab.experiments import (
 )
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS, TITLES
+from cnnlab.experiments.plan import Plan, planned
 from cnnlab.experiments.results import SMOKE, ClaimResult, write_index, write_report
 
 __all__ = ["CLAIMS", "CLAIM_MODULES", "GROUPS", "ClaimResult", "reproduce", "reproduce_all"]
@@ -114,12 +115,15 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
         choices = ", ".join([*CLAIMS, *GROUPS])
         raise CnnlabError(f"unknown claim {claim!r}; choose one of {choices}")
     b = budgets.get(options.pop("budget"))
-    seeds = options.pop("seeds")
+    seeds = options.pop("seeds", None)
     seeds = budgets.seeds_for(b, claim) if seeds is None else seeds
     if seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
+    start = options.pop("seed_start", 0) or 0
+    if start < 0:
+        raise CnnlabError(f"--seed-start must be 0 or more, got {start}")
     own = getattr(CLAIM_MODULES[claim], "MODEL", None)  # the successors' claims train their own nets
-    asked = options.pop("model")
+    asked = options.pop("model", None)
     if own is not None and asked not in (None, own):
         raise CnnlabError(f"--model applies to the AlexNet claims; {claim} trains {own} (leave --model out)")
     model = own or asked or budgets.default_model(b)
@@ -127,13 +131,28 @@ def _experiment(claim: str, folder: Path, runs_dir: Path, **options: Any) -> Exp
     return Experiment(
         claim,
         b,
-        options.pop("dataset") or b.dataset,
+        options.pop("dataset", None) or b.dataset,
         model,
-        list(range(seeds)),
+        list(range(start, start + seeds)),
         _mkdir(folder),
         runs_dir,
         **options,
     )
+
+
+def _plan(claims: list[str], log: Callable[[str], None], **options: Any) -> Plan:
+    """The plan of `claims` (the trained ones) at these options, its line printed."""
+    b = budgets.get(options["budget"])
+    trained = [c for c in claims if c in CLAIM_MODULES]
+    plan = Plan(
+        planned(
+            trained, b, dataset=options.get("dataset") or b.dataset,
+            model=options.get("model") or budgets.default_model(b), seeds=options.get("seeds"),
+            seed_start=options.get("seed_start") or 0,
+        )
+    )  # fmt: skip
+    log(plan.line())
+    return plan
 
 
 def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
@@ -141,7 +160,8 @@ def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
     model = budgets.FIGURE1_MODEL if exp.claim == "relu-vs-tanh" else exp.model
     exp.log(f"== {exp.claim}: budget {exp.budget.name}, {exp.dataset}, {model}, {seeds}")
     t0 = time.perf_counter()
-    result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
+    with data.shared_loads():  # one read of the data set for all the claim's runs
+        result: ClaimResult = CLAIM_MODULES[exp.claim].run(exp)
     result.seconds = time.perf_counter() - t0
     path = write_report(result, exp.folder, exp.budget)
     if exp.budget.smoke:
@@ -155,9 +175,10 @@ def _run(exp: Experiment) -> tuple[ClaimResult, Path]:
 def reproduce(
     claim: str,
     *,
-    budget: str = "small",
+    budget: str = "medium",
     dataset: str | None = None,
     seeds: int | None = None,
+    seed_start: int = 0,
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     model: str | None = None,
@@ -171,15 +192,20 @@ def reproduce(
     force: bool = False,
 ) -> tuple[ClaimResult, Path]:
     """Run one claim's experiment; writes OUT/report.md (+ plots, result.json), the runs in `runs_dir`
-    (default OUT/runs; several claims pointed at one folder share the runs they have in common). An OUT
+    (default OUT/runs; several claims pointed at one folder share the runs they have in common). The paired
+    seeds are `seed_start`, `seed_start` + 1, ...: a disjoint set replicates a table. An OUT
     reproduce did not make is refused when it holds anything, unless `force`."""
     folder = Path(out) if out else Path("runs") / f"reproduce-{budget}" / claim
     _check_report_folder(folder, force)
     runs = Path(runs_dir) if runs_dir else folder / "runs"
+    budgets.get(budget)  # an unknown budget fails before the plan
+    plan = _plan(
+        [claim], log, budget=budget, dataset=dataset, model=model, seeds=seeds, seed_start=seed_start
+    )
     exp = _experiment(
-        claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, model=model, device=device,
-        data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
-        skip_bad_images=skip_bad_images,
+        claim, folder, runs, budget=budget, dataset=dataset, seeds=seeds, seed_start=seed_start, model=model,
+        device=device, data_dir=data_dir, progress=progress, fresh=fresh, log=log, download=download,
+        skip_bad_images=skip_bad_images, plan=plan,
     )  # fmt: skip
     _report_folder(folder, force)
     return _run(exp)
@@ -187,7 +213,7 @@ def reproduce(
 
 def reproduce_all(
     *,
-    budget: str = "small",
+    budget: str = "medium",
     out: str | Path | None = None,
     runs_dir: str | Path | None = None,
     log: Callable[[str], None] = _log,
@@ -210,11 +236,14 @@ def reproduce_all(
         if claim in COMPUTED
     ]
     done: list[tuple[ClaimResult, Path]] = []
-    for claim in GROUPS[group]:
-        if claim in CLAIM_MODULES:
-            _report_folder(root / claim, force)
-            exp = _experiment(claim, root / claim, runs, budget=budget, log=log, **options)
-            done.append(_run(exp))
+    budgets.get(budget)  # an unknown budget fails before the plan
+    plan = _plan(GROUPS[group], log, budget=budget, **options)
+    with data.shared_loads():  # every claim's runs share one read of the data set
+        for claim in GROUPS[group]:
+            if claim in CLAIM_MODULES:
+                _report_folder(root / claim, force)
+                exp = _experiment(claim, root / claim, runs, budget=budget, log=log, plan=plan, **options)
+                done.append(_run(exp))
     paper = CLAIMS[GROUPS[group][0]].paper
     index = write_index(
         done, root, budgets.get(budget), time.perf_counter() - t0, title=TITLES[paper], group=group,
@@ -229,6 +258,7 @@ def _cmd_reproduce(args: Any) -> int:
         "budget": args.budget,
         "dataset": args.dataset,
         "seeds": args.seeds,
+        "seed_start": args.seed_start,
         "out": args.out,
         "runs_dir": args.runs,
         "model": args.model,

@@ -66,7 +66,19 @@ class Budget:
     default_input: int | None = None  # input side on the default data set (None: the model's)
     model: str | None = None  # None: alexnet where CUDA is present, else alexnet_small
     smoke: bool = False  # tiny: the numbers mean nothing and no verdict is printed
+    # Whether its nets are trained to their plateau (SPEC section 9); if not, every verdict says it is about
+    # early training, with the error the nets reached.
+    trained: bool = False
+    # The demo's fast paths for claim runs: channels-last, and bf16 autocast where the CPU has fast bf16
+    # kernels (`device.fast_amp_dtype`; never emulated). Both arms of a claim run alike, so a paired
+    # comparison is unchanged; paper-init keeps fp32 (whether small N(0, 0.01) signals survive is its point).
+    fast_paths: bool = False
+    fast_paths_skip: tuple[str, ...] = ("init",)  # settings that keep fp32 and the default memory format
 
+
+# The one-cycle schedule of the fast recipe (settings.FAST) on the paper's nets, which have no batch norm: a
+# lower peak than its 0.15 (4x the paper's 0.01), the same rise over the first quarter of the steps.
+ONE_CYCLE: dict[str, Any] = {"schedule": "onecycle", "lr": 0.04, "warmup": 0.25, "min_warmup_steps": 50}
 
 BUDGETS: dict[str, Budget] = {
     "tiny": Budget(
@@ -93,7 +105,8 @@ BUDGETS: dict[str, Budget] = {
     ),
     "small": Budget(
         "small",
-        "about 30 minutes for `all` on a 2-core CPU: Fashion-MNIST subsets, many short paired seeds",
+        "a quick look, about 10 minutes for `all` on a 2-core CPU: Fashion-MNIST subsets, many short paired "
+        "seeds, nets early in training",
         dataset="fashion-mnist",
         seeds=8,
         ensemble_nets=8,
@@ -119,30 +132,34 @@ BUDGETS: dict[str, Budget] = {
     ),
     "medium": Budget(
         "medium",
-        "about 2 hours on a 2-core CPU (minutes on a GPU): larger subsets, longer runs, 10 paired seeds",
+        "the nets trained to their plateau, about an hour for `all` on a 2-core CPU (an estimate, "
+        "docs/claims.md): Fashion-MNIST subsets, one-cycle schedules, 6 paired seeds",
         dataset="fashion-mnist",
-        seeds=10,
-        ensemble_nets=10,
-        claim_seeds={"relu-vs-tanh": 8, "dropout": 8, "paper-init": 3, "googlenet-aux": 8},
-        common={"limit_val": 3000, "batch_size": 128},
+        seeds=6,
+        ensemble_nets=6,
+        # relu-vs-tanh: its runs go on to the 10% threshold (20 epochs), and 6 more are the rate search.
+        claim_seeds={"paper-init": 2, "relu-vs-tanh": 5},
+        # The test set is scored once per run (after its last epoch), so it can be large: 5,000 images.
+        common={"limit_val": 5000, "batch_size": 128},
         settings={
-            "standard": {"limit_train": 5000, "epochs": 6},
-            "figure1": {"limit_train": 3000, "epochs": 10, "batch_size": 32, "limit_val": 2000},
-            "overfit": {"limit_train": 1000, "epochs": 25, "lr": 0.03, "limit_val": 2000},
-            # ~800 steps at the paper's constant lr 0.01: time for N(0, 0.01) weights to leave chance.
-            "init": {
-                "limit_train": 5000,
-                "epochs": 20,
-                "limit_val": 2000,
-                "lr": 0.01,
-                "schedule": "constant",
-            },
-            "successor": {"limit_train": 5000, "epochs": 6},
+            # 8,000 images x 10 epochs (625 steps), a one-cycle schedule peaking at 4x the paper's lr: the
+            # shortest road to a trained net without changing the architecture (no batch norm). A departure
+            # from section 5's schedule, listed in every report.
+            "standard": {"limit_train": 8000, "epochs": 10, **ONE_CYCLE},
+            # The difficulty-matched threshold (10%) needs many more passes than small's 25% (10 epochs of
+            # 3,000 images reached about 18% in an earlier version of this budget).
+            "figure1": {"limit_train": 3000, "epochs": 20, "batch_size": 32},
+            "overfit": {"limit_train": 1000, "epochs": 30, "lr": 0.03},
+            # The paper's constant lr 0.01 for 1,500 steps (batch 32: more steps per image): time for
+            # N(0, 0.01) weights to leave chance, or to show they do not.
+            "init": {"limit_train": 4000, "epochs": 12, "batch_size": 32, "lr": 0.01, "schedule": "constant"},
+            "successor": {"limit_train": 8000, "epochs": 10, **ONE_CYCLE},
         },
         val_split=1000,
-        lr_grid=(0.003, 0.01, 0.03, 0.1),
-        thresholds={"fashion-mnist": 0.18, "mnist": 0.03},  # what 10 epochs of 3,000 images reach
+        lr_grid=(0.01, 0.03, 0.1),
         model="alexnet_small",
+        trained=True,
+        fast_paths=True,
     ),
     "full": Budget(
         "full",
@@ -161,6 +178,7 @@ BUDGETS: dict[str, Budget] = {
         },
         val_split=10000,
         lr_grid=(0.001, 0.003, 0.01, 0.03, 0.1),
+        trained=True,
     ),
 }
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.device import fast_amp_dtype, resolve_device
 from cnnlab.experiments import budget as budgets
+from cnnlab.experiments import plateau
+from cnnlab.experiments.plan import Plan
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Run, Runner
 from cnnlab.experiments.verdict import Verdict
@@ -31,10 +34,17 @@ class Experiment:
     log: Callable[[str], None] = print
     download: bool = False
     skip_bad_images: bool = False
+    plan: Plan | None = None  # counts the runs as they finish, for the ETA
 
     def setting(self, kind: str) -> dict[str, Any]:
         fields = budgets.setting(self.budget, kind, dataset=self.dataset, model=self.model)
         fields["device"] = self.device
+        # Evaluation only where a number is read: a claim reads the test set at the last epoch.
+        fields["test_each_epoch"] = False
+        if self.budget.fast_paths and kind not in self.budget.fast_paths_skip:
+            fields["channels_last"] = True
+            if fast_amp_dtype(resolve_device(self.device).type) != "none":
+                fields["amp"] = True
         if self.data_dir:
             fields["data_dir"] = self.data_dir
         # The data flags every command shares, passed on to each run's `cnnlab train` settings.
@@ -43,17 +53,34 @@ class Experiment:
                 fields[name] = True
         return fields
 
+    def nets(self, model: str | None = None) -> str:
+        """Who a claim's sentence is about: 'trained alexnet_small nets', or at a budget that stops early
+        'alexnet_small nets early in training'."""
+        model = model or self.model
+        return f"trained {model} nets" if self.budget.trained else f"{model} nets early in training"
+
     def runner(self, kind: str) -> Runner:
         return Runner(
-            self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log
-        )
+            self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log,
+            plan=self.plan,
+        )  # fmt: skip
 
     def result(
         self, ours: str, verdict: Verdict, table: list[list[str]], ran: tuple[Run, str, str], **rest: Any
     ) -> ClaimResult:
         """How every claim ends: its numbers in one line, the verdict, the table, and what was run
         (`ran`: a run, what the arms differ in, one more bullet; see `describe`)."""
-        return ClaimResult(self.claim, ours, verdict, describe(*ran), table, **rest)
+        result = ClaimResult(self.claim, ours, verdict, describe(*ran), table, seeds=list(self.seeds), **rest)
+        # Every report: each arm's final test error, its net's full-data reference and the plateau check
+        # (relu-vs-tanh's learning-rate search runs, `search-*`, are choices, not arms).
+        arms: dict[str, list[Run]] = {}
+        for r in result.runs:
+            if not r.arm.name.startswith("search-"):
+                arms.setdefault(r.arm.label, []).append(r)
+        title, rows, numbers = plateau.table(arms)
+        result.extra_tables.append((title, rows))
+        result.numbers["trained"] = numbers
+        return result
 
 
 def describe(run: Run, varied: str, *extra: str) -> list[str]:
@@ -69,13 +96,16 @@ def describe(run: Run, varied: str, *extra: str) -> list[str]:
     if c.flip:
         augment.append("mirrors")
     augment.append(f"PCA lighting {c.pca_std}" if c.pca_std else "no PCA lighting")
+    # The fast paths (budget.fast_paths) run every arm alike; the report says which ones this run took.
+    speed = f"{c.amp_dtype} autocast" if c.amp else "fp32"
+    speed += ", channels-last" if c.channels_last else ""
     return [
         data_line(run),
         f"model: {c.model} ({opts}; {run.record['model']['parameters']:,} parameters), "
         f"input {c.input_size} px",
         f"training: {c.epochs} epoch{'s' if c.epochs != 1 else ''}, batch {c.batch_size}, "
         f"SGD lr {c.lr} ({c.schedule}), momentum {c.momentum}, weight decay {c.weight_decay}; "
-        f"{', '.join(augment)}",
+        f"{', '.join(augment)}; {speed}",
         f"arms differ only in {varied}; validation and test on the {c.val_views} view",
         *extra,
     ]

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from cnnlab.experiments.ablation import error_panels
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run, evaluate_run
+from cnnlab.experiments.sentences import effect_sentence
 from cnnlab.experiments.verdict import judge, mean_std, primary, signed_points, t_interval, with_ci
 
 DROPOUT = Arm("dropout", "dropout 0.5", {"dropout": 0.5})
@@ -72,10 +74,18 @@ def run(exp: Experiment) -> ClaimResult:
         iv_slow, what="epochs to converge, dropout's / no dropout's", paper=math.log(2.0), fmt=_factor
     )
     verdict = primary([("less overfitting (the claim)", gap), ("about twice the epochs to converge", conv)])
-    ours = (
-        f"gap {with_ci(iv_gap)} smaller with dropout ({mean_std([p['gap'] for p in plain])} -> "
-        f"{mean_std([d['gap'] for d in drop])}); epochs to converge {with_ci(iv_slow, _factor)} as many "
-        "(paper about 2x)"
+    ours = effect_sentence(
+        change="With dropout 0.5",
+        subject=exp.nets(),
+        verb="overfit",
+        fewer="less",
+        more="more",
+        iv=iv_gap,
+        paper=None,  # the paper gives no number for the overfitting
+        tail=f" on {exp.dataset}, by the gap between test and training error",
+    ) + (
+        f" Gap {mean_std([p['gap'] for p in plain])} without, {mean_std([d['gap'] for d in drop])} with; "
+        f"epochs to converge {with_ci(iv_slow, _factor)} as many (paper about 2x)."
     )
     rows = [["arm", "training error (eval mode)", "test error", "gap", "epochs to converge (held-out val)"]]
     for label, ms in (("no dropout", plain), ("dropout 0.5", drop)):
@@ -94,8 +104,7 @@ def run(exp: Experiment) -> ClaimResult:
         exp.folder / plot,
         {"no dropout": runs[NO_DROPOUT.name], "dropout 0.5": runs[DROPOUT.name]},
         [
-            (first.test("top1_err"), "test top-1 error"),
-            (first.heldout("top1_err"), "held-out val top-1 error" if first.held_out else "val top-1 error"),
+            *(k for k in error_panels(first) if k[0] != "train_top1_err"),
             ("train_loss", "training loss (dropout on)"),
         ],
         title=f"dropout on a small training set ({exp.dataset})",

@@ -36,6 +36,7 @@ def run(exp: Experiment) -> ClaimResult:
         paper_effect=v["effect"],
         paper_source="section 5, arXiv version: around 0.5%",
         setting=SETTING,
+        change="With the auxiliary classifiers in training",
         base_departures=departures,
         notes=["Both arms are scored without the heads, as the paper's inference is."],
     )

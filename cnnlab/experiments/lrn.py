@@ -25,8 +25,9 @@ def run(exp: Experiment) -> ClaimResult:
     v = CLAIMS[exp.claim].values
     if exp.dataset == "cifar10":
         effect, source = v["cifar10_without"] - v["cifar10_with"], "the paper's CIFAR-10 net, 13% -> 11%"
+        where = "CIFAR-10"
     else:
-        effect, source = v["top1"], "the paper's ImageNet top-1"
+        effect, source, where = v["top1"], "the paper's ImageNet top-1", "ImageNet"
     return ablation(
         exp,
         on_label="LRN on",
@@ -35,6 +36,8 @@ def run(exp: Experiment) -> ClaimResult:
         protocol=PROTOCOL,
         paper_effect=effect,
         paper_source=source,
+        change="With LRN",
+        where=where,
         departures=[
             "The CIFAR-10 number (13% -> 11%) is for a four-layer net trained to convergence; ours is the "
             "small AlexNet after a few epochs, which asks whether LRN helps early in training.",

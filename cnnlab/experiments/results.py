@@ -16,6 +16,7 @@ from cnnlab import report
 from cnnlab.checkpoint import write_text
 from cnnlab.experiments.budget import Budget
 from cnnlab.experiments.paper import CLAIMS, PAPERS, TITLES
+from cnnlab.experiments.plateau import early_caveat, trained_summary
 from cnnlab.experiments.runner import Run
 from cnnlab.experiments.verdict import Verdict, mean
 
@@ -40,6 +41,17 @@ class ClaimResult:
     runs: list[Run] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)  # result.json: the measured numbers
     seconds: float = 0.0
+    seeds: list[int] = field(default_factory=list)  # the paired seeds (--seed-start N: N, N+1, ...)
+
+    @property
+    def seed_start(self) -> int:
+        return self.seeds[0] if self.seeds else 0
+
+
+def command(what: str, budget: Budget, seed_start: int = 0) -> str:
+    """The `cnnlab reproduce` command a report or index came from (--seed-start only where not 0)."""
+    start = f" --seed-start {seed_start}" if seed_start else ""
+    return f"cnnlab reproduce {what} --budget {budget.name}{start}"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -70,12 +82,14 @@ def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
     so in its first line and gives no verdict."""
     paper = CLAIMS[result.claim]
     head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
+    if not budget.smoke and not budget.trained:
+        head = [f"**{early_caveat(result.runs)}**", ""]
     lines = [
         *head,
         f"# {paper.title}",
         "",
-        f"`cnnlab reproduce {result.claim} --budget {budget.name}` (cnnlab {cnnlab.__version__}, "
-        f"{report.format_seconds(result.seconds)})",
+        f"`{command(result.claim, budget, result.seed_start)}` (cnnlab {cnnlab.__version__}, "
+        f"{report.format_seconds(result.seconds)}; paired seeds {', '.join(map(str, result.seeds))})",
         "",
         "## What the paper says",
         "",
@@ -124,6 +138,8 @@ def write_report(result: ClaimResult, folder: Path, budget: Budget) -> Path:
         "claim": result.claim,
         "budget": budget.name,
         "smoke_test": budget.smoke,
+        "seed_start": result.seed_start,
+        "seeds": result.seeds,
         "paper": paper.number,
         "paper_values": paper.values,
         "ours": result.ours,
@@ -171,7 +187,13 @@ def write_index(
         verdict = [] if budget.smoke else [f"**{r.verdict.verdict}** (at the {budget.name} budget's scale)"]
         rows.append([link, CLAIMS[r.claim].number, r.ours, *verdict, departures])
     settled = sum(r.verdict.settled for r, _ in results)
+    start = results[0][0].seed_start if results else 0
     head = [f"**{SMOKE[0].upper()}{SMOKE[1:]}**", ""] if budget.smoke else []
+    every = [run for r, _ in results for run in r.runs]
+    if not budget.smoke and not budget.trained:  # the caveat comes first, with the error the nets reached
+        head = [f"**{early_caveat(every)}**", ""]
+    elif not budget.smoke:  # whether the nets were trained, measured
+        head = [f"**{trained_summary(every)}**", ""]
     tally = [] if budget.smoke else [f"Settled: {settled} of {len(results)} claims.", ""]
     exact = (
         ["Counted exactly on the nets cnnlab builds (no training, no seeds):", "",
@@ -184,7 +206,7 @@ def write_index(
         *head,
         f"# {title}, reproduced at small scale",
         "",
-        f"`cnnlab reproduce {group} --budget {budget.name}` (cnnlab {cnnlab.__version__}, "
+        f"`{command(group, budget, start)}` (cnnlab {cnnlab.__version__}, "
         f"this invocation took {report.format_seconds(total)}; finished runs found in the runs folder are "
         "reused, not retrained). Each claim's report has the paper's protocol, our departures from it, every "
         "seed and the reason for its verdict. A claim is settled when the 95% interval of its effect "

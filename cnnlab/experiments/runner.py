@@ -26,6 +26,7 @@ from typing import Any
 from cnnlab import checkpoint, data, evaluate, report
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError, NonFiniteLoss
+from cnnlab.experiments.plan import Plan, cost_of
 from cnnlab.texttable import pct
 from cnnlab.training import TrainConfig, train
 from cnnlab.training.build import run_datasets
@@ -127,9 +128,11 @@ class Runner:
         progress: str = "none",
         fresh: bool = False,
         log: Callable[[str], None] = print,
+        plan: Plan | None = None,
     ) -> None:
         self.runs_dir, self.base = Path(runs_dir), dict(base)
         self.progress, self.fresh, self.log = progress, fresh, log
+        self.plan = plan
 
     def settings(self, arm: Arm, seed: int) -> dict[str, Any]:
         """The settings `train` is given for one arm and seed (the recipe fills the others)."""
@@ -164,7 +167,10 @@ class Runner:
         else:
             what = f"test top-1 error {pct(run.last(run.test('top1_err')))}"
         when = "reused" if seconds is None else report.format_seconds(seconds)
-        self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]")
+        note = ""
+        if self.plan is not None:  # the run's cost from the settings it was given, as the plan counts it
+            note = " " + self.plan.finished(str(run.dir), cost_of(self.settings(run.arm, run.seed)), seconds)
+        self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]{note}")
         return run
 
     def runs(self, arms: Sequence[Arm], seeds: Sequence[int]) -> dict[str, list[Run]]:

@@ -34,8 +34,14 @@ def departures(exp: Experiment, run: Run) -> list[str]:
         "(docs/models.md), not the 224 px net.",
         f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} "
         f"(about {c.epochs * d['train']['count'] // c.batch_size:,} steps) with the AlexNet paper's "
-        "SGD recipe, instead of the papers' 74 (VGG) or ~250 (GoogLeNet, asynchronous SGD) epochs: the "
-        "nets are far from trained, so the verdict is about early training (SPEC section 9).",
+        "SGD recipe"
+        + (f" and a one-cycle schedule peaking at lr {c.lr:g}" if c.schedule == "onecycle" else "")
+        + ", instead of the papers' 74 (VGG) or ~250 (GoogLeNet, asynchronous SGD) epochs"
+        + (
+            ": the table of plateau checks says whether each arm was trained."
+            if exp.budget.trained
+            else ": the nets are far from trained, so the verdict is about early training (SPEC section 9)."
+        ),
         "Kaiming initialisation for every net (VGG trained its deeper nets from A's weights at first); "
         "per-channel normalisation; random crops from slightly enlarged images, no scale jittering.",
         "Centre-crop test errors (the papers report single-scale or multi-crop ones); the last epoch, no "

@@ -14,7 +14,8 @@ from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, plot_points
 from cnnlab.experiments.runner import evaluate_run
-from cnnlab.experiments.verdict import judge, lowers, mean_std, pct, t_interval, with_ci
+from cnnlab.experiments.sentences import difference, effect_sentence
+from cnnlab.experiments.verdict import judge, mean_std, pct, t_interval
 
 PROTOCOL = (
     "section 4.1: at test time the net averages its softmax over ten 224x224 patches (the four corners and "
@@ -42,11 +43,16 @@ def run(exp: Experiment) -> ClaimResult:
         paper=paper,
         dropped=len(nets) - len(done),
     )
-    ours = (
-        f"{lowers('ten crops', ('lower', 'raise'), 'the test top-1 error', iv)} (centre "
-        f"{mean_std(err['center'])} -> "
-        f"ten-crop {mean_std(err['tencrop'])}); "
-        f"top-5 {with_ci(iv5)}"
+    ours = effect_sentence(
+        change="Tested on ten crops rather than the centre crop",
+        subject=f"the same {exp.nets()}",
+        iv=iv,
+        paper=paper,
+        where="cuda-convnet2 (ImageNet)",
+        tail=f" on {exp.dataset}",
+    ) + (
+        f" Test top-1: centre {mean_std(err['center'])}, ten crops {mean_std(err['tencrop'])}; "
+        f"top-5: {difference(iv5)}."
     )
     rows = [["views", "test top-1 error", "test top-5 error", "test top-1 per net"]]
     for v, label in (("center", "centre crop"), ("tencrop", "ten crops (softmax averaged)")):

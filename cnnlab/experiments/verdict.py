@@ -103,20 +103,6 @@ def with_ci(iv: Interval, fmt: Callable[[float], str] = signed_points) -> str:
     return f"{fmt(iv.mean)} (95% CI {fmt(iv.low)} to {fmt(iv.high)}, {iv.n} seeds)"
 
 
-def lowers(subject: str, verbs: tuple[str, str], what: str, iv: Interval) -> str:
-    """'<subject> lowers <what> by 1.20 points (95% CI ...)' for a reduction `iv`, or 'raises ... by 4.46
-    points' when the mean went the other way: the word carries the sign, the number its size (no
-    "lowers ... by -4.46 points"). The interval stays that of the reduction, and says so."""
-    lower, higher = verbs
-    verb, size = (lower, points(iv.mean)) if not iv.mean < 0 else (higher, points(-iv.mean))
-    if not math.isfinite(iv.low):
-        return f"{subject} {verb} {what} by {size} ({iv.n} seed{'s' if iv.n != 1 else ''}: no interval)"
-    return (
-        f"{subject} {verb} {what} by {size} (95% CI of the drop {signed_points(iv.low)} to "
-        f"{signed_points(iv.high)}, {iv.n} seeds)"
-    )
-
-
 # -- Student's t ----------------------------------------------------------------------------------------
 
 

@@ -10,12 +10,13 @@ difference from A is shown with its own interval (the paper's 0.9 points).
 
 from __future__ import annotations
 
-from cnnlab.experiments.ablation import arm_rows, err_on_test, seeds_text
+from cnnlab.experiments.ablation import arm_rows, err_on_test, error_panels, seeds_text
 from cnnlab.experiments.context import Experiment
 from cnnlab.experiments.paper import CLAIMS
 from cnnlab.experiments.results import ClaimResult, plot_curves
+from cnnlab.experiments.sentences import effect_sentence
 from cnnlab.experiments.successors import SETTING, departures, vgg_arm
-from cnnlab.experiments.verdict import judge, mean_std, primary, t_interval, with_ci
+from cnnlab.experiments.verdict import judge, mean_std, primary, t_interval
 
 MODEL = "vgg_small"
 PROTOCOL = (
@@ -42,13 +43,30 @@ def run(exp: Experiment) -> ClaimResult:
         ]
     )  # fmt: skip
     labelled = {arm.label: runs[arm.name] for arm in arms}
+    subject, tail = exp.nets(), f" on {exp.dataset}"
     ours = (
-        f"D (16 layers) lowers the test top-1 error by {with_ci(iv_d)} against A (11); B (13) by "
-        f"{with_ci(iv_b)} (A {mean_std([err_on_test(r) for r in a])}, "
-        f"B {mean_std([err_on_test(r) for r in b])}, D {mean_std([err_on_test(r) for r in d])})"
+        effect_sentence(
+            change="With 16 layers (D) rather than 11 (A)",
+            subject=subject,
+            iv=iv_d,
+            paper=paper_d,
+            where="ImageNet",
+            tail=tail,
+        )
+        + " "
+        + effect_sentence(
+            change="With 13 layers (B) rather than 11 (A)",
+            subject=subject,
+            iv=iv_b,
+            paper=paper_b,
+            where="ImageNet",
+            tail=tail,
+        )
+        + f" Test top-1: A {mean_std([err_on_test(r) for r in a])}, "
+        f"B {mean_std([err_on_test(r) for r in b])}, D {mean_std([err_on_test(r) for r in d])}."
     )
     plot = "curves.png"
-    keys = [(a[0].test("top1_err"), "test top-1 error"), ("train_top1_err", "training top-1 error")]
+    keys = error_panels(a[0])
     plot_curves(
         exp.folder / plot, labelled, keys, title=f"VGG A, B, D ({exp.dataset}, {seeds_text(len(exp.seeds))})"
     )

@@ -38,6 +38,7 @@ def run(exp: Experiment) -> ClaimResult:
         paper_effect=v["A_LRN"] - v["A"],
         paper_source="Table 3: A 29.6% vs A-LRN 29.7%",
         setting=SETTING,
+        change="Without LRN (configuration A rather than A-LRN)",
         base_departures=departures,
         rule=lambda iv, what: judge_no_effect(iv, what=what, margin=margin),
         notes=[

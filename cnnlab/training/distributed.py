@@ -56,8 +56,13 @@ def setup(device: str) -> Context:
     return Context(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
-def teardown(ctx: Context) -> None:
+def teardown(ctx: Context, finished: bool = False) -> None:
+    """Leave the process group. After a run that `finished` on every rank, all ranks meet first: a rank that
+    destroyed the group while another still used it was seen to die with SIGABRT (gloo's connection
+    closed under it). After an error there is no meeting, which a rank stuck elsewhere would never join."""
     if ctx.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

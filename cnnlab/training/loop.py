@@ -294,7 +294,7 @@ class Loop:
         )
         val = self.validate(run.val_loader, keep=keep and run.test_loader is None)
         # Without a held-out split the validation set is the test set: the same numbers, measured once.
-        test = val if run.test_loader is None else self.validate(run.test_loader, keep=keep)
+        test = val if run.test_loader is None else self._test(epoch, keep)
         if keep:
             self.measured = (epoch + 1, test)
         self.eta.evaluated(time.perf_counter() - t0, compiling=first_compiled)
@@ -314,6 +314,12 @@ class Loop:
             "images_per_s": count / sums["seconds"] if sums["seconds"] > 0 else 0.0,
         }
         return {k: report.tidy(v) if isinstance(v, float) else v for k, v in row.items()}
+
+    def _test(self, epoch: int, keep: bool = False) -> dict[str, Any]:
+        """The test set's numbers: after every epoch, or with --no-test-each-epoch after the last only."""
+        if self.cfg.test_each_epoch or epoch + 1 >= self.cfg.epochs:
+            return self.validate(self.run.test_loader, keep=keep)
+        return {"loss": math.nan, "top1_err": math.nan, "top5_err": math.nan}
 
     @torch.no_grad()
     def validate(self, loader: Any, keep: bool = False) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
     with stop.installed():
         stop.immediate = True
         ctx: distributed.Context | None = None
+        finished = False
         try:
             try:
                 ctx = distributed.setup(cfg.device)
@@ -87,13 +88,14 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
                 stopped = loop.run_epochs()
             final = loop.finish(stopped)
             root, history = loop.run.folder.root, list(loop.history)
+            finished = True
             return TrainResult(
                 root, history, final, loop.raw, loop.cfg, stopped, ctx.is_main, loop.measured, loop.curves
             )
         finally:
             lock.release()
             if ctx is not None:
-                distributed.teardown(ctx)
+                distributed.teardown(ctx, finished)
 
 
 def _cmd_train(args: Any) -> int:
