@@ -142,8 +142,30 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(self.act(self.fc1(x))))
 
 
-class GoogLeNet(L.Net):
+class _InceptionNet(L.Net):
+    """What both GoogLeNets share: a trunk returning (features, auxiliary logits), the classifier `fc` and
+    the stem's first conv `conv1`. The auxiliary logits come only in training mode (section 5)."""
+
     family = "googlenet"
+    fc: nn.Linear
+    conv1: nn.Module
+
+    def _trunk(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
+        features, aux = self._trunk(x)
+        logits = self.fc(features)
+        return AuxOutputs(logits, aux) if aux else logits
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self._trunk(x)[0]
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        return L.convs(self.conv1.get_submodule("conv"))
+
+
+class GoogLeNet(_InceptionNet):
     default_input_size = 224
 
     def __init__(
@@ -258,17 +280,6 @@ class GoogLeNet(L.Net):
         x = self.avgpool(x)  # 1024 x 1 x 1
         return self.dropout(torch.flatten(x, 1)), tuple(aux)
 
-    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
-        features, aux = self._trunk(x)
-        logits = self.fc(features)
-        return AuxOutputs(logits, aux) if aux else logits
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self._trunk(x)[0]
-
-    def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.conv1.get_submodule("conv"))
-
 
 @register(
     family="googlenet",
@@ -313,7 +324,7 @@ def googlenet_torchvision(
 SMALL_WIDTH = 0.25  # Table 1's widths x 1/4 (3a: 16, 24->32, 4->8, 8)
 
 
-class GoogLeNetSmall(L.Net):
+class GoogLeNetSmall(_InceptionNet):
     """The paper's nine Inception modules for 28-32 px images, every width scaled by `width`.
 
     Table 1's stem (7x7/2 conv, two 3x3/2 pools, LRN) takes 224 px to 28 before module 3a, 8x smaller;
@@ -326,7 +337,6 @@ class GoogLeNetSmall(L.Net):
     same trunk weights for the same seed.
     """
 
-    family = "googlenet"
     default_input_size = 28
 
     def __init__(
@@ -397,17 +407,6 @@ class GoogLeNetSmall(L.Net):
             aux.append(self.aux2(x))
         x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
         return self.dropout(torch.flatten(self.avgpool(x), 1)), tuple(aux)
-
-    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
-        features, aux = self._trunk(x)
-        logits = self.fc(features)
-        return AuxOutputs(logits, aux) if aux else logits
-
-    def embed(self, x: Tensor) -> Tensor:
-        return self._trunk(x)[0]
-
-    def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.conv1.get_submodule("conv"))
 
 
 @register(
