@@ -11,7 +11,6 @@ makes a new tensor, because that tensor takes memory.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from collections.abc import Callable
@@ -440,26 +439,3 @@ def table_json(name: str, input_size: tuple[int, int, int], rows: list[LayerRow]
         "totals": dataclasses.asdict(totals(rows)),
     }
     return json.dumps(doc, indent=1)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Commands
-
-
-def _cmd_summary(args: argparse.Namespace) -> int:
-    check_name(args.name)  # unknown names fail here with the list of valid ones
-    size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
-    if args.batch_size < 1 or args.num_classes < 1:
-        raise CnnlabError("--batch-size and --num-classes must be at least 1")
-    result = trace_named(args.name, size, args.num_classes, args.batch_size)
-    if getattr(args, "json", False):
-        if result.error is not None:
-            raise result.error
-        print(table_json(args.name, size, result.rows, args.batch_size))
-        return 0
-    print(f"{describe(args.name)}; input {'x'.join(map(str, size))}")
-    if result.rows:
-        print(format_table(result.rows, args.batch_size))
-    if result.error is not None:
-        raise result.error
-    return 0

@@ -85,7 +85,7 @@ print(len(names), "torch" in sys.modules)
 
 def test_a_command_runs_its_module_after_parsing(capsys: pytest.CaptureFixture[str]) -> None:
     args = cli.build_parser().parse_args(["summary", "alexnet_small"])
-    assert args.func == commands.Lazy("cnnlab.summary", "_cmd_summary")
+    assert args.func == commands.Lazy("cnnlab.commands.networks_run", "run_summary")
     assert cli.main(["summary", "lenet5", "--num-classes", "10"]) == 0
     assert "total params: 60,850" in capsys.readouterr().out
 

@@ -10,8 +10,6 @@ deviates, 1 when something does, 2 on a usage error.
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,24 +157,6 @@ def format_report(report: Report) -> str:
     table = render(["layer", "what", "reference", "yours", "paper", "why it matters"], body, right=set())
     n = len(report.deviations)
     return f"{head}, {n} deviation{'s' if n > 1 else ''}:\n{table}"
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from cnnlab import models
-    from cnnlab.models.user import parse_kwargs
-    from cnnlab.summary import parse_input_size
-
-    models.info(args.against)  # an unknown reference fails before the user's code runs
-    kwargs = parse_kwargs(args.kwargs or [])
-    size = parse_input_size(args.input_size) if args.input_size else None
-    if args.num_classes is not None and args.num_classes < 1:
-        raise CnnlabError("--num-classes must be at least 1")
-    model = load_target(args.target, kwargs)
-    report = check(
-        model, args.against, size, num_classes=args.num_classes, init=args.init, target=args.target
-    )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
-    return 1 if report.deviations else 0
 
 
 __all__ = ["Deviation", "Report", "check", "format_report", "load_target"]

@@ -1,5 +1,5 @@
 """Flags of the picture commands (cnnlab/pictures/): filters, neighbors, activations, occlusion, gradcam,
-mistakes and report."""
+mistakes and report. Their bodies import torch and live in pictures_run.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cnnlab.commands.common import add_data_args
 
 CKPT_HELP = "checkpoint file of a trained run"
 RUN_CHECKPOINTS = ("best", "last")  # the checkpoints a run folder holds (cnnlab.pictures.runpage)
+RUN = "cnnlab.commands.pictures_run"  # the commands' bodies (torch)
 FORCE_HELP = "replace an existing output file (never one of the command's inputs)"
 
 
@@ -30,7 +31,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--seed", type=argtypes.seed, default=0, help="with --init: the random initialisation's seed"
     )
-    p.set_defaults(func=Lazy("cnnlab.pictures.paper", "_cmd_filters"))
+    p.set_defaults(func=Lazy(RUN, "run_filters"))
 
     p = sub.add_parser(
         "neighbors", help="test images and their nearest training images in feature space (Fig. 4)"
@@ -47,7 +48,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--batch-size", type=argtypes.positive, default=256, help="feature extraction batch (256)")
     p.add_argument("--device", choices=DEVICES, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
-    p.set_defaults(func=Lazy("cnnlab.pictures.paper", "_cmd_neighbors"))
+    p.set_defaults(func=Lazy(RUN, "run_neighbors"))
 
     p = sub.add_parser(
         "activations",
@@ -64,7 +65,7 @@ def register_cli(sub: Any) -> None:
         "--top", type=argtypes.positive, default=8, metavar="K", help="maps per layer, most active first (8)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.activations", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_activations"))
 
     p = sub.add_parser(
         "occlusion",
@@ -84,7 +85,7 @@ def register_cli(sub: Any) -> None:
         "--batch-size", type=argtypes.positive, default=256, help="occluded copies per forward pass (256)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.occlusion", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_occlusion"))
 
     p = sub.add_parser(
         "gradcam",
@@ -98,7 +99,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--layer", help="feature-map layer (default: the last conv stage, e.g. conv5)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)")
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.gradcam", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_gradcam"))
 
     p = sub.add_parser(
         "mistakes",
@@ -115,7 +116,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
     p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (256)")
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.mistakes", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_mistakes"))
 
     p = sub.add_parser(
         "report",
@@ -153,4 +154,4 @@ def register_cli(sub: Any) -> None:
         "--gradcams", type=argtypes.non_negative, default=8, metavar="N", help="Grad-CAM images (8; 0: none)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.runpage", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_report"))

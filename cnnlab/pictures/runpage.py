@@ -14,7 +14,6 @@ pass over the validation set (what one epoch's validation costs), the neighbours
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import html
@@ -451,13 +450,3 @@ def write_report(
     )
     outputs.write({out: page.html(subtitle).encode()})
     return out
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    path = write_report(
-        args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
-        queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
-        force=args.force, data_dir=args.data_dir, skip_bad_images=args.skip_bad_images,
-    )  # fmt: skip
-    print(f"wrote {path}")
-    return 0
