@@ -11,7 +11,6 @@ Written for speed and for exact resumption:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -19,12 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-import cnnlab
-from cnnlab import checkpoint, models, report
+from cnnlab import models, report
 from cnnlab.device import amp_dtype, autocast
 from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
-from cnnlab.training import distributed, plan, records, runfolder
+from cnnlab.training import checkpoints, distributed, plan, records, runfolder
 from cnnlab.training.build import Run
 from cnnlab.training.signals import StopRequest
 
@@ -73,12 +71,10 @@ class Loop:
         self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        self.history = list(saved["metrics"])
-        self.best_err = float(saved["best_val_top1_err"])
-        self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
-        self.partial = dict(saved["partial"]) or None
-        if saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
+        at = checkpoints.position_of(saved)
+        self.history, self.best_err = at.history, at.best_err
+        self.epoch, self.step, self.partial = at.epoch, at.step, at.partial
+        checkpoints.restore_scaler(saved, self.scaler)
 
     @property
     def complete(self) -> bool:
@@ -96,39 +92,11 @@ class Loop:
             self.ctx, lambda: runfolder.prepare_dir(folder.root, cfg.resume, cfg.overwrite, self.lock)
         )
         if self.ctx.is_main:
-            records.write_config(folder, cfg, self.facts(with_data_identity=True))
+            records.write_config(folder, cfg, records.config_facts(self.run))
             report.write_metrics(folder.metrics, self.history, self.run.held_out)
             self.epoch_log = records.EpochLog(folder, self.run.held_out)
             if self.epoch_log.note:
                 self.say(self.epoch_log.note)
-
-    def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
-        """What the run is, besides its config: for config.json and the summary."""
-        run, cfg = self.run, self.cfg
-        facts: dict[str, Any] = {
-            "model": {
-                "name": cfg.model,
-                "options": dict(cfg.model_options),
-                "num_classes": len(run.classes),
-                "in_channels": run.in_channels,
-                "parameters": self.parameters,
-                "source": run.source,
-                "weights": {"file": cfg.weights, "sha256": cfg.weights_sha256} if cfg.weights else None,
-                "frozen": run.frozen.names if run.frozen else [],
-                "trainable_parameters": sum(p.numel() for p in self.raw.parameters() if p.requires_grad),
-            },
-            "augment": dataclasses.asdict(run.aug),
-            "distributed": {"world_size": self.ctx.world_size, "device": str(self.ctx.device)},
-        }
-        if with_data_identity:
-            facts["data"] = {
-                "train": run.train_ds.identity(),
-                "val": run.val_ds.identity(),
-                "test": run.test_ds.identity(),
-                "classes": run.classes,
-                "validation": plan.validation_text(cfg, len(run.val_ds)),
-            }
-        return facts
 
     @property
     def parameters(self) -> int:
@@ -335,40 +303,8 @@ class Loop:
             distributed.on_main(self.ctx, lambda: self._write(best))
 
     def _write(self, best: bool) -> None:
-        run, folder = self.run, self.run.folder
-        ckpt = {
-            "format": checkpoint.FORMAT,
-            "format_version": checkpoint.FORMAT_VERSION,
-            "model_name": self.cfg.model,
-            "model_options": dict(self.cfg.model_options),
-            "model_source": dict(run.source),  # a user's network: its file and digest ({} for the zoo's)
-            "num_classes": len(run.classes),
-            "in_channels": run.in_channels,
-            "classes": run.classes,
-            "config": self.cfg.to_dict(),
-            "data_stats": run.stats.to_dict(),
-            "augment": dataclasses.asdict(run.aug),
-            "dataset": run.train_ds.identity(),
-            "cnnlab_version": cnnlab.__version__,
-            "torch_version": str(torch.__version__),  # TorchVersion would not load with weights_only
-            "model": self.raw.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "epoch": self.epoch,
-            "step": self.step,
-            "partial": self.partial or {},
-            "metrics": list(self.history),
-            "best_val_top1_err": self.best_err,
-        }
-        if best:
-            # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind, and the
-            # resumed run redoes that epoch and rewrites both (last.pt first would leave best.pt stale).
-            checkpoint.save(ckpt, folder.best)
-            checkpoint.copy(folder.best, folder.last)
-        else:
-            checkpoint.save(ckpt, folder.last)
-        runfolder.mark_checkpointed(folder.root)  # from now on a restart may not clear this folder
+        at = checkpoints.Position(self.epoch, self.step, self.partial, self.history, self.best_err)
+        checkpoints.write(self.run.folder, checkpoints.layout(self.run, self.raw, self.scaler, at), best)
 
     # -- the end ------------------------------------------------------------------------------------------
     def finish(self, stopped: str | None) -> dict[str, Any]:
@@ -384,15 +320,7 @@ class Loop:
             title = f"{self.cfg.model} on {self.cfg.dataset}"
             curves = report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
         if stopped is None and self.history:
-            facts = {
-                "num_classes": len(self.run.classes),
-                "in_channels": self.run.in_channels,
-                "train_images": len(self.run.train_ds),
-                "val_images": len(self.run.val_ds),
-                "test_images": len(self.run.test_ds),
-                "validation": plan.validation_text(self.cfg, len(self.run.val_ds)),
-                "processes": f"{self.ctx.world_size} on {self.ctx.device}",
-            }
+            facts = records.summary_facts(self.run)
             self.progress.always(records.write_summary(folder, self.cfg, facts, final))
             self.curves = curves  # report.html embeds this picture (the train command draws the page)
         elif stopped is not None:
