@@ -40,8 +40,9 @@ def params(entry: dict[str, Any], num_classes: int, key: str = "params") -> int:
 
 def build() -> list[dict[str, Any]]:
     """The catalogue as the live registry gives it (imports torch and builds each model on meta)."""
+    # Imported here, as in _count_without_aux: `cnnlab models` reads catalog.json without torch.
     from cnnlab import models
-    from cnnlab.summary import count_params
+    from cnnlab.summary import count_params  # also torch: imported here for the same reason
 
     entries = []
     for name in models.names():

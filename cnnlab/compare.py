@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import limits, outfiles
+from cnnlab import limits, models, outfiles
+from cnnlab.device import resolve_device
 from cnnlab.summary import (
     build,
     check_name,
@@ -131,8 +132,6 @@ def speed(
     steps: int = 3,
 ) -> tuple[float, float]:
     """(forward images/s, training images/s) of a real model on its own device."""
-    from cnnlab import models
-
     device = model_device(model)
     x = torch.randn(batch_size, *input_size, device=device)
     # Labels in the range the model really outputs: a user's network has its own class count.
@@ -179,7 +178,6 @@ def compare(
     """One row per named model; each model at `input_size` or, when None, at its own default input."""
     for name in names:
         check_name(name)  # every name checked before minutes of timing start
-    from cnnlab.device import resolve_device
 
     dev = resolve_device(device or "auto")
     rows = []

@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from cnnlab import receptive
+from cnnlab import limits, models, receptive
 from cnnlab.counting import first_tensor, layer_flops, layer_formula, layer_macs, misfit_note
 from cnnlab.errors import CnnlabError
+from cnnlab.models.user import is_user_spec, load_user_model, split_spec
 from cnnlab.texttable import render
 
 T = TypeVar("T")
@@ -175,8 +176,8 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
     was_training = model.training
     error: CnnlabError | None = None
     device = model_device(model)
-    from cnnlab import limits  # a model that could not be built on meta runs for real: its input must fit
 
+    # A model that could not be built on meta runs for real: its input must fit.
     limits.check_input_batch(batch_size, input_size, device)
     try:
         model.eval()
@@ -223,8 +224,6 @@ def trace_on_meta(
     """`trace` of zoo model `name` built on the meta device (shapes only, nothing allocated), for memory
     estimates made before the real model exists; None when the model cannot run on meta (the real forward
     then reports its own errors). Bad names or switches raise CnnlabError."""
-    from cnnlab import models
-
     try:
         with torch.device("meta"):
             shape = models.create_from(name, num_classes, in_channels, options)
@@ -280,9 +279,6 @@ USER_INPUT_SIZE = (3, 224, 224)
 
 def check_name(name: str) -> None:
     """A zoo name, or a user's `file.py:Name` / `pkg.mod:attr` whose file exists; else CnnlabError."""
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec, split_spec
-
     if not is_user_spec(name):
         models.info(name)
         return
@@ -293,9 +289,6 @@ def check_name(name: str) -> None:
 
 def describe(name: str) -> str:
     """'name: description (paper)' for the first line of a command's output."""
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec
-
     if is_user_spec(name):
         return f"{name}: your network (loading it ran your code)"
     info = models.info(name)
@@ -303,9 +296,6 @@ def describe(name: str) -> str:
 
 
 def default_input_size(name: str) -> tuple[int, int, int]:
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec
-
     if is_user_spec(name):
         return USER_INPUT_SIZE
     info = models.info(name)
@@ -320,9 +310,6 @@ def build(name: str, num_classes: int = 1000, in_channels: int | None = None, me
     A user's network (`file.py:Name`, `pkg.mod:attr`) is built by its own code, on the CPU, as written:
     `num_classes` and `in_channels` are the constructor's business there.
     """
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec, load_user_model
-
     if is_user_spec(name):
         return load_user_model(name)
     if meta:
@@ -355,8 +342,6 @@ def trace_named(
 
 def count_params(name: str, num_classes: int = 1000, in_channels: int | None = None) -> int:
     """Parameters of zoo model `name`, at its own input channels unless `in_channels` is given."""
-    from cnnlab import models
-
     channels = models.info(name).in_channels if in_channels is None else in_channels
     return sum(p.numel() for p in build(name, num_classes, channels).parameters())
 

@@ -15,9 +15,12 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab import models
 from cnnlab.check.record import Op, record, stages
 from cnnlab.check.rules import Comparison, Deviation
 from cnnlab.errors import CnnlabError
+from cnnlab.models.user import is_user_spec, load_user_model
+from cnnlab.summary import default_input_size, render
 
 # Files that hold weights or compiled code: check reads networks from Python source only.
 _NOT_SOURCE = (".pt", ".pth", ".ts", ".ckpt", ".bin", ".pkl", ".pickle", ".safetensors", ".onnx")
@@ -65,8 +68,6 @@ class Report:
 
 def load_target(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The user's network from `file.py:Name` or `pkg.mod:attr` (their code runs); weight files refused."""
-    from cnnlab.models.user import is_user_spec, load_user_model
-
     where = target.rpartition(":")[0] or target
     if target.lower().endswith(_NOT_SOURCE) or where.lower().endswith(_NOT_SOURCE):
         raise CnnlabError(
@@ -83,8 +84,6 @@ def load_target(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
 def _reference(name: str, num_classes: int, size: tuple[int, int, int], init: bool) -> nn.Module:
     """The zoo model at the user's class count and input; its paper init when `init`, else on meta."""
     import torch
-
-    from cnnlab import models
 
     info = models.info(name)
     options: dict[str, Any] = {}
@@ -114,9 +113,6 @@ def check(
     target: str = "your network",
 ) -> Report:
     """Compare `model` with zoo model `against`; the deviations, each with the paper's section and why."""
-    from cnnlab import models
-    from cnnlab.summary import default_input_size
-
     info = models.info(against)
     size = input_size or default_input_size(against)
     their_ops, out = record(model, size)
@@ -144,8 +140,6 @@ def check(
 
 
 def format_report(report: Report) -> str:
-    from cnnlab.summary import render
-
     size = "x".join(map(str, report.input_size))
     head = (
         f"{report.target} against {report.reference} ({size} input, {report.num_classes} classes): "

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from cnnlab import data, evaluate
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures import common
 from cnnlab.pictures.paper import raw_image
@@ -44,8 +45,6 @@ def evaluate_on(
     subject: common.Subject, ds: Any, views: str = "center", batch_size: int = 256
 ) -> dict[str, Any]:
     """`evaluate.evaluate` of the subject's net on `ds` with its own preprocessing (probabilities kept)."""
-    from cnnlab import data, evaluate
-
     if list(ds.classes) != subject.classes:
         raise CnnlabError(
             f"data set {ds.name!r} has classes {ds.classes[:4]}..., the checkpoint {subject.classes[:4]}...; "

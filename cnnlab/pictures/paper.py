@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import data
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
@@ -220,8 +221,6 @@ def find_neighbors(
 
     Features are taken from the centre view, preprocessed exactly as the model was evaluated in training.
     """
-    from cnnlab import data
-
     if queries < 1:
         raise CnnlabError(f"--queries {queries} must be at least 1")
     gen = torch.Generator().manual_seed(seed)

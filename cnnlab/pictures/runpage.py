@@ -25,7 +25,10 @@ from typing import Any
 
 import torch
 
+from cnnlab import data, outfiles, report
 from cnnlab.errors import CnnlabError
+from cnnlab.pictures import common, gradcam, paper
+from cnnlab.pictures import mistakes as mistakes_mod
 from cnnlab.texttable import pct
 
 CHECKPOINTS = ("best", "last")
@@ -100,8 +103,6 @@ def missing(text: str) -> str:
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """config.json and the metrics.csv rows (as numbers) of a run folder."""
-    from cnnlab import report
-
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise CnnlabError(
@@ -289,10 +290,6 @@ def model_sections(
     from `data_dir` when given, else where the run read it). `measured`: (epoch, result) of an evaluation
     the run already made of that epoch's net on these images (with probabilities), used instead of
     evaluating again."""
-    from cnnlab import data, report
-    from cnnlab.pictures import common, gradcam, paper
-    from cnnlab.pictures import mistakes as mistakes_mod
-
     path = run_dir / "checkpoints" / f"{which}.pt"
     if not path.is_file():
         other = run_dir / "checkpoints" / ("last.pt" if which == "best" else "best.pt")
@@ -412,8 +409,6 @@ def write_report(
     command that writes (`outfiles.check_output`): an existing file only with `force`, never one of the
     run's files.
     """
-    from cnnlab import outfiles, report
-
     run_dir = Path(run_dir)
     own = out is None
     out = Path(out) if out is not None else run_dir / "report.html"

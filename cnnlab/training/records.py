@@ -18,7 +18,7 @@ import torch
 
 import cnnlab
 from cnnlab import extras, report
-from cnnlab.checkpoint import write_text
+from cnnlab.outfiles import write_text
 from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.texttable import pct
 from cnnlab.training import plan
