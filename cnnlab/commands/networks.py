@@ -19,6 +19,14 @@ RUN = "cnnlab.commands.networks_run"  # the commands' bodies (torch)
 
 
 def register_cli(sub: Any) -> None:
+    _add_models(sub)
+    _add_summary(sub)
+    _add_diagram(sub)
+    _add_compare(sub)
+    _add_check(sub)
+
+
+def _add_models(sub: Any) -> None:
     p = sub.add_parser(
         "models",
         help="list the models with parameters, input size and paper",
@@ -33,6 +41,8 @@ def register_cli(sub: Any) -> None:
     )
     p.set_defaults(func=run_models)
 
+
+def _add_summary(sub: Any) -> None:
     p = sub.add_parser(
         "summary", help="layer table: output shapes, params, FLOPs, memory, receptive fields, size formulas"
     )
@@ -45,6 +55,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
     p.set_defaults(func=Lazy(RUN, "run_summary"))
 
+
+def _add_diagram(sub: Any) -> None:
     p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
@@ -56,6 +68,8 @@ def register_cli(sub: Any) -> None:
     )
     p.set_defaults(func=Lazy(RUN, "run_diagram"))
 
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
         help="params, FLOPs, training memory and measured speed, side by side",
@@ -87,6 +101,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=Lazy(RUN, "run_compare"))
 
+
+def _add_check(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="compare your own network with the paper's, layer by layer (runs your file's code)",

@@ -17,6 +17,16 @@ FORCE_HELP = "replace an existing output file (never one of the command's inputs
 
 
 def register_cli(sub: Any) -> None:
+    _add_filters(sub)
+    _add_neighbors(sub)
+    _add_activations(sub)
+    _add_occlusion(sub)
+    _add_gradcam(sub)
+    _add_mistakes(sub)
+    _add_report(sub)
+
+
+def _add_filters(sub: Any) -> None:
     p = sub.add_parser("filters", help="the first conv layer's kernels as an image (the paper's Figure 3)")
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
@@ -33,6 +43,8 @@ def register_cli(sub: Any) -> None:
     )
     p.set_defaults(func=Lazy(RUN, "run_filters"))
 
+
+def _add_neighbors(sub: Any) -> None:
     p = sub.add_parser(
         "neighbors", help="test images and their nearest training images in feature space (Fig. 4)"
     )
@@ -50,6 +62,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
     p.set_defaults(func=Lazy(RUN, "run_neighbors"))
 
+
+def _add_activations(sub: Any) -> None:
     p = sub.add_parser(
         "activations",
         help="feature maps of every layer for one image (Zeiler & Fergus 2014)",
@@ -67,6 +81,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy(RUN, "run_activations"))
 
+
+def _add_occlusion(sub: Any) -> None:
     p = sub.add_parser(
         "occlusion",
         help="occlusion sensitivity map of one image (Zeiler & Fergus 2014)",
@@ -87,6 +103,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy(RUN, "run_occlusion"))
 
+
+def _add_gradcam(sub: Any) -> None:
     p = sub.add_parser(
         "gradcam",
         help="Grad-CAM heat maps: where the net looks for a class (Selvaraju et al. 2017)",
@@ -101,6 +119,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy(RUN, "run_gradcam"))
 
+
+def _add_mistakes(sub: Any) -> None:
     p = sub.add_parser(
         "mistakes",
         help="the most confident wrong predictions on a data set, as a grid",
@@ -118,6 +138,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(func=Lazy(RUN, "run_mistakes"))
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="one self-contained HTML page for a training run",

@@ -14,6 +14,13 @@ RUN = "cnnlab.commands.runs_run"  # the commands' bodies (torch)
 
 
 def register_cli(sub: Any) -> None:
+    _add_eval(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_data(sub)
+
+
+def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="top-1/top-5 error of checkpoints, alone and as an ensemble",
@@ -42,6 +49,8 @@ def register_cli(sub: Any) -> None:
     )
     p.set_defaults(func=Lazy(RUN, "run_eval"))
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="classify image files, folders or globs with a trained checkpoint",
@@ -70,6 +79,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(func=Lazy(RUN, "run_predict"))
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX, TorchScript or safetensors",
@@ -85,6 +96,8 @@ def register_cli(sub: Any) -> None:
     add_model_arg(p)
     p.set_defaults(func=Lazy(RUN, "run_export"))
 
+
+def _add_data(sub: Any) -> None:
     p = sub.add_parser("data", help="show a data set: where it was found, sizes, classes, statistics")
     add_data_args(p)
     p.add_argument("--stats", action="store_true", help="also compute mean/std and the PCA lighting's eigen")
