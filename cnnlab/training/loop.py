@@ -157,32 +157,13 @@ class Loop:
             count, seconds = int(partial["count"]), float(partial["seconds"])
         bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
         self.train_mode()
-        compiling = cfg.compile and self.steps_this_invocation == 0
-        if compiling:
-            # torch.compile works during the first step (and the first evaluation): a minute or more on a
-            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
-            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
-                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
+        compiling = self._compiling_now()
         self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
         t0 = time.perf_counter()
         step = start - 1
         for step, (x, y) in enumerate(run.train_loader.epoch(epoch, start), start=start):
             gstep = epoch * steps + step
-            lr = run.schedule.lr(gstep)
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(step_seed(cfg.seed, ctx.rank, epoch, step))
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(amp_dtype(cfg.amp_dtype), dev.type):
-                logits, aux = models.split_outputs(self.train_net(x))
-                loss = self.criterion(logits, y)
-                for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
-                    loss = loss + models.AUX_LOSS_WEIGHT * self.criterion(a, y)
-            run.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(run.optimizer)
-            self.scaler.update()
+            logits, loss = self._step(x, y, epoch, step, gstep)
             n = y.shape[0]
             loss_d = loss.detach()
             loss_sum += loss_d.double() * n
@@ -218,6 +199,39 @@ class Loop:
             raise RuntimeError(f"train loader yielded {step + 1} of {steps} steps")
         seconds += time.perf_counter() - t0
         return {"loss_sum": loss_sum, "correct": correct, "count": count, "seconds": seconds}
+
+    def _compiling_now(self) -> bool:
+        """True (and said) when this step is the first one torch.compile compiles."""
+        compiling = self.cfg.compile and self.steps_this_invocation == 0
+        if compiling:
+            # torch.compile works during the first step (and the first evaluation): a minute or more on a
+            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
+            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
+                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
+        return compiling
+
+    def _step(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int, gstep: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on the batch (x, y) at global step `gstep`: the schedule's rate, dropout seeded
+        from the position, the loss (with GoogLeNet's auxiliary heads), the update. Returns (logits, loss)."""
+        cfg, run = self.cfg, self.run
+        lr = run.schedule.lr(gstep)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_seed(cfg.seed, self.ctx.rank, epoch, step))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(amp_dtype(cfg.amp_dtype), self.ctx.device.type):
+            logits, aux = models.split_outputs(self.train_net(x))
+            loss = self.criterion(logits, y)
+            for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
+                loss = loss + models.AUX_LOSS_WEIGHT * self.criterion(a, y)
+        run.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(run.optimizer)
+        self.scaler.update()
+        return logits, loss
 
     def _must_stop(self, bad_gstep: int, epoch: int, steps: int) -> bool:
         """Raise on a non-finite loss (no checkpoint written); True when a stop was requested."""
