@@ -10,13 +10,10 @@ registry; tests/test_catalog.py fails when the two differ (a model added, a laye
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 from pathlib import Path
 from typing import Any
-
-from cnnlab.texttable import render
 
 CATALOG = Path(__file__).parent / "models" / "catalog.json"
 # The two class counts stored for each model: ImageNet's, and the small data sets'.
@@ -43,8 +40,9 @@ def params(entry: dict[str, Any], num_classes: int, key: str = "params") -> int:
 
 def build() -> list[dict[str, Any]]:
     """The catalogue as the live registry gives it (imports torch and builds each model on meta)."""
+    # Imported here, as in _count_without_aux: `cnnlab models` reads catalog.json without torch.
     from cnnlab import models
-    from cnnlab.summary import count_params
+    from cnnlab.summary import count_params  # also torch: imported here for the same reason
 
     entries = []
     for name in models.names():
@@ -80,26 +78,6 @@ def _count_without_aux(name: str, num_classes: int) -> int:
 
 def text(entries: list[dict[str, Any]]) -> str:
     return json.dumps({"models": entries}, indent=1) + "\n"
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    n = args.num_classes
-    body = []
-    for e in load():
-        quoted = e.get("quoted")
-        no_aux = f"{params(e, n, 'params_no_aux'):,}" if "params_no_aux" in e else ""
-        body.append([
-            e["name"], e["family"], f"{params(e, n):,}", no_aux, f"{quoted['params']:,}" if quoted else "",
-            f"{e['in_channels']}x{e['input_size']}x{e['input_size']}", e["paper"],
-        ])  # fmt: skip
-    header = ["model", "family", f"params ({n} classes)", "w/o aux heads", "10 classes, grey", "input"]
-    print(render([*header, "paper"], body, right={2, 3, 4, 5}))
-    if any("params_no_aux" in e for e in load()):
-        print(
-            "w/o aux heads: GoogLeNet's two auxiliary classifiers (sec. 5) are trained and then dropped; "
-            "inference uses the smaller count"
-        )
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import integrity, outfiles
+from cnnlab import data, integrity, limits, models, outfiles, summary
 from cnnlab.errors import CnnlabError
+from cnnlab.models import user
 
 FORMAT = integrity.FORMAT
 FORMAT_VERSION = 1
@@ -39,8 +40,8 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "model_name", "model_options", "num_classes", "in_channels", "classes", "model")
 
 
-# The atomic writer lives in the torch-free `outfiles`; these names stay for the run folder's writers.
-RESUME_HINT = outfiles.RESUME_HINT
+# The atomic writer lives in the torch-free `outfiles`; these two names stay only for cnnlab/experiments
+# (being rewritten by other work): everything else imports them from `outfiles`.
 write_bytes = outfiles.write_bytes
 write_text = outfiles.write_text
 
@@ -128,8 +129,6 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
     options = ckpt["model_options"]
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise bad("model_options is not a dict of named switches")
-    from cnnlab import models
-    from cnnlab.models import user
 
     # A zoo model's switches never name create()'s own arguments; a user's network takes its constructor's
     # arguments (num_classes among them), and is only rebuilt from a file its user names (build_model).
@@ -161,8 +160,8 @@ def _check_fields(ckpt: dict[str, Any], p: Path) -> None:
         isinstance(ckpt["config"].get("dataset"), str) and ckpt["config"]["dataset"]
     ):
         raise bad("its config names no data set")
-    from cnnlab import data  # the preprocessing a reader rebuilds must be buildable
 
+    # The preprocessing a reader rebuilds must be buildable.
     try:
         if "data_stats" in ckpt:
             _check_stats(data.DataStats.from_dict(ckpt["data_stats"]), int(ckpt["in_channels"]))
@@ -211,9 +210,6 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
     a file that a checkpoint names would run code chosen by whoever wrote the checkpoint. The caller's own
     command line must name it (`model`, from `--model file.py:Class`).
     """
-    from cnnlab import models
-    from cnnlab.models import user
-
     name = str(ckpt["model_name"])
     # The checkpoint's own spec is never repeated as advice: copied onto a command line, it would let the
     # file choose the code that runs.
@@ -242,8 +238,6 @@ def build_model(ckpt: dict[str, Any], model: str | None = None) -> nn.Module:
 def _check_forward_fits(ckpt: dict[str, Any]) -> None:
     """Refuse a checkpoint whose input size makes one image's forward pass too big for this machine
     (a tampered augment.input_size of 10^6, say), measured on the meta device before anything is built."""
-    from cnnlab import limits, summary
-
     aug = ckpt.get("augment")
     if not isinstance(aug, dict) or not isinstance(aug.get("input_size"), int):
         return
@@ -291,8 +285,6 @@ class Trained:
 def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu", model: str | None = None) -> Trained:
     """Rebuild what evaluation, prediction and the pictures need from a loaded checkpoint (a part it lacks
     is a one-line CnnlabError naming the part, from `load`'s dict)."""
-    from cnnlab import data
-
     return Trained(
         model=build_model(ckpt, model).to(device),
         stats=data.DataStats.from_dict(ckpt["data_stats"]),

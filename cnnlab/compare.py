@@ -9,11 +9,8 @@ update). Ratios against the first model come with every run, since absolute time
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import functools
 import io
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab import limits, outfiles
-from cnnlab.errors import CnnlabError
+from cnnlab import limits, models, outfiles
+from cnnlab.device import resolve_device
 from cnnlab.summary import (
     build,
     check_name,
@@ -33,7 +30,6 @@ from cnnlab.summary import (
     fmt_count,
     layer_table,
     model_device,
-    parse_input_size,
     render,
     run_named,
     totals,
@@ -136,8 +132,6 @@ def speed(
     steps: int = 3,
 ) -> tuple[float, float]:
     """(forward images/s, training images/s) of a real model on its own device."""
-    from cnnlab import models
-
     device = model_device(model)
     x = torch.randn(batch_size, *input_size, device=device)
     # Labels in the range the model really outputs: a user's network has its own class count.
@@ -184,7 +178,6 @@ def compare(
     """One row per named model; each model at `input_size` or, when None, at its own default input."""
     for name in names:
         check_name(name)  # every name checked before minutes of timing start
-    from cnnlab.device import resolve_device
 
     dev = resolve_device(device or "auto")
     rows = []
@@ -325,44 +318,3 @@ def bar_chart_png(rows: list[CompareRow]) -> bytes:
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
-        raise CnnlabError("--batch-size and --steps must be at least 1, --warmup at least 0")
-    files = ("compare.json", "compare.txt", "compare.png")
-    # The rule of every command that writes, checked before minutes of timing: an existing file only
-    # with --force, never a network file being compared.
-    outputs = outfiles.Outputs("--out", args.force, [n.rpartition(":")[0] for n in args.names if ":" in n])
-    if args.out is not None:
-        outfiles.check_folder(args.out, "--out")
-        for name in files:
-            outputs.claim(Path(args.out) / name)
-    size = parse_input_size(args.input_size) if args.input_size else None
-
-    def say(text: str) -> None:
-        if not args.json:
-            print(text, flush=True)
-
-    rows = compare(
-        args.names,
-        size,
-        args.batch_size,
-        args.num_classes,
-        args.device,
-        timed=not args.no_timing,
-        warmup=args.warmup,
-        steps=args.steps,
-        progress=say,
-    )
-    table = format_rows(rows)
-    doc = json.dumps([dataclasses.asdict(r) for r in rows], indent=2)
-    if args.out:
-        out = Path(args.out)
-        # All three files or none (a full disk part-way leaves none of them, nor the folder).
-        blobs = [(doc + "\n").encode(), (table + "\n").encode(), bar_chart_png(rows)]
-        outputs.write({out / name: blob for name, blob in zip(files, blobs, strict=True)})
-    print(doc if args.json else table)
-    if args.out:
-        say(f"wrote {Path(args.out) / 'compare.txt'}, compare.json and compare.png")  # after the table
-    return 0

@@ -7,7 +7,6 @@ the layer's settings, and let Debian's graphviz `dot` lay it out as SVG or PNG.
 
 from __future__ import annotations
 
-import argparse
 import html
 import shutil
 from collections.abc import Callable, Iterator
@@ -20,12 +19,8 @@ from cnnlab import extras, limits, outfiles
 from cnnlab.counting import geometry, is_lrn
 from cnnlab.errors import CnnlabError, first_line
 from cnnlab.summary import (
-    check_name,
-    default_input_size,
     layer_table,
     model_device,
-    parse_input_size,
-    run_named,
 )
 
 FORMATS = ("svg", "png")
@@ -215,7 +210,7 @@ def write(
     except CnnlabError:
         raise
     except Exception as exc:  # torchview cannot trace every network (a user's own, say): one line
-        found = _unwrap(exc)
+        found = unwrap_error(exc)
         if isinstance(found, CnnlabError):
             raise found from None
         for _ in range(16):  # torchview wraps the forward's own error: name that one
@@ -232,7 +227,7 @@ def write(
     return written
 
 
-def _unwrap(exc: BaseException) -> BaseException:
+def unwrap_error(exc: BaseException) -> BaseException:
     """torchview re-raises a forward's error as RuntimeError; find the model's own CnnlabError inside."""
     cause: BaseException | None = exc
     while cause is not None:
@@ -240,20 +235,3 @@ def _unwrap(exc: BaseException) -> BaseException:
             return cause
         cause = cause.__cause__
     return exc
-
-
-def _cmd_diagram(args: argparse.Namespace) -> int:
-    check_name(args.name)
-    size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
-
-    def draw(model: nn.Module) -> Path:
-        try:
-            return write(model, size, args.output, args.depth, say=print, force=args.force)
-        except RuntimeError as exc:
-            found = _unwrap(exc)
-            if isinstance(found, CnnlabError):
-                raise found from None
-            raise
-
-    print(f"wrote {run_named(args.name, args.num_classes, size[0], draw)}")
-    return 0

@@ -9,15 +9,13 @@ set combine.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab import checkpoint, collective, data, outfiles, report
+from cnnlab import checkpoint, collective, data
 from cnnlab.device import autocast, resolve_device
 from cnnlab.errors import CnnlabError
 
@@ -223,64 +221,3 @@ def evaluate_checkpoints(
     if len(singles) > 1:
         result["members"] = singles
     return result
-
-
-def _print_result(result: dict[str, Any]) -> None:
-    def line(label: str, r: dict[str, Any]) -> str:
-        return (
-            f"{label:<40} top-1 error {100 * r['top1_err']:6.2f}% "
-            f"(accuracy {100 * (1 - r['top1_err']):6.2f}%)   top-5 error {100 * r['top5_err']:6.2f}%"
-            f"   loss {r['loss']:.4f}"
-        )
-
-    print(f"{result['dataset']} ({result['split']}, {result['count']} images, views: {result['views']})")
-    for p, m in zip(result["checkpoints"], result.get("members", []), strict=False):
-        print(line(p, m))
-    print(line("ensemble (softmax average)" if "members" in result else result["checkpoints"][0], result))
-    print("per-class accuracy:")
-    for c, a in zip(result["classes"], result["per_class_acc"], strict=True):
-        print(f"  {c:<24} {100 * a:6.2f}%")
-
-
-def _cmd_eval(args: Any) -> int:
-    # Checked before minutes of evaluation: the folder the results go to.
-    if args.out is not None:
-        outfiles.check_folder(args.out, "--out")  # an empty --out is an error, not the default
-    out = Path(args.out) if args.out else Path(args.checkpoints[0]).resolve().parent.parent / "eval"
-    outfiles.check_folder(out, "--out")
-    # The rule of every command that writes: an existing file only with --force, never an input.
-    files = [out / "confusion.png", out / "per_class.csv", out / "eval.json"]
-    inputs = [*args.checkpoints, *([args.model.rpartition(":")[0]] if args.model else [])]
-    outputs = outfiles.Outputs("--out", args.force, inputs)
-    for path in files:
-        outputs.claim(path)
-
-    result = evaluate_checkpoints(
-        args.checkpoints,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        split=args.split,
-        views=args.views,
-        batch_size=args.batch_size,
-        device=args.device,
-        limit=args.limit,
-        download=args.download,
-        skip_bad_images=args.skip_bad_images,
-        model=args.model,
-    )
-    title = f"{result['dataset']} {result['split']}, {result['views']} views"
-    confusion = report.confusion_png(result["confusion"], result["classes"], title)
-    rows = ["class,accuracy,count"] + [
-        f"{c},{a!r},{sum(r)}"
-        for c, a, r in zip(result["classes"], result["per_class_acc"], result["confusion"], strict=True)
-    ]
-    text = json.dumps(public(result), indent=2)
-    # All three files or none: a full disk part-way leaves none of them (nor a folder made for them).
-    blobs = [confusion, ("\n".join(rows) + "\n").encode(), (text + "\n").encode()]
-    outputs.write(dict(zip(files, blobs, strict=True)))
-    if args.json:
-        print(text)
-    else:
-        _print_result(result)
-        print(f"wrote {out / 'confusion.png'}, {out / 'per_class.csv'} and {out / 'eval.json'}")
-    return 0

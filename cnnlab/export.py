@@ -190,12 +190,13 @@ def export(ckpt_path: str, fmt: str, out: str, force: bool = False, model_spec: 
     An existing `out` is refused unless `force`; the checkpoint itself is never overwritten. A run of your
     own network needs `model_spec` (its --model FILE.py:CLASS).
     """
-    return _export(ckpt_path, fmt, out, force, model_spec)[0]
+    return export_checkpoint(ckpt_path, fmt, out, force, model_spec)[0]
 
 
-def _export(
+def export_checkpoint(
     ckpt_path: str, fmt: str, out: str, force: bool, model_spec: str | None = None
 ) -> tuple[Path, dict[str, Any]]:
+    """`export`, returning the checkpoint it read too (the command describes the file's input and output)."""
     if fmt not in FORMATS:
         raise CnnlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "onnx":
@@ -217,13 +218,3 @@ def _export(
     # A temporary file beside the target, renamed over it: a failed write never leaves a partial file.
     outfiles.write_file(path, blob, "-o", force, _inputs(ckpt_path, model_spec))
     return path, ckpt
-
-
-def _cmd_export(args: Any) -> int:
-    path, ckpt = _export(args.checkpoint, args.format, args.output, force=args.force, model_spec=args.model)
-    print(
-        f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB): input float32 "
-        f"{input_shape(ckpt)} normalised as in training, output logits [N, {int(ckpt['num_classes'])}]; "
-        "classes and mean/std in its metadata"
-    )
-    return 0

@@ -12,16 +12,14 @@ import csv
 import fnmatch
 import glob
 import io
-import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab import checkpoint, data, outfiles
+from cnnlab import checkpoint, data
 from cnnlab.data.folder import IMAGE_EXTENSIONS, list_images
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
@@ -196,54 +194,3 @@ def to_csv(results: list[dict[str, Any]]) -> str:
     for r in results:
         writer.writerow([r["path"], *(v for t in r["top"] for v in (t["class"], f"{t['prob']:.6f}"))])
     return buf.getvalue()
-
-
-class _Bar:
-    """Progress on stderr: a bar redrawn in place on a terminal, a line per tenth otherwise."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.tty:
-            filled = 30 * done // total
-            end = "\n" if done == total else ""
-            self.stream.write(f"\rpredict [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images{end}")
-        elif 10 * done // total > self.shown:
-            self.shown = 10 * done // total
-            self.stream.write(f"predict: {done}/{total} images\n")
-        self.stream.flush()
-
-
-def _cmd_predict(args: Any) -> int:
-    images = expand_inputs(args.images)
-    # The rule of every command that writes: an existing file only with --force, never an input (the
-    # checkpoint, an image, the network's file), nor a device.
-    inputs = [args.checkpoint, *images, *([args.model.rpartition(":")[0]] if args.model else [])]
-    outputs = outfiles.Outputs("--csv", args.force, inputs)
-    csv_path = outputs.check(args.csv) if args.csv is not None else None
-    bar = None if args.no_progress or len(images) <= args.batch_size else _Bar()
-    skipped: list[str] = []
-    results = predict(
-        args.checkpoint, images, top=args.top, device=args.device, batch_size=args.batch_size, progress=bar,
-        model=args.model, skip_bad_images=args.skip_bad_images, skipped=skipped,
-    )  # fmt: skip
-    for reason in skipped:
-        print(f"predict: skipped {reason}", file=sys.stderr)
-    if not results:
-        raise CnnlabError(f"none of the {len(images)} images could be read; nothing to predict")
-    if csv_path is not None:
-        outputs.write({csv_path: to_csv(results).encode()})  # atomic: an interrupted run leaves no half file
-    if args.json:
-        print(json.dumps(results, indent=2))
-    elif csv_path is not None:
-        print(f"wrote {len(results)} rows to {csv_path}")
-    else:
-        for r in results:
-            best = r["top"][0]
-            print(f"{r['path']}: {best['class']} ({100 * best['prob']:.1f}%)")
-            for t in r["top"][1:]:
-                print(f"    {t['class']:<24} {100 * t['prob']:5.1f}%")
-    return 0

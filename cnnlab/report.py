@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from cnnlab.checkpoint import write_bytes, write_text
+from cnnlab.outfiles import write_bytes, write_text
 from cnnlab.texttable import format_seconds, pct
 
 # metrics.csv columns, in order; the training loop fills one row per epoch. `val_*` is a held-out part of

@@ -11,7 +11,6 @@ makes a new tensor, because that tensor takes memory.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from collections.abc import Callable
@@ -22,9 +21,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from cnnlab import receptive
+from cnnlab import limits, models, receptive
 from cnnlab.counting import first_tensor, layer_flops, layer_formula, layer_macs, misfit_note
 from cnnlab.errors import CnnlabError
+from cnnlab.models.user import is_user_spec, load_user_model, split_spec
 from cnnlab.texttable import render
 
 T = TypeVar("T")
@@ -103,51 +103,59 @@ def model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1) -> Trace:
-    """Run one eval-mode forward with hooks; on a failure keep the rows so far and the error."""
-    rows: list[LayerRow] = []
-    seen: set[int] = set()
-    state: dict[str, Any] = {"last": None, "spatial": False}
-    modules = list(model.named_modules())
-    leaves = {id(m) for _, m in modules if not any(m.children())}
+class _Recorder:
+    """The forward hooks of `trace`: one LayerRow per module that produced a tensor of its own."""
 
-    fields = receptive.FieldTracker()
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.rows: list[LayerRow] = []
+        self.seen: set[int] = set()
+        self.last: Any = None  # the last tensor recorded
+        self.spatial = False  # a layer with a size formula was seen (the first one reads the image)
+        self.modules = list(model.named_modules())
+        self.leaves = {id(m) for _, m in self.modules if not any(m.children())}
+        self.fields = receptive.FieldTracker()
 
-    def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        fields.paused = True  # the hook's own tensor ops are not the model's
+    def hook(self, name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        self.fields.paused = True  # the hook's own tensor ops are not the model's
         try:
-            record(name, m, args, output)
+            self.record(name, m, args, output)
         finally:
-            fields.paused = False
+            self.fields.paused = False
 
-    def record(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        out, inp = first_tensor(output), first_tensor(args)
-        leaf = id(m) in leaves
-        if out is None or (not leaf and (m is model or out is state["last"] or _shares(out, state["last"]))):
-            return  # a container that only passed its last layer's tensor on (or a view of it)
-        n, t, b = _own_params(m, seen)
+    def _formula(self, m: nn.Module, inp: torch.Tensor | None, leaf: bool) -> tuple[Any, str | None]:
+        """The layer's size formula and the note it gives (the first layer's misfit, the groups)."""
         formula = note = None
         worked = layer_formula(m, inp) if (leaf and inp is not None) else None
         if worked is not None:
             formula = worked[0]
-            if not state["spatial"] and isinstance(m, nn.Conv2d) and inp is not None:
+            if not self.spatial and isinstance(m, nn.Conv2d) and inp is not None:
                 note = misfit_note(m, int(inp.shape[-2]), worked[1])  # the layer that reads the image
-            state["spatial"] = True
+            self.spatial = True
         if isinstance(m, nn.Conv2d) and m.groups > 1 and note is None:
             note = f"groups={m.groups}: each map reads only its own group's inputs (the towers, sec. 3.2)"
+        return formula, note
+
+    def record(self, name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        out, inp = first_tensor(output), first_tensor(args)
+        leaf = id(m) in self.leaves
+        if out is None or (not leaf and (m is self.model or out is self.last or _shares(out, self.last))):
+            return  # a container that only passed its last layer's tensor on (or a view of it)
+        n, t, b = _own_params(m, self.seen)
+        formula, note = self._formula(m, inp, leaf)
         shared = _shares(out, inp)
         if shared:
             note = shared
         elif not leaf:
             note = "block output: its forward joins its layers' outputs (e.g. concatenation)"
-        seen_by = fields.of(out) if out.dim() >= 3 else None  # flattened: no spatial field
+        seen_by = self.fields.of(out) if out.dim() >= 3 else None  # flattened: no spatial field
         if seen_by is not None and seen_by.smallest is not None and not shared:
             join = (
                 "receptive field narrowest..widest of the branches it joins: the block's field is the "
                 "widest (a unit reading all its channels sees that far)"
             )
             note = f"{note}; {join}" if note else join
-        rows.append(
+        self.rows.append(
             LayerRow(
                 name=name,
                 type=type(m).__name__,
@@ -166,51 +174,65 @@ def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 
                 macs=layer_macs(m, inp, out) if (leaf and inp is not None) else 0,
             )
         )
-        state["last"] = out
+        self.last = out
 
-    handles = [
-        m.register_forward_hook(lambda mod, a, o, name=name: hook(name, mod, a, o))
-        for name, m in modules
-        if name
-    ]
-    was_training = model.training
-    error: CnnlabError | None = None
-    device = model_device(model)
-    from cnnlab import limits  # a model that could not be built on meta runs for real: its input must fit
+    def add_unrun(self) -> None:
+        """Parameters the forward never touched (auxiliary heads run only in training): still counted."""
+        for name, m in self.modules:
+            n, t, b = _own_params(m, self.seen)
+            if n:
+                self.rows.append(
+                    LayerRow(
+                        name, type(m).__name__, (), n, t, b, 0, 0, note="not run in eval mode", ran=False
+                    )
+                )
 
-    limits.check_input_batch(batch_size, input_size, device)
+
+def _forward(
+    model: nn.Module, rec: _Recorder, input_size: tuple[int, int, int], batch_size: int, device: torch.device
+) -> CnnlabError | None:
+    """One eval-mode forward of a zero batch; the user's error it met, if any."""
     try:
         model.eval()
         x = torch.zeros(batch_size, *input_size, device=device)
-        with torch.no_grad(), fields:
-            fields.set(x, receptive.INPUT)
+        with torch.no_grad(), rec.fields:
+            rec.fields.set(x, receptive.INPUT)
             model(x)
     except CnnlabError as exc:
-        error = exc
+        return exc
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if device.type == "meta" and ("meta" in msg.lower() or isinstance(exc, NotImplementedError)):
             raise  # the model cannot run on meta; the caller retries on the CPU
-        after = f" after layer '{rows[-1].name}'" if rows else ""
+        after = f" after layer '{rec.rows[-1].name}'" if rec.rows else ""
         size = "x".join(map(str, input_size))
-        error = CnnlabError(
+        return CnnlabError(
             f"input {size} does not fit this network{after}: {msg}; try its default --input-size"
         )
+    return None
+
+
+def trace(model: nn.Module, input_size: tuple[int, int, int], batch_size: int = 1) -> Trace:
+    """Run one eval-mode forward with hooks; on a failure keep the rows so far and the error."""
+    rec = _Recorder(model)
+    handles = [
+        m.register_forward_hook(lambda mod, a, o, name=name: rec.hook(name, mod, a, o))
+        for name, m in rec.modules
+        if name
+    ]
+    was_training = model.training
+    device = model_device(model)
+    # A model that could not be built on meta runs for real: its input must fit.
+    limits.check_input_batch(batch_size, input_size, device)
+    try:
+        error = _forward(model, rec, input_size, batch_size, device)
     finally:
         model.train(was_training)
         for h in handles:
             h.remove()
     if error is None:
-        # Parameters the forward never touched (auxiliary heads run only in training): still counted.
-        for name, m in modules:
-            n, t, b = _own_params(m, seen)
-            if n:
-                rows.append(
-                    LayerRow(
-                        name, type(m).__name__, (), n, t, b, 0, 0, note="not run in eval mode", ran=False
-                    )
-                )
-    return Trace(rows, error)
+        rec.add_unrun()
+    return Trace(rec.rows, error)
 
 
 def trace_on_meta(
@@ -224,8 +246,6 @@ def trace_on_meta(
     """`trace` of zoo model `name` built on the meta device (shapes only, nothing allocated), for memory
     estimates made before the real model exists; None when the model cannot run on meta (the real forward
     then reports its own errors). Bad names or switches raise CnnlabError."""
-    from cnnlab import models
-
     try:
         with torch.device("meta"):
             shape = models.create_from(name, num_classes, in_channels, options)
@@ -281,9 +301,6 @@ USER_INPUT_SIZE = (3, 224, 224)
 
 def check_name(name: str) -> None:
     """A zoo name, or a user's `file.py:Name` / `pkg.mod:attr` whose file exists; else CnnlabError."""
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec, split_spec
-
     if not is_user_spec(name):
         models.info(name)
         return
@@ -294,9 +311,6 @@ def check_name(name: str) -> None:
 
 def describe(name: str) -> str:
     """'name: description (paper)' for the first line of a command's output."""
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec
-
     if is_user_spec(name):
         return f"{name}: your network (loading it ran your code)"
     info = models.info(name)
@@ -304,9 +318,6 @@ def describe(name: str) -> str:
 
 
 def default_input_size(name: str) -> tuple[int, int, int]:
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec
-
     if is_user_spec(name):
         return USER_INPUT_SIZE
     info = models.info(name)
@@ -321,9 +332,6 @@ def build(name: str, num_classes: int = 1000, in_channels: int | None = None, me
     A user's network (`file.py:Name`, `pkg.mod:attr`) is built by its own code, on the CPU, as written:
     `num_classes` and `in_channels` are the constructor's business there.
     """
-    from cnnlab import models
-    from cnnlab.models.user import is_user_spec, load_user_model
-
     if is_user_spec(name):
         return load_user_model(name)
     if meta:
@@ -356,8 +364,6 @@ def trace_named(
 
 def count_params(name: str, num_classes: int = 1000, in_channels: int | None = None) -> int:
     """Parameters of zoo model `name`, at its own input channels unless `in_channels` is given."""
-    from cnnlab import models
-
     channels = models.info(name).in_channels if in_channels is None else in_channels
     return sum(p.numel() for p in build(name, num_classes, channels).parameters())
 
@@ -440,26 +446,3 @@ def table_json(name: str, input_size: tuple[int, int, int], rows: list[LayerRow]
         "totals": dataclasses.asdict(totals(rows)),
     }
     return json.dumps(doc, indent=1)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Commands
-
-
-def _cmd_summary(args: argparse.Namespace) -> int:
-    check_name(args.name)  # unknown names fail here with the list of valid ones
-    size = parse_input_size(args.input_size) if args.input_size else default_input_size(args.name)
-    if args.batch_size < 1 or args.num_classes < 1:
-        raise CnnlabError("--batch-size and --num-classes must be at least 1")
-    result = trace_named(args.name, size, args.num_classes, args.batch_size)
-    if getattr(args, "json", False):
-        if result.error is not None:
-            raise result.error
-        print(table_json(args.name, size, result.rows, args.batch_size))
-        return 0
-    print(f"{describe(args.name)}; input {'x'.join(map(str, size))}")
-    if result.rows:
-        print(format_table(result.rows, args.batch_size))
-    if result.error is not None:
-        raise result.error
-    return 0

@@ -85,7 +85,7 @@ print(len(names), "torch" in sys.modules)
 
 def test_a_command_runs_its_module_after_parsing(capsys: pytest.CaptureFixture[str]) -> None:
     args = cli.build_parser().parse_args(["summary", "alexnet_small"])
-    assert args.func == commands.Lazy("cnnlab.summary", "_cmd_summary")
+    assert args.func == commands.Lazy("cnnlab.commands.networks_run", "run_summary")
     assert cli.main(["summary", "lenet5", "--num-classes", "10"]) == 0
     assert "total params: 60,850" in capsys.readouterr().out
 
@@ -132,3 +132,18 @@ def test_the_torch_free_names_match_the_live_ones() -> None:
     assert tuple(experiments.COMPUTED) == reproduce.COMPUTED
     assert tuple(budget.BUDGETS) == reproduce.BUDGETS
     assert export.FORMATS == choices.EXPORT_FORMATS
+
+
+def test_every_command_lives_in_the_commands_package() -> None:
+    """Each sub-command's body is a public `run_<command>` in cnnlab/commands/, beside its flags: no command
+    code in the library modules."""
+    import importlib
+
+    parser = cli.build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in choices.items():
+        func = sub.get_default("func")
+        module, function = (func.module, func.function) if isinstance(func, commands.Lazy) else (
+            func.__module__, func.__name__)  # fmt: skip
+        assert module.startswith("cnnlab.commands.") and function == f"run_{name}", (name, module, function)
+        assert callable(getattr(importlib.import_module(module), function)), (name, module, function)

@@ -31,28 +31,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("cnnlab.commands", "cnnlab.cli", "cnnlab.__main__"),
 ]  # fmt: skip
 
-# Arrows that point up or close a cycle, each with its reason, until the code moves (issue #21, phase 2:
-# the train command's body moves to cnnlab/commands/, above both training and pictures).
-KNOWN_UPWARD = {
-    ("cnnlab.training.main", "cnnlab.pictures.runpage"),  # the train command's body draws report.html
-}
+# Arrows that point up or close a cycle, each with its reason, until the code moves (none left: the train
+# command's body, which draws report.html, lives in cnnlab/commands/, above training and pictures).
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
-# Function-level imports of cnnlab modules in modules not yet reworked (issue #21, phase 2, or files other
-# work is rewriting: checkpoint, summary, check, pictures): the number per module. Any other module may
-# import a cnnlab module inside a function only with a comment saying how it keeps torch out.
-KNOWN_LATE: dict[str, int] = {
-    "cnnlab.catalog": 1,
-    "cnnlab.check": 8,
-    "cnnlab.checkpoint": 8,
-    "cnnlab.compare": 2,
-    "cnnlab.pictures.common": 4,
-    "cnnlab.pictures.layers": 2,
-    "cnnlab.pictures.mistakes": 4,
-    "cnnlab.pictures.paper": 6,
-    "cnnlab.pictures.runpage": 9,
-    "cnnlab.summary": 11,
-    "cnnlab.training.main": 1,  # the train command's report.html (KNOWN_UPWARD)
-}
+# Function-level imports of cnnlab modules without a torch-free reason, per module: none left (issue #21,
+# phase 2). Any module may import a cnnlab module inside a function only with a comment saying how it
+# keeps torch out of `cnnlab --help`.
+KNOWN_LATE: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:

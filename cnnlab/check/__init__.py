@@ -10,16 +10,17 @@ deviates, 1 when something does, 2 on a usage error.
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from cnnlab import models
 from cnnlab.check.record import Op, record, stages
 from cnnlab.check.rules import Comparison, Deviation
 from cnnlab.errors import CnnlabError
+from cnnlab.models.user import is_user_spec, load_user_model
+from cnnlab.summary import default_input_size, render
 
 # Files that hold weights or compiled code: check reads networks from Python source only.
 _NOT_SOURCE = (".pt", ".pth", ".ts", ".ckpt", ".bin", ".pkl", ".pickle", ".safetensors", ".onnx")
@@ -67,8 +68,6 @@ class Report:
 
 def load_target(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """The user's network from `file.py:Name` or `pkg.mod:attr` (their code runs); weight files refused."""
-    from cnnlab.models.user import is_user_spec, load_user_model
-
     where = target.rpartition(":")[0] or target
     if target.lower().endswith(_NOT_SOURCE) or where.lower().endswith(_NOT_SOURCE):
         raise CnnlabError(
@@ -85,8 +84,6 @@ def load_target(target: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
 def _reference(name: str, num_classes: int, size: tuple[int, int, int], init: bool) -> nn.Module:
     """The zoo model at the user's class count and input; its paper init when `init`, else on meta."""
     import torch
-
-    from cnnlab import models
 
     info = models.info(name)
     options: dict[str, Any] = {}
@@ -116,9 +113,6 @@ def check(
     target: str = "your network",
 ) -> Report:
     """Compare `model` with zoo model `against`; the deviations, each with the paper's section and why."""
-    from cnnlab import models
-    from cnnlab.summary import default_input_size
-
     info = models.info(against)
     size = input_size or default_input_size(against)
     their_ops, out = record(model, size)
@@ -146,8 +140,6 @@ def check(
 
 
 def format_report(report: Report) -> str:
-    from cnnlab.summary import render
-
     size = "x".join(map(str, report.input_size))
     head = (
         f"{report.target} against {report.reference} ({size} input, {report.num_classes} classes): "
@@ -159,24 +151,6 @@ def format_report(report: Report) -> str:
     table = render(["layer", "what", "reference", "yours", "paper", "why it matters"], body, right=set())
     n = len(report.deviations)
     return f"{head}, {n} deviation{'s' if n > 1 else ''}:\n{table}"
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from cnnlab import models
-    from cnnlab.models.user import parse_kwargs
-    from cnnlab.summary import parse_input_size
-
-    models.info(args.against)  # an unknown reference fails before the user's code runs
-    kwargs = parse_kwargs(args.kwargs or [])
-    size = parse_input_size(args.input_size) if args.input_size else None
-    if args.num_classes is not None and args.num_classes < 1:
-        raise CnnlabError("--num-classes must be at least 1")
-    model = load_target(args.target, kwargs)
-    report = check(
-        model, args.against, size, num_classes=args.num_classes, init=args.init, target=args.target
-    )
-    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
-    return 1 if report.deviations else 0
 
 
 __all__ = ["Deviation", "Report", "check", "format_report", "load_target"]

@@ -180,6 +180,74 @@ class _Functional(TorchFunctionMode):
         return result
 
 
+def _layer_op(name: str, m: nn.Module, args: tuple[Any, ...], output: Any, seen: set[int]) -> list[Op]:
+    """The Op of one leaf layer's call ([] when it did not map a tensor to a tensor)."""
+    inp, out = first_tensor(args), first_tensor(output)
+    if inp is None or out is None:
+        return []
+    kind, attrs = _classify(m, inp, out)
+    params = 0
+    if id(m) not in seen:  # a layer called twice counts its parameters once
+        seen.add(id(m))
+        params = sum(p.numel() for p in m.parameters(recurse=False))
+    shape_in, shape_out = tuple(inp.shape[1:]), tuple(out.shape[1:])
+    return [Op(name, kind, type(m).__name__, attrs, params, shape_in, shape_out, m)]
+
+
+def _call_op(fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, owner: str) -> list[Op]:
+    """The Op of one functional layer call (F.relu, ...) inside module `owner` ([] for other calls)."""
+    inp, out = first_tensor(args), first_tensor(result)
+    if inp is None or out is None:
+        return []
+    found = _classify_call(fn, args, kwargs, inp, out)
+    if found is None:
+        return []
+    kind, type_name, attrs = found
+    name = f"{owner}.{type_name}" if owner else type_name
+    return [Op(name, kind, type_name, attrs, 0, tuple(inp.shape[1:]), tuple(out.shape[1:]))]
+
+
+def _register(model: nn.Module, hook: Any, enter: Any, leave: Any) -> list[Any]:
+    """`hook` on every leaf layer (with its name), `enter` and `leave` around every module's forward."""
+    handles = [
+        m.register_forward_hook(lambda mod, a, o, name=name: hook(name, mod, a, o))
+        for name, m in model.named_modules()
+        if name and not any(m.children())
+    ]
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave))
+    return handles
+
+
+def _forward_error(
+    exc: BaseException,
+    ops: list[Op],
+    failing: list[tuple[str, nn.Module, Any]],
+    input_size: tuple[int, int, int],
+) -> CnnlabError:
+    """The one line for a forward that failed: a fully connected layer of the wrong width named as such."""
+    after = f" after layer {ops[-1].name} ({'x'.join(map(str, ops[-1].out_shape))})" if ops else ""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    size = "x".join(map(str, input_size))
+    if failing and isinstance(failing[0][1], nn.Linear) and failing[0][2] is not None:
+        name, linear, x = failing[0]
+        got, wants = int(x.shape[-1]), int(getattr(linear, "in_features", 0))
+        if got != wants:
+            fc = sum(1 for op in ops if op.kind == "linear") + 1
+            maps = [op.out_shape for op in ops if len(op.out_shape) == 3]
+            shown = f"{'x'.join(map(str, maps[-1]))} maps" if maps else "the input"
+            return CnnlabError(
+                f"fully connected layer {fc} ({name}) takes {wants:,} inputs but gets {got:,} "
+                f"({shown} flattened, at a {size} input); set its in_features to {got:,}, or change "
+                "the layers before it"
+            )
+    return CnnlabError(
+        f"the forward pass on a {size} input failed{after}: {type(exc).__name__}: {text}; "
+        "give the input your network expects with --input-size"
+    )
+
+
 def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op], torch.Tensor]:
     """Every leaf layer call and every functional layer call (F.relu, F.max_pool2d, ...) of one eval-mode
     forward on zeros of `input_size`, in order, and the output."""
@@ -191,28 +259,10 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
     in_leaf = [0]
 
     def hook(name: str, m: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        inp, out = first_tensor(args), first_tensor(output)
-        if inp is None or out is None:
-            return
-        kind, attrs = _classify(m, inp, out)
-        params = 0
-        if id(m) not in seen:  # a layer called twice counts its parameters once
-            seen.add(id(m))
-            params = sum(p.numel() for p in m.parameters(recurse=False))
-        shape_in, shape_out = tuple(inp.shape[1:]), tuple(out.shape[1:])
-        ops.append(Op(name, kind, type(m).__name__, attrs, params, shape_in, shape_out, m))
+        ops.extend(_layer_op(name, m, args, output, seen))
 
     def on_call(fn: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> None:
-        inp, out = first_tensor(args), first_tensor(result)
-        if inp is None or out is None:
-            return
-        found = _classify_call(fn, args, kwargs, inp, out)
-        if found is None:
-            return
-        kind, type_name, attrs = found
-        owner = running[-1] if running else ""
-        name = f"{owner}.{type_name}" if owner else type_name
-        ops.append(Op(name, kind, type_name, attrs, 0, tuple(inp.shape[1:]), tuple(out.shape[1:])))
+        ops.extend(_call_op(fn, args, kwargs, result, running[-1] if running else ""))
 
     failing: list[tuple[str, nn.Module, Any]] = []  # the last leaf entered, and its input
 
@@ -226,14 +276,7 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
         running.pop()
         in_leaf[0] -= id(m) in leaves
 
-    handles = [
-        m.register_forward_hook(lambda mod, a, o, name=name: hook(name, mod, a, o))
-        for name, m in model.named_modules()
-        if name and not any(m.children())
-    ]
-    for m in model.modules():
-        handles.append(m.register_forward_pre_hook(enter))
-        handles.append(m.register_forward_hook(leave))
+    handles = _register(model, hook, enter, leave)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was_training = model.training
     try:
@@ -245,25 +288,7 @@ def record(model: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[Op]
     except CnnlabError:
         raise
     except (Exception, SystemExit) as exc:  # a forward calling sys.exit(0) is a failure, not "no deviations"
-        after = f" after layer {ops[-1].name} ({'x'.join(map(str, ops[-1].out_shape))})" if ops else ""
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        size = "x".join(map(str, input_size))
-        if failing and isinstance(failing[0][1], nn.Linear) and failing[0][2] is not None:
-            name, linear, x = failing[0]
-            got, wants = int(x.shape[-1]), int(getattr(linear, "in_features", 0))
-            if got != wants:
-                fc = sum(1 for op in ops if op.kind == "linear") + 1
-                maps = [op.out_shape for op in ops if len(op.out_shape) == 3]
-                shown = f"{'x'.join(map(str, maps[-1]))} maps" if maps else "the input"
-                raise CnnlabError(
-                    f"fully connected layer {fc} ({name}) takes {wants:,} inputs but gets {got:,} "
-                    f"({shown} flattened, at a {size} input); set its in_features to {got:,}, or change "
-                    "the layers before it"
-                ) from exc
-        raise CnnlabError(
-            f"the forward pass on a {size} input failed{after}: {type(exc).__name__}: {text}; "
-            "give the input your network expects with --input-size"
-        ) from exc
+        raise _forward_error(exc, ops, failing, input_size) from exc
     finally:
         model.train(was_training)
         for h in handles:

@@ -1,16 +1,17 @@
-"""The command line's flags, free of torch: `cnnlab --help`, `cnnlab models` and a mistyped flag answer
-in a fraction of a second instead of the seconds `import torch` takes.
+"""The command line: every command's flags, free of torch (`cnnlab --help`, `cnnlab models` and a mistyped
+flag answer in a fraction of a second instead of the seconds `import torch` takes), and its body.
 
-Each module here adds the sub-commands of one part of cnnlab (`register_cli(subparsers)`); a command's
-`func` is a `Lazy` reference to the function that runs it, so the module doing the work (and torch) is
-imported only once the arguments have parsed.
+Every command lives here, its flags beside its body, two files per group of commands: `X.py` adds the
+sub-commands' flags (`register_cli(subparsers)`) and imports no torch; `X_run.py` holds their bodies,
+`run_<command>(args) -> int`, and imports whatever the work needs. A command's `func` is a `Lazy`
+reference to its body, so `X_run.py` (and torch) is imported only once the arguments have parsed.
 
-    inspect.py     models, summary, diagram, compare, check
-    pictures.py    filters, neighbors, activations, occlusion, gradcam, mistakes, report
-    runs.py        eval, predict, export, data
-    reproduce.py   reproduce
-    train.py       train (its flags generated from cnnlab/settings.py's TrainConfig)
-    common.py      what several commands share: the data flags, the model-name help, devices
+    networks.py    models (run here, torch-free), summary, diagram, compare, check  (networks_run.py)
+    pictures.py    filters, neighbors, activations, occlusion, gradcam, mistakes, report  (pictures_run.py)
+    runs.py        eval, predict, export, data  (runs_run.py)
+    train.py       train, its flags generated from cnnlab/settings.py's TrainConfig  (train_run.py)
+    reproduce.py   reproduce  (body still in cnnlab.experiments)
+    common.py      what several commands share: the data flags, the model-name help
 """
 
 from __future__ import annotations

@@ -1,20 +1,32 @@
 """Flags of the commands that look at a network without data or weights: models, summary, diagram,
-compare, check. `models` runs here, torch-free, from the catalogue (cnnlab/catalog.py)."""
+compare, check. `models` runs here, torch-free, from the catalogue (cnnlab/catalog.py); the others'
+bodies import torch and live in networks_run.py."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
-from cnnlab import argtypes
+from cnnlab import argtypes, catalog
 from cnnlab.choices import DEVICES
 from cnnlab.commands import Lazy
 from cnnlab.commands.common import MODEL_HELP
+from cnnlab.texttable import render
 
 INPUT_SIZE_HELP = "CxHxW, e.g. 3x227x227 (default: the model's own)"
 CLASSES_HELP = "classes of the last layer (1000, as ImageNet)"
+RUN = "cnnlab.commands.networks_run"  # the commands' bodies (torch)
 
 
 def register_cli(sub: Any) -> None:
+    _add_models(sub)
+    _add_summary(sub)
+    _add_diagram(sub)
+    _add_compare(sub)
+    _add_check(sub)
+
+
+def _add_models(sub: Any) -> None:
     p = sub.add_parser(
         "models",
         help="list the models with parameters, input size and paper",
@@ -27,8 +39,10 @@ def register_cli(sub: Any) -> None:
         default=1000,
         help="classes for the parameter count (1000)",
     )
-    p.set_defaults(func=Lazy("cnnlab.catalog", "cmd_models"))
+    p.set_defaults(func=run_models)
 
+
+def _add_summary(sub: Any) -> None:
     p = sub.add_parser(
         "summary", help="layer table: output shapes, params, FLOPs, memory, receptive fields, size formulas"
     )
@@ -39,8 +53,10 @@ def register_cli(sub: Any) -> None:
         "--batch-size", type=argtypes.positive, default=1, help="batch for the activation memory column"
     )
     p.add_argument("--json", action="store_true", help="print the rows and totals as JSON")
-    p.set_defaults(func=Lazy("cnnlab.summary", "_cmd_summary"))
+    p.set_defaults(func=Lazy(RUN, "run_summary"))
 
+
+def _add_diagram(sub: Any) -> None:
     p = sub.add_parser("diagram", help="draw the architecture with its shapes (.svg or .png, needs graphviz)")
     p.add_argument("name", help=MODEL_HELP)
     p.add_argument("-o", "--output", required=True, help="output file, .svg or .png")
@@ -50,8 +66,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--depth", type=argtypes.non_negative, help="how deep to open nested blocks (default: every layer)"
     )
-    p.set_defaults(func=Lazy("cnnlab.diagram", "_cmd_diagram"))
+    p.set_defaults(func=Lazy(RUN, "run_diagram"))
 
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser(
         "compare",
         help="params, FLOPs, training memory and measured speed, side by side",
@@ -81,8 +99,10 @@ def register_cli(sub: Any) -> None:
         "--force", action="store_true", help="replace existing files in --out (never a network file compared)"
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.set_defaults(func=Lazy("cnnlab.compare", "_cmd_compare"))
+    p.set_defaults(func=Lazy(RUN, "run_compare"))
 
+
+def _add_check(sub: Any) -> None:
     p = sub.add_parser(
         "check",
         help="compare your own network with the paper's, layer by layer (runs your file's code)",
@@ -114,4 +134,25 @@ def register_cli(sub: Any) -> None:
         help="also compare initial weight std and biases with the paper's (AlexNet Sec. 5)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=Lazy("cnnlab.check", "_cmd_check"))
+    p.set_defaults(func=Lazy(RUN, "run_check"))
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """`cnnlab models`: the zoo from the catalogue, without building (or importing torch)."""
+    n = args.num_classes
+    body = []
+    for e in catalog.load():
+        quoted = f"{e['quoted']['params']:,}" if e.get("quoted") else ""
+        no_aux = f"{catalog.params(e, n, 'params_no_aux'):,}" if "params_no_aux" in e else ""
+        body.append([
+            e["name"], e["family"], f"{catalog.params(e, n):,}", no_aux, quoted,
+            f"{e['in_channels']}x{e['input_size']}x{e['input_size']}", e["paper"],
+        ])  # fmt: skip
+    header = ["model", "family", f"params ({n} classes)", "w/o aux heads", "10 classes, grey", "input"]
+    print(render([*header, "paper"], body, right={2, 3, 4, 5}))
+    if any("params_no_aux" in e for e in catalog.load()):
+        print(
+            "w/o aux heads: GoogLeNet's two auxiliary classifiers (sec. 5) are trained and then dropped; "
+            "inference uses the smaller count"
+        )
+    return 0

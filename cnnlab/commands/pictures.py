@@ -1,5 +1,5 @@
 """Flags of the picture commands (cnnlab/pictures/): filters, neighbors, activations, occlusion, gradcam,
-mistakes and report."""
+mistakes and report. Their bodies import torch and live in pictures_run.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,21 @@ from cnnlab.commands.common import add_data_args
 
 CKPT_HELP = "checkpoint file of a trained run"
 RUN_CHECKPOINTS = ("best", "last")  # the checkpoints a run folder holds (cnnlab.pictures.runpage)
+RUN = "cnnlab.commands.pictures_run"  # the commands' bodies (torch)
 FORCE_HELP = "replace an existing output file (never one of the command's inputs)"
 
 
 def register_cli(sub: Any) -> None:
+    _add_filters(sub)
+    _add_neighbors(sub)
+    _add_activations(sub)
+    _add_occlusion(sub)
+    _add_gradcam(sub)
+    _add_mistakes(sub)
+    _add_report(sub)
+
+
+def _add_filters(sub: Any) -> None:
     p = sub.add_parser("filters", help="the first conv layer's kernels as an image (the paper's Figure 3)")
     p.add_argument("source", metavar="CKPT", help="checkpoint file (or a model name with --init)")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
@@ -30,8 +41,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--seed", type=argtypes.seed, default=0, help="with --init: the random initialisation's seed"
     )
-    p.set_defaults(func=Lazy("cnnlab.pictures.paper", "_cmd_filters"))
+    p.set_defaults(func=Lazy(RUN, "run_filters"))
 
+
+def _add_neighbors(sub: Any) -> None:
     p = sub.add_parser(
         "neighbors", help="test images and their nearest training images in feature space (Fig. 4)"
     )
@@ -47,8 +60,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--batch-size", type=argtypes.positive, default=256, help="feature extraction batch (256)")
     p.add_argument("--device", choices=DEVICES, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="which test images are drawn")
-    p.set_defaults(func=Lazy("cnnlab.pictures.paper", "_cmd_neighbors"))
+    p.set_defaults(func=Lazy(RUN, "run_neighbors"))
 
+
+def _add_activations(sub: Any) -> None:
     p = sub.add_parser(
         "activations",
         help="feature maps of every layer for one image (Zeiler & Fergus 2014)",
@@ -64,8 +79,10 @@ def register_cli(sub: Any) -> None:
         "--top", type=argtypes.positive, default=8, metavar="K", help="maps per layer, most active first (8)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.activations", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_activations"))
 
+
+def _add_occlusion(sub: Any) -> None:
     p = sub.add_parser(
         "occlusion",
         help="occlusion sensitivity map of one image (Zeiler & Fergus 2014)",
@@ -84,8 +101,10 @@ def register_cli(sub: Any) -> None:
         "--batch-size", type=argtypes.positive, default=256, help="occluded copies per forward pass (256)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.occlusion", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_occlusion"))
 
+
+def _add_gradcam(sub: Any) -> None:
     p = sub.add_parser(
         "gradcam",
         help="Grad-CAM heat maps: where the net looks for a class (Selvaraju et al. 2017)",
@@ -98,8 +117,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--layer", help="feature-map layer (default: the last conv stage, e.g. conv5)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="class to explain (default: predicted)")
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.gradcam", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_gradcam"))
 
+
+def _add_mistakes(sub: Any) -> None:
     p = sub.add_parser(
         "mistakes",
         help="the most confident wrong predictions on a data set, as a grid",
@@ -115,8 +136,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--limit", type=argtypes.positive, metavar="N", help="evaluate the first N images only")
     p.add_argument("--batch-size", type=argtypes.positive, default=256, help="images per batch (256)")
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.mistakes", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_mistakes"))
 
+
+def _add_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="one self-contained HTML page for a training run",
@@ -153,4 +176,4 @@ def register_cli(sub: Any) -> None:
         "--gradcams", type=argtypes.non_negative, default=8, metavar="N", help="Grad-CAM images (8; 0: none)"
     )
     p.add_argument("--device", default="auto", choices=DEVICES)
-    p.set_defaults(func=Lazy("cnnlab.pictures.runpage", "_cmd"))
+    p.set_defaults(func=Lazy(RUN, "run_report"))

@@ -52,6 +52,12 @@ def register_cli(sub: Any) -> None:
         "minutes for all on a 2-core CPU, nets early in training; medium (default): every arm trained to "
         "its plateau, about an hour for all on a 2-core CPU (an estimate); full: a GPU or a long run",
     )
+    _add_run_flags(p)
+    p.set_defaults(func=Lazy("cnnlab.commands.reproduce_run", "run_reproduce"))
+
+
+def _add_run_flags(p: Any) -> None:
+    """What the trained claims' runs take: data, seeds, folders, model, device, progress."""
     p.add_argument(
         "--dataset", metavar="NAME", help="data set (default: digits for tiny, else fashion-mnist)"
     )
@@ -99,4 +105,3 @@ def register_cli(sub: Any) -> None:
         action="store_true",
         help="write into an --out that reproduce did not make, replacing files",
     )
-    p.set_defaults(func=Lazy("cnnlab.experiments", "_cmd_reproduce"))

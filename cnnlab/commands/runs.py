@@ -1,4 +1,5 @@
-"""Flags of the commands that use a trained checkpoint or a data set: eval, predict, export, data."""
+"""Flags of the commands that use a trained checkpoint or a data set: eval, predict, export, data.
+Their bodies import torch and live in runs_run.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ from cnnlab.choices import DEVICES, EXPORT_FORMATS, VIEWS
 from cnnlab.commands import Lazy
 from cnnlab.commands.common import CHECKPOINT_HELP, add_data_args
 
+RUN = "cnnlab.commands.runs_run"  # the commands' bodies (torch)
+
 
 def register_cli(sub: Any) -> None:
+    _add_eval(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_data(sub)
+
+
+def _add_eval(sub: Any) -> None:
     p = sub.add_parser(
         "eval",
         help="top-1/top-5 error of checkpoints, alone and as an ensemble",
@@ -37,8 +47,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--force", action="store_true", help="replace existing files in --out (never a checkpoint evaluated)"
     )
-    p.set_defaults(func=Lazy("cnnlab.evaluate", "_cmd_eval"))
+    p.set_defaults(func=Lazy(RUN, "run_eval"))
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="classify image files, folders or globs with a trained checkpoint",
@@ -65,8 +77,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     add_model_arg(p)
     p.add_argument("--json", action="store_true", help="print machine-readable results")
-    p.set_defaults(func=Lazy("cnnlab.predict", "_cmd_predict"))
+    p.set_defaults(func=Lazy(RUN, "run_predict"))
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX, TorchScript or safetensors",
@@ -80,8 +94,10 @@ def register_cli(sub: Any) -> None:
         "--force", action="store_true", help="replace FILE if it exists (never the checkpoint itself)"
     )
     add_model_arg(p)
-    p.set_defaults(func=Lazy("cnnlab.export", "_cmd_export"))
+    p.set_defaults(func=Lazy(RUN, "run_export"))
 
+
+def _add_data(sub: Any) -> None:
     p = sub.add_parser("data", help="show a data set: where it was found, sizes, classes, statistics")
     add_data_args(p)
     p.add_argument("--stats", action="store_true", help="also compute mean/std and the PCA lighting's eigen")
@@ -93,7 +109,7 @@ def register_cli(sub: Any) -> None:
         metavar="N",
         help="list N skipped files (10)",
     )
-    p.set_defaults(func=Lazy("cnnlab.data.cli", "_cmd_data"))
+    p.set_defaults(func=Lazy(RUN, "run_data"))
 
 
 def add_model_arg(p: Any) -> None:

@@ -1,5 +1,5 @@
 """`cnnlab train`'s flags, one per TrainConfig setting (settings.add_arguments); the command itself
-(training.main._cmd_train) and torch are imported only once the arguments have parsed."""
+(train_run.run_train) and torch are imported only once the arguments have parsed."""
 
 from __future__ import annotations
 
@@ -18,4 +18,4 @@ def register_cli(subparsers: Any) -> None:
         "are the paper's recipe (Krizhevsky et al. 2012; the section of each is in its help).",
     )
     add_arguments(p)
-    p.set_defaults(func=Lazy("cnnlab.training.main", "_cmd_train"))
+    p.set_defaults(func=Lazy("cnnlab.commands.train_run", "run_train"))

@@ -214,6 +214,51 @@ def split_folder(root: Path, split: str) -> Path:
     )
 
 
+def _class_files(
+    split_dir: Path, present: list[str], classes: list[str], trees: list[str]
+) -> list[tuple[Path, int]]:
+    """(image file, label) of every class folder in `present`, each real file once however many links
+    reach it; a link into the data set itself, an empty folder or one of links only is refused."""
+    files: list[tuple[Path, int]] = []
+    real_files: set[str] = set()  # each real file once, however many links reach it
+    for name in present:
+        if (split_dir / name).is_symlink() and _links_inside(os.path.realpath(split_dir / name), trees):
+            raise CnnlabError(
+                f"class folder {split_dir / name} is a link into the data set itself "
+                f"({os.path.realpath(split_dir / name)}); cnnlab follows links only to folders outside "
+                "it, so that no image of one split is read as part of another: replace the link"
+            )
+        images = list_images(split_dir / name, trees)
+        if not images:
+            raise CnnlabError(
+                f"class folder {split_dir / name} has no images (readable extensions: .jpg, .png, "
+                "...); add images or remove the folder"
+            )
+        label = classes.index(name)
+        before = len(files)
+        for p in images:
+            real = os.path.realpath(p)
+            if real not in real_files:
+                real_files.add(real)
+                files.append((p, label))
+        if len(files) == before:
+            raise CnnlabError(
+                f"class folder {split_dir / name} holds only links to images already listed under "
+                "another class; give it images of its own or remove it"
+            )
+    return files
+
+
+def _verify_all(files: list[tuple[Path, int]]) -> list[str | None]:
+    """Why each file cannot be read as an image (None: it can), checked in threads."""
+    with (
+        warnings.catch_warnings(),
+        ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool,
+    ):
+        warnings.simplefilter("ignore")
+        return list(pool.map(verify_image, [str(p) for p, _ in files], chunksize=64))
+
+
 class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Image files with labels from their class folder; items are uint8 [3, H, W] at the file's size."""
 
@@ -241,42 +286,10 @@ class FolderDataset(Dataset[tuple[torch.Tensor, int]]):
                 f"{split_dir} has class folders that {train_dir} lacks: {', '.join(unknown[:5])}; "
                 "the two splits must use the same class names"
             )
-        files: list[tuple[Path, int]] = []
-        real_files: set[str] = set()  # each real file once, however many links reach it
-        trees = data_set_trees(self.root)
-        for name in present:
-            if (split_dir / name).is_symlink() and _links_inside(os.path.realpath(split_dir / name), trees):
-                raise CnnlabError(
-                    f"class folder {split_dir / name} is a link into the data set itself "
-                    f"({os.path.realpath(split_dir / name)}); cnnlab follows links only to folders outside "
-                    "it, so that no image of one split is read as part of another: replace the link"
-                )
-            images = list_images(split_dir / name, trees)
-            if not images:
-                raise CnnlabError(
-                    f"class folder {split_dir / name} has no images (readable extensions: .jpg, .png, "
-                    "...); add images or remove the folder"
-                )
-            label = self.classes.index(name)
-            before = len(files)
-            for p in images:
-                real = os.path.realpath(p)
-                if real not in real_files:
-                    real_files.add(real)
-                    files.append((p, label))
-            if len(files) == before:
-                raise CnnlabError(
-                    f"class folder {split_dir / name} holds only links to images already listed under "
-                    "another class; give it images of its own or remove it"
-                )
+        files = _class_files(split_dir, present, self.classes, data_set_trees(self.root))
         self.skipped: list[str] = []
         self.skip_reasons: dict[str, str] = {}
-        with (
-            warnings.catch_warnings(),
-            ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool,
-        ):
-            warnings.simplefilter("ignore")
-            reasons = list(pool.map(verify_image, [str(p) for p, _ in files], chunksize=64))
+        reasons = _verify_all(files)
         bad = [(str(p), r) for (p, _), r in zip(files, reasons, strict=True) if r is not None]
         if bad and not skip_bad_images:
             path, reason = bad[0]

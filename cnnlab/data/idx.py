@@ -13,6 +13,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,27 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
+def _read_header(f: Any, path: Path) -> tuple[np.dtype[Any], tuple[int, ...]]:
+    """The IDX header: the magic number (two zero bytes, the type code, the number of dimensions), then
+    one big-endian uint32 per dimension."""
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES or head[3] == 0:
+        raise CnnlabError(
+            f"{path}: bad IDX magic number {head.hex() or '(none)'} (expected 0000TTDD: two zero "
+            "bytes, a type code, the number of dimensions); not an MNIST-style IDX file"
+        )
+    dtype, ndim = _TYPES[head[2]], head[3]
+    if not 1 <= ndim <= MAX_DIMS:  # numpy arrays have at most 64; MNIST-style files 1 or 3
+        raise CnnlabError(
+            f"{path}: the IDX header announces {ndim} dimensions (images have 3, labels 1); the "
+            "file is damaged"
+        )
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise CnnlabError(f"{path}: truncated IDX header ({ndim} dimensions announced)")
+    return dtype, struct.unpack(f">{ndim}I", raw_dims)
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file into a numpy array; any problem is a CnnlabError naming the file."""
     path = Path(path)
@@ -51,22 +73,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     gz = _is_gzip(path)
     try:
         with gzip.open(path, "rb") if gz else open(path, "rb") as f:
-            head = f.read(4)
-            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES or head[3] == 0:
-                raise CnnlabError(
-                    f"{path}: bad IDX magic number {head.hex() or '(none)'} (expected 0000TTDD: two zero "
-                    "bytes, a type code, the number of dimensions); not an MNIST-style IDX file"
-                )
-            dtype, ndim = _TYPES[head[2]], head[3]
-            if not 1 <= ndim <= MAX_DIMS:  # numpy arrays have at most 64; MNIST-style files 1 or 3
-                raise CnnlabError(
-                    f"{path}: the IDX header announces {ndim} dimensions (images have 3, labels 1); the "
-                    "file is damaged"
-                )
-            raw_dims = f.read(4 * ndim)
-            if len(raw_dims) < 4 * ndim:
-                raise CnnlabError(f"{path}: truncated IDX header ({ndim} dimensions announced)")
-            dims = struct.unpack(f">{ndim}I", raw_dims)
+            dtype, dims = _read_header(f, path)
+            ndim = len(dims)
             count = 1
             for d in dims:
                 count *= d

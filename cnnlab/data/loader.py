@@ -98,6 +98,27 @@ def _collate(items: list[tuple[torch.Tensor, int, str]]) -> tuple[torch.Tensor, 
 EVAL_CACHE_BYTES = 256 * 2**20
 
 
+def _check_args(
+    ds: ArrayDataset | FolderDataset,
+    batch_size: int,
+    stats: DataStats,
+    rank: int,
+    world_size: int,
+    views: str,
+) -> None:
+    if batch_size < 1:
+        raise CnnlabError(f"batch size must be at least 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside a world of {world_size}")
+    if views not in VIEWS:
+        raise CnnlabError(f"unknown test views {views!r}; choose one of {', '.join(VIEWS)}")
+    if stats.channels != ds.channels:
+        raise CnnlabError(
+            f"statistics are for {stats.channels}-channel images but {ds.name} has {ds.channels}; "
+            "compute them on this data set's training split"
+        )
+
+
 class BatchLoader:
     """Batches of (x, y) on `device`: training x [B, C, s, s], evaluation x [V, B, C, s, s]."""
 
@@ -117,17 +138,7 @@ class BatchLoader:
         num_workers: int = 0,
         pin_memory: bool | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise CnnlabError(f"batch size must be at least 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside a world of {world_size}")
-        if views not in VIEWS:
-            raise CnnlabError(f"unknown test views {views!r}; choose one of {', '.join(VIEWS)}")
-        if stats.channels != ds.channels:
-            raise CnnlabError(
-                f"statistics are for {stats.channels}-channel images but {ds.name} has {ds.channels}; "
-                "compute them on this data set's training split"
-            )
+        _check_args(ds, batch_size, stats, rank, world_size, views)
         self.dataset, self.batch_size, self.train = ds, batch_size, train
         self.aug, self.stats, self.seed, self.views = aug, stats, seed, views
         self.device = torch.device(device)
@@ -150,15 +161,7 @@ class BatchLoader:
             side = aug.resize or int(stats.mean_image.shape[-1])
             size = (side, side)
             self._sampler = _StepSampler()
-            pin = self.device.type == "cuda" if pin_memory is None else pin_memory
-            self._dl = DataLoader(
-                _Decode(ds, side),
-                batch_sampler=self._sampler,
-                num_workers=num_workers,
-                collate_fn=_collate,
-                pin_memory=pin and torch.cuda.is_available(),
-                persistent_workers=num_workers > 0,
-            )
+            self._dl = self._decoder(ds, side, num_workers, pin_memory)
         self.augmenter = Augmenter(aug, stats, size, self.device, prepad=train and self._dl is None)
         if not train and views == "tencrop":
             self.augmenter.tencrop_pad()  # refused here, before any batch, when the crops cannot differ
@@ -171,6 +174,20 @@ class BatchLoader:
             and VIEW_COUNTS[views] * per_rank * ds.channels * aug.input_size**2 * 4 <= EVAL_CACHE_BYTES
         )
         self._eval_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _decoder(
+        self, ds: FolderDataset, side: int, num_workers: int, pin_memory: bool | None
+    ) -> DataLoader[Any]:
+        """Image files decoded (in `num_workers` processes) to uint8 at `side`, batched as _sampler asks."""
+        pin = self.device.type == "cuda" if pin_memory is None else pin_memory
+        return DataLoader(
+            _Decode(ds, side),
+            batch_sampler=self._sampler,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            pin_memory=pin and torch.cuda.is_available(),
+            persistent_workers=num_workers > 0,
+        )
 
     def __len__(self) -> int:
         return self.steps

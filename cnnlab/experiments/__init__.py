@@ -10,7 +10,6 @@ successors'. See docs/claims.md and docs/successors.md.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -253,28 +252,7 @@ def reproduce_all(
     return [r for r, _ in done], index
 
 
-def _cmd_reproduce(args: Any) -> int:
-    options = {
-        "budget": args.budget,
-        "dataset": args.dataset,
-        "seeds": args.seeds,
-        "seed_start": args.seed_start,
-        "out": args.out,
-        "runs_dir": args.runs,
-        "model": args.model,
-        "device": args.device,
-        "data_dir": args.data_dir,
-        "download": args.download,
-        "skip_bad_images": args.skip_bad_images,
-        "progress": args.progress,
-        "fresh": args.fresh,
-        "force": args.force,
-    }
-    if args.claim in GROUPS:
-        reproduce_all(group=args.claim, **options)
-    elif args.claim in COMPUTED:
-        computed.run(args.claim, _report_folder(Path(args.out), args.force) if args.out else None)
-    else:
-        reproduce(args.claim, **options)
-    sys.stdout.flush()
-    return 0
+def compute(claim: str, out: str | Path | None = None, force: bool = False) -> computed.Computed:
+    """A claim counted exactly, without training (`COMPUTED`): printed, and with `out` written to
+    OUT/report.md and OUT/result.json (an OUT reproduce did not make is refused unless `force`)."""
+    return computed.run(claim, _report_folder(Path(out), force) if out else None)

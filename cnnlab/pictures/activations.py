@@ -8,7 +8,6 @@ the image as the net saw it (its preprocessed centre view) and what the net pred
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures import common
-from cnnlab.pictures.layers import Stage, catch, feature_stages, joined, layer_list, pick
+from cnnlab.pictures.layers import Stage, catch, feature_stages, joined, pick
 
 
 @dataclass
@@ -108,16 +107,3 @@ def write_activations(
     title = f"{subject.name}: the {top} most active feature maps per layer for {Path(image).name}"
     fig = figure(found, pictures[0], title, caption, top)
     return common.save_figure(fig, out, outputs=outputs), found
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    outputs = common.outputs_of(args, args.checkpoint, args.image)
-    common.check_png(args.output, outputs)  # before the checkpoint is read
-    subject = common.load_subject(args.checkpoint, args.device)
-    path, found = write_activations(
-        subject, args.image, args.output, layer_list(args.layers), args.top, outputs=outputs
-    )
-    print(f"wrote {path}")
-    for layer in found:
-        print(f"{layer.name} {layer.shape_text}: most active maps {', '.join(map(str, layer.top))}")
-    return 0

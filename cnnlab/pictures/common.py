@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab import outfiles, report
+from cnnlab import checkpoint, data, outfiles, report
+from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 
 HEAT_ALPHA = 0.55  # opacity of a heat map over its image: the image stays readable under it
@@ -42,16 +43,12 @@ class Subject:
 
     def from_files(self, paths: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
         """Image files as the net's input [N, C, s, s] (on the device) and as pictures [N, s, s, 3]."""
-        from cnnlab import data
-
         x = data.preprocess_files(paths, self.aug, self.stats)
         shown = data.preprocess_files(paths, dataclasses.replace(self.aug, normalize="none"), self.stats)
         return x.to(self.device), as_pictures(shown)
 
     def from_uint8(self, images: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """A data set's uint8 images [N, C, H, W] as the net's input and as pictures (the centre view)."""
-        from cnnlab import data
-
         size = (int(images.shape[-2]), int(images.shape[-1]))
         x = data.Augmenter(self.aug, self.stats, size, self.device).eval(images.to(self.device))[0]
         plain = dataclasses.replace(self.aug, normalize="none")
@@ -76,9 +73,6 @@ class Subject:
 
 def load_subject(path: str | Path, device: str = "auto") -> Subject:
     """The checkpoint's net in eval mode on `device` (auto: CUDA when present), with its preprocessing."""
-    from cnnlab import checkpoint
-    from cnnlab.device import resolve_device
-
     dev = resolve_device(device)
     net = checkpoint.restore(checkpoint.load(path), dev)
     return Subject(net.model, net.ckpt, net.classes, net.aug, net.stats, dev)

@@ -10,7 +10,6 @@ choice, the deepest maps that still keep space. The two-tower nets' maps are bot
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,19 +164,3 @@ def output_paths(images: Sequence[str], out_dir: Path, outputs: Any) -> list[Pat
         taken.add(name.lower())
         paths.append(common.check_png(outputs.claim(out_dir / name), outputs))
     return paths
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    outputs = common.outputs_of(args, args.checkpoint, *args.images)
-    subject = common.load_subject(args.checkpoint, args.device)
-    written = write_gradcam(
-        subject, args.images, args.output, layer=args.layer, target=args.class_name, outputs=outputs
-    )
-    for path, found, i in written:
-        heat = found.maps[i]
-        r, c = divmod(int(heat.argmax()), heat.shape[1])
-        print(
-            f"wrote {path}: {subject.classes[found.targets[i]]} ({common.percent(found.probs[i])}) at "
-            f"{found.layer} {heat.shape[0]}x{heat.shape[1]}, peak at row {r}, column {c}"
-        )
-    return 0

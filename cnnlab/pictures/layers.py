@@ -26,6 +26,8 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import layers as L
+from cnnlab.models.alexnet_parallel import AlexNetParallel
+from cnnlab.models.googlenet import GoogLeNet
 
 ACTIVATION_TYPES = tuple(factory for factory, _, _ in L.ACTIVATIONS.values())
 
@@ -68,9 +70,6 @@ def _table_names(model: nn.Module) -> dict[int, str]:
 
 def feature_stages(model: nn.Module) -> list[Stage]:
     """The net's feature-map layers in forward order (see the module docstring)."""
-    from cnnlab.models.alexnet_parallel import AlexNetParallel
-    from cnnlab.models.googlenet import GoogLeNet
-
     if isinstance(model, GoogLeNet):
         stem = [Stage(n, (getattr(model, n),)) for n in ("conv1", "conv2", "conv3")]
         blocks = [

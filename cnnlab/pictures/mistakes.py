@@ -8,7 +8,6 @@ probability, and the true class and the probability the net gave it.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from cnnlab import data, evaluate
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures import common
 from cnnlab.pictures.paper import raw_image
@@ -45,8 +45,6 @@ def evaluate_on(
     subject: common.Subject, ds: Any, views: str = "center", batch_size: int = 256
 ) -> dict[str, Any]:
     """`evaluate.evaluate` of the subject's net on `ds` with its own preprocessing (probabilities kept)."""
-    from cnnlab import data, evaluate
-
     if list(ds.classes) != subject.classes:
         raise CnnlabError(
             f"data set {ds.name!r} has classes {ds.classes[:4]}..., the checkpoint {subject.classes[:4]}...; "
@@ -97,26 +95,3 @@ def mistakes_figure(
         f"({len(result['labels'])} images)"
     )
     return figure(pictures, found, subject.classes, title), found
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    from cnnlab import data
-    from cnnlab.pictures.paper import subset
-
-    if args.count < 1:
-        raise CnnlabError(f"--count {args.count} must be at least 1")
-    outputs = common.outputs_of(args, args.checkpoint)
-    out = common.check_png(args.output, outputs)
-    subject = common.load_subject(args.checkpoint, args.device)
-    ds = data.load_from_args(args, args.split)
-    if args.limit is not None and args.limit < len(ds):
-        ds = subset(ds, torch.arange(args.limit))
-    result = evaluate_on(subject, ds, args.views, args.batch_size)
-    fig, found = mistakes_figure(subject, ds, result, args.count, f"{ds.name} {args.split}")
-    print(f"wrote {common.save_figure(fig, out, outputs=outputs)}")
-    for m in found:
-        print(
-            f"#{m.index}: said {subject.classes[m.predicted]} ({common.percent(m.p_predicted)}), "
-            f"true {subject.classes[m.true]} ({common.percent(m.p_true)})"
-        )
-    return 0

@@ -14,7 +14,6 @@ the position that lowers the probability most outlined.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,21 +155,3 @@ def write_occlusion(
     )
     fig = figure(found, pictures[0], subject.classes, title)
     return common.save_figure(fig, out, outputs=outputs), found
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    outputs = common.outputs_of(args, args.checkpoint, args.image)
-    common.check_png(args.output, outputs)  # before the checkpoint is read
-    subject = common.load_subject(args.checkpoint, args.device)
-    path, found = write_occlusion(
-        subject, args.image, args.output, target=args.class_name, patch=args.patch, stride=args.stride,
-        batch_size=args.batch_size, outputs=outputs,
-    )  # fmt: skip
-    top, left, low = found.lowest()
-    print(f"wrote {path}")
-    print(
-        f"{subject.classes[found.target]}: {common.percent(found.base_prob)} on the whole image, "
-        f"{common.percent(low)} at lowest (square at row {top}, column {left}), "
-        f"{len(found.tops) * len(found.lefts)} positions"
-    )
-    return 0

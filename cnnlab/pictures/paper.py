@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 from collections.abc import Sequence
@@ -24,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import data
 from cnnlab.errors import CnnlabError
-from cnnlab.pictures.common import PixelLayout, check_png, outputs_of, pyplot, save_figure
+from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
 SEP = 1  # separator width between cells and around each panel, in pixels
 PANEL_GAP = 8  # extra separator between the towers' panels
@@ -221,8 +221,6 @@ def find_neighbors(
 
     Features are taken from the centre view, preprocessed exactly as the model was evaluated in training.
     """
-    from cnnlab import data
-
     if queries < 1:
         raise CnnlabError(f"--queries {queries} must be at least 1")
     gen = torch.Generator().manual_seed(seed)
@@ -308,55 +306,3 @@ def neighbors_figure(train_ds: Any, test_ds: Any, found: Neighbors, side: int, t
     fig.suptitle(title or "test images (framed) and their nearest training images in feature space, nearest "
                  "first (Figure 4)", fontsize=11)  # fmt: skip
     return fig
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Commands
-
-
-def _load(source: str, init: bool, in_channels: int) -> tuple[nn.Module, dict[str, Any] | None]:
-    """A trained model from a checkpoint, or with --init an untrained one by name."""
-    if init:
-        from cnnlab import models
-
-        return models.create(source, in_channels=in_channels).eval(), None
-    from cnnlab import checkpoint
-
-    ckpt = checkpoint.load(source)
-    return checkpoint.build_model(ckpt), ckpt
-
-
-def _cmd_filters(args: argparse.Namespace) -> int:
-    outputs = outputs_of(args, None if args.init else args.source)
-    check_png(args.output, outputs)
-    torch.manual_seed(args.seed)
-    model, _ = _load(args.source, args.init, args.in_channels)
-    print(f"wrote {write_filters(model, args.output, args.cols, outputs)}")
-    return 0
-
-
-def _cmd_neighbors(args: argparse.Namespace) -> int:
-    from cnnlab import checkpoint, data
-
-    outputs = outputs_of(args, args.checkpoint)
-    check_png(args.output, outputs)
-    net = checkpoint.restore(checkpoint.load(args.checkpoint))
-    model, aug, stats, ckpt = net.model, net.aug, net.stats, net.ckpt
-    train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
-    from cnnlab.device import resolve_device
-
-    device = resolve_device(args.device or "auto")
-    found = find_neighbors(
-        model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
-        batch_size=args.batch_size, device=device, seed=args.seed,
-    )  # fmt: skip
-    side = picture_side(test_ds, aug)
-    title = (
-        f"{ckpt['model_name']}: {test_ds.name} test images (framed), their {args.k} nearest training images\n"
-        "nearest first (Euclidean distance of the last hidden layer's features; AlexNet paper, Figure 4)"
-    )
-    print(f"wrote {write_neighbors(train_ds, test_ds, found, args.output, side, title, outputs)}")
-    for q, d, j in zip(found.query_idx.tolist(), found.dist.tolist(), found.idx.tolist(), strict=True):
-        pairs = ", ".join(f"{i} ({x:.3g})" for i, x in zip(j, d, strict=True))
-        print(f"test {q}: nearest train images {pairs}")
-    return 0

@@ -14,7 +14,6 @@ pass over the validation set (what one epoch's validation costs), the neighbours
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime
 import html
@@ -26,7 +25,10 @@ from typing import Any
 
 import torch
 
+from cnnlab import data, outfiles, report
 from cnnlab.errors import CnnlabError
+from cnnlab.pictures import common, gradcam, paper
+from cnnlab.pictures import mistakes as mistakes_mod
 from cnnlab.texttable import pct
 
 CHECKPOINTS = ("best", "last")
@@ -101,8 +103,6 @@ def missing(text: str) -> str:
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """config.json and the metrics.csv rows (as numbers) of a run folder."""
-    from cnnlab import report
-
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise CnnlabError(
@@ -290,27 +290,14 @@ def model_sections(
     from `data_dir` when given, else where the run read it). `measured`: (epoch, result) of an evaluation
     the run already made of that epoch's net on these images (with probabilities), used instead of
     evaluating again."""
-    from cnnlab import data, report
-    from cnnlab.pictures import common, gradcam, paper
-    from cnnlab.pictures import mistakes as mistakes_mod
-
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.is_file():
-        other = run_dir / "checkpoints" / ("last.pt" if which == "best" else "best.pt")
-        if not other.is_file():
-            page.add(
-                "model", "The trained network", missing("No checkpoint in checkpoints/: nothing to show.")
-            )
-            return
-        path = other
+    path = _checkpoint_file(run_dir, which)
+    if path is None:
+        page.add("model", "The trained network", missing("No checkpoint in checkpoints/: nothing to show."))
+        return
     subject = common.load_subject(path, device)
     epoch = subject.ckpt.get("epoch", "?")
     where = f"checkpoints/{path.name} (epoch {epoch})"
-    page.add("filters", "First-layer kernels",
-             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3. "
-             f"{html.escape(kernel_caption(subject.model))}</p>"
-             + img(report.figure_png(paper.filters_figure(subject.model), common.PIXEL_DPI, tight=False),
-                   "first-layer kernels"))  # fmt: skip
+    _filters_section(page, subject, where)
     cfg = doc.get("config", {})
     label, _ = split_note(doc)
     data_at = data_dir or cfg.get("data_dir") or None
@@ -328,23 +315,9 @@ def model_sections(
     else:
         say(f"report: evaluating {path.name} on {len(val_ds)} {label} images")
         result, how = mistakes_mod.evaluate_on(subject, val_ds, views), "evaluated again"
-    classes = subject.classes
-    intro = (
-        f"<p>{html.escape(where)} {how} on the {html.escape(label)} ({result['count']:,} images, "
-        f"{html.escape(views)} view{'s' if views != 'center' else ''}): top-1 error "
-        f"{pct(result['top1_err'])}, top-5 error {pct(result['top5_err'])}, loss {result['loss']:.4f}.</p>"
-    )
-    conf = report.confusion_png(result["confusion"], classes, f"{label}: true class down, predicted across")
-    page.add("confusion", "Confusion matrix and per-class accuracy",
-             intro + img(conf, "confusion matrix")
-             + table(["class", "images", "accuracy", "most often mistaken for"],
-                     per_class_rows(result, classes), numeric=(1, 2)))  # fmt: skip
+    _confusion_section(page, f"{where} {how}", views, result, subject.classes, label)
     if mistakes > 0:
-        fig, found = mistakes_mod.mistakes_figure(subject, val_ds, result, mistakes, label)
-        page.add("mistakes", "Most confident mistakes",
-                 f"<p>The {len(found)} wrong predictions the net was surest of: what it said, with its "
-                 "probability, and the true class, with the probability it gave that.</p>"
-                 + img(report.figure_png(fig), "most confident mistakes"))  # fmt: skip
+        _mistakes_section(page, subject, val_ds, result, mistakes, label)
     if queries > 0:
         try:
             train_ds = data.load(cfg["dataset"], "train", data_at, skip_bad_images=skip)
@@ -353,34 +326,105 @@ def model_sections(
                 "neighbors", "Nearest neighbours", missing(f"The training data could not be loaded ({exc}).")
             )
         else:
-            bank = min(bank_size or len(train_ds), len(train_ds))
-            say(f"report: nearest neighbours among {bank} training images")
-            found_nn = paper.find_neighbors(
-                subject.model, train_ds, val_ds, subject.aug, subject.stats, queries=queries, k=6,
-                bank_size=bank, device=subject.device,
-            )  # fmt: skip
-            side = paper.picture_side(val_ds, subject.aug)
-            title = f"{label} images (framed) and their nearest training images, nearest first"
-            fig = paper.neighbors_figure(train_ds, val_ds, found_nn, side, title)
-            page.add("neighbors", "Nearest neighbours in feature space",
-                     f"<p>Euclidean distance between last-hidden-layer feature vectors (the AlexNet paper's "
-                     f"Figure 4), searched among {bank:,} of the {len(train_ds):,} training images.</p>"
-                     + img(report.figure_png(fig), "nearest neighbours"))  # fmt: skip
+            _neighbors_section(page, subject, train_ds, val_ds, queries, bank_size, label, say)
     if gradcams > 0:
-        picked = _pick_per_class(result["labels"], min(gradcams, len(val_ds)))
-        raw = torch.stack([paper.raw_image(val_ds, i, subject.base_side()) for i in picked])
-        x, pictures = subject.from_uint8(raw)
-        cam = gradcam.gradcam(subject.model, x)
-        labels = [
-            f"true {classes[int(result['labels'][i])]}\nsaid {classes[p]} {common.percent(q)}"
-            for i, p, q in zip(picked, cam.predicted, cam.probs, strict=True)
-        ]
-        fig = gradcam.grid_figure(pictures, cam.heat(x.shape[-1]).numpy(), labels,
-                                  f"Grad-CAM at {cam.layer} for the predicted class")  # fmt: skip
-        page.add("gradcam", "Where the net looks (Grad-CAM)",
-                 f"<p>Grad-CAM (Selvaraju et al. 2017) at {html.escape(cam.layer)}, the last convolutional "
-                 "stage, for the class the net predicts, on the first validation image of each class.</p>"
-                 + img(report.figure_png(fig), "Grad-CAM maps"))  # fmt: skip
+        _gradcam_section(page, subject, val_ds, result, gradcams)
+
+
+def _filters_section(page: Page, subject: common.Subject, where: str) -> None:
+    page.add("filters", "First-layer kernels",
+             f"<p>{html.escape(where)}: conv1's kernels, the AlexNet paper's Figure 3. "
+             f"{html.escape(kernel_caption(subject.model))}</p>"
+             + img(report.figure_png(paper.filters_figure(subject.model), common.PIXEL_DPI, tight=False),
+                   "first-layer kernels"))  # fmt: skip
+
+
+def _confusion_section(
+    page: Page, what: str, views: str, result: Mapping[str, Any], classes: list[str], label: str
+) -> None:
+    """The numbers of `what` (the checkpoint, and how it was evaluated), its confusion matrix and table."""
+    intro = (
+        f"<p>{html.escape(what)} on the {html.escape(label)} ({result['count']:,} images, "
+        f"{html.escape(views)} view{'s' if views != 'center' else ''}): top-1 error "
+        f"{pct(result['top1_err'])}, top-5 error {pct(result['top5_err'])}, loss {result['loss']:.4f}.</p>"
+    )
+    conf = report.confusion_png(result["confusion"], classes, f"{label}: true class down, predicted across")
+    page.add("confusion", "Confusion matrix and per-class accuracy",
+             intro + img(conf, "confusion matrix")
+             + table(["class", "images", "accuracy", "most often mistaken for"],
+                     per_class_rows(result, classes), numeric=(1, 2)))  # fmt: skip
+
+
+def _mistakes_section(
+    page: Page, subject: common.Subject, val_ds: Any, result: dict[str, Any], count: int, label: str
+) -> None:
+    fig, found = mistakes_mod.mistakes_figure(subject, val_ds, result, count, label)
+    page.add("mistakes", "Most confident mistakes",
+             f"<p>The {len(found)} wrong predictions the net was surest of: what it said, with its "
+             "probability, and the true class, with the probability it gave that.</p>"
+             + img(report.figure_png(fig), "most confident mistakes"))  # fmt: skip
+
+
+def _checkpoint_file(run_dir: Path, which: str) -> Path | None:
+    """checkpoints/WHICH.pt, or the other one when it is missing; None when neither is there."""
+    path = run_dir / "checkpoints" / f"{which}.pt"
+    if path.is_file():
+        return path
+    other = run_dir / "checkpoints" / ("last.pt" if which == "best" else "best.pt")
+    return other if other.is_file() else None
+
+
+def _neighbors_section(
+    page: Page, subject: common.Subject, train_ds: Any, val_ds: Any, queries: int, bank_size: int | None,
+    label: str,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    bank = min(bank_size or len(train_ds), len(train_ds))
+    say(f"report: nearest neighbours among {bank} training images")
+    found_nn = paper.find_neighbors(
+        subject.model, train_ds, val_ds, subject.aug, subject.stats, queries=queries, k=6,
+        bank_size=bank, device=subject.device,
+    )  # fmt: skip
+    side = paper.picture_side(val_ds, subject.aug)
+    title = f"{label} images (framed) and their nearest training images, nearest first"
+    fig = paper.neighbors_figure(train_ds, val_ds, found_nn, side, title)
+    page.add("neighbors", "Nearest neighbours in feature space",
+             f"<p>Euclidean distance between last-hidden-layer feature vectors (the AlexNet paper's "
+             f"Figure 4), searched among {bank:,} of the {len(train_ds):,} training images.</p>"
+             + img(report.figure_png(fig), "nearest neighbours"))  # fmt: skip
+
+
+def _gradcam_section(
+    page: Page, subject: common.Subject, val_ds: Any, result: Mapping[str, Any], gradcams: int
+) -> None:
+    classes = subject.classes
+    picked = _pick_per_class(result["labels"], min(gradcams, len(val_ds)))
+    raw = torch.stack([paper.raw_image(val_ds, i, subject.base_side()) for i in picked])
+    x, pictures = subject.from_uint8(raw)
+    cam = gradcam.gradcam(subject.model, x)
+    labels = [
+        f"true {classes[int(result['labels'][i])]}\nsaid {classes[p]} {common.percent(q)}"
+        for i, p, q in zip(picked, cam.predicted, cam.probs, strict=True)
+    ]
+    fig = gradcam.grid_figure(pictures, cam.heat(x.shape[-1]).numpy(), labels,
+                              f"Grad-CAM at {cam.layer} for the predicted class")  # fmt: skip
+    page.add("gradcam", "Where the net looks (Grad-CAM)",
+             f"<p>Grad-CAM (Selvaraju et al. 2017) at {html.escape(cam.layer)}, the last convolutional "
+             "stage, for the class the net predicts, on the first validation image of each class.</p>"
+             + img(report.figure_png(fig), "Grad-CAM maps"))  # fmt: skip
+
+
+def _page_output(run_dir: Path, out: str | Path | None, force: bool) -> tuple[Path, outfiles.Outputs]:
+    """The page's path, checked by the output rule (the run's own report.html is cnnlab's to rewrite)."""
+    own = out is None
+    out = Path(out) if out is not None else run_dir / "report.html"
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CnnlabError(f"cannot write {out.name}: the report is an HTML page, name the file *.html")
+    run_files = [run_dir / n for n in ("config.json", "metrics.csv", "summary.txt", "checkpoints/best.pt",
+                                       "checkpoints/last.pt")]  # fmt: skip
+    outputs = outfiles.Outputs("-o", force or own, run_files)
+    outputs.check(out)
+    return out, outputs
 
 
 def write_report(
@@ -413,17 +457,8 @@ def write_report(
     command that writes (`outfiles.check_output`): an existing file only with `force`, never one of the
     run's files.
     """
-    from cnnlab import outfiles, report
-
     run_dir = Path(run_dir)
-    own = out is None
-    out = Path(out) if out is not None else run_dir / "report.html"
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise CnnlabError(f"cannot write {out.name}: the report is an HTML page, name the file *.html")
-    run_files = [run_dir / n for n in ("config.json", "metrics.csv", "summary.txt", "checkpoints/best.pt",
-                                       "checkpoints/last.pt")]  # fmt: skip
-    outputs = outfiles.Outputs("-o", force or own, run_files)
-    outputs.check(out)
+    out, outputs = _page_output(run_dir, out, force)
     if checkpoint not in CHECKPOINTS:
         raise CnnlabError(f"--checkpoint {checkpoint!r}: use best or last")
     say = say or (lambda _text: None)
@@ -451,13 +486,3 @@ def write_report(
     )
     outputs.write({out: page.html(subtitle).encode()})
     return out
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    path = write_report(
-        args.run_dir, args.output, checkpoint=args.checkpoint, device=args.device, mistakes=args.mistakes,
-        queries=args.queries, bank_size=args.bank_size or None, gradcams=args.gradcams, say=print,
-        force=args.force, data_dir=args.data_dir, skip_bad_images=args.skip_bad_images,
-    )  # fmt: skip
-    print(f"wrote {path}")
-    return 0

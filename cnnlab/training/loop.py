@@ -11,7 +11,6 @@ Written for speed and for exact resumption:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -19,12 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-import cnnlab
-from cnnlab import checkpoint, models, report
+from cnnlab import models, report
 from cnnlab.device import amp_dtype, autocast
 from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
-from cnnlab.training import distributed, plan, records, runfolder
+from cnnlab.training import checkpoints, distributed, plan, records, runfolder
 from cnnlab.training.build import Run
 from cnnlab.training.signals import StopRequest
 
@@ -73,12 +71,10 @@ class Loop:
         self.eta = plan.Eta(cfg.epochs * steps, self.epoch * steps + self.step, cfg.epochs - self.epoch)
 
     def _restore(self, saved: dict[str, Any]) -> None:
-        self.history = list(saved["metrics"])
-        self.best_err = float(saved["best_val_top1_err"])
-        self.epoch, self.step = int(saved["epoch"]), int(saved["step"])
-        self.partial = dict(saved["partial"]) or None
-        if saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
+        at = checkpoints.position_of(saved)
+        self.history, self.best_err = at.history, at.best_err
+        self.epoch, self.step, self.partial = at.epoch, at.step, at.partial
+        checkpoints.restore_scaler(saved, self.scaler)
 
     @property
     def complete(self) -> bool:
@@ -96,39 +92,11 @@ class Loop:
             self.ctx, lambda: runfolder.prepare_dir(folder.root, cfg.resume, cfg.overwrite, self.lock)
         )
         if self.ctx.is_main:
-            records.write_config(folder, cfg, self.facts(with_data_identity=True))
+            records.write_config(folder, cfg, records.config_facts(self.run))
             report.write_metrics(folder.metrics, self.history, self.run.held_out)
             self.epoch_log = records.EpochLog(folder, self.run.held_out)
             if self.epoch_log.note:
                 self.say(self.epoch_log.note)
-
-    def facts(self, with_data_identity: bool = False) -> dict[str, Any]:
-        """What the run is, besides its config: for config.json and the summary."""
-        run, cfg = self.run, self.cfg
-        facts: dict[str, Any] = {
-            "model": {
-                "name": cfg.model,
-                "options": dict(cfg.model_options),
-                "num_classes": len(run.classes),
-                "in_channels": run.in_channels,
-                "parameters": self.parameters,
-                "source": run.source,
-                "weights": {"file": cfg.weights, "sha256": cfg.weights_sha256} if cfg.weights else None,
-                "frozen": run.frozen.names if run.frozen else [],
-                "trainable_parameters": sum(p.numel() for p in self.raw.parameters() if p.requires_grad),
-            },
-            "augment": dataclasses.asdict(run.aug),
-            "distributed": {"world_size": self.ctx.world_size, "device": str(self.ctx.device)},
-        }
-        if with_data_identity:
-            facts["data"] = {
-                "train": run.train_ds.identity(),
-                "val": run.val_ds.identity(),
-                "test": run.test_ds.identity(),
-                "classes": run.classes,
-                "validation": plan.validation_text(cfg, len(run.val_ds)),
-            }
-        return facts
 
     @property
     def parameters(self) -> int:
@@ -189,32 +157,13 @@ class Loop:
             count, seconds = int(partial["count"]), float(partial["seconds"])
         bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
         self.train_mode()
-        compiling = cfg.compile and self.steps_this_invocation == 0
-        if compiling:
-            # torch.compile works during the first step (and the first evaluation): a minute or more on a
-            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
-            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
-                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
+        compiling = self._compiling_now()
         self.progress.start(f"epoch {epoch + 1}/{cfg.epochs}", steps, start)
         t0 = time.perf_counter()
         step = start - 1
         for step, (x, y) in enumerate(run.train_loader.epoch(epoch, start), start=start):
             gstep = epoch * steps + step
-            lr = run.schedule.lr(gstep)
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            torch.manual_seed(step_seed(cfg.seed, ctx.rank, epoch, step))
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(amp_dtype(cfg.amp_dtype), dev.type):
-                logits, aux = models.split_outputs(self.train_net(x))
-                loss = self.criterion(logits, y)
-                for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
-                    loss = loss + models.AUX_LOSS_WEIGHT * self.criterion(a, y)
-            run.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(run.optimizer)
-            self.scaler.update()
+            logits, loss = self._step(x, y, epoch, step, gstep)
             n = y.shape[0]
             loss_d = loss.detach()
             loss_sum += loss_d.double() * n
@@ -250,6 +199,39 @@ class Loop:
             raise RuntimeError(f"train loader yielded {step + 1} of {steps} steps")
         seconds += time.perf_counter() - t0
         return {"loss_sum": loss_sum, "correct": correct, "count": count, "seconds": seconds}
+
+    def _compiling_now(self) -> bool:
+        """True (and said) when this step is the first one torch.compile compiles."""
+        compiling = self.cfg.compile and self.steps_this_invocation == 0
+        if compiling:
+            # torch.compile works during the first step (and the first evaluation): a minute or more on a
+            # CPU with nothing on screen otherwise. The ETA's pace starts after it (plan.WARMUP_STEPS).
+            self.say("compile: torch.compile is compiling the training step (the first step; often a minute "
+                     "or more on a CPU); the ETA leaves compilation out")  # fmt: skip
+        return compiling
+
+    def _step(
+        self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int, gstep: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on the batch (x, y) at global step `gstep`: the schedule's rate, dropout seeded
+        from the position, the loss (with GoogLeNet's auxiliary heads), the update. Returns (logits, loss)."""
+        cfg, run = self.cfg, self.run
+        lr = run.schedule.lr(gstep)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_seed(cfg.seed, self.ctx.rank, epoch, step))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(amp_dtype(cfg.amp_dtype), self.ctx.device.type):
+            logits, aux = models.split_outputs(self.train_net(x))
+            loss = self.criterion(logits, y)
+            for a in aux:  # GoogLeNet's auxiliary classifiers (its section 5)
+                loss = loss + models.AUX_LOSS_WEIGHT * self.criterion(a, y)
+        run.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(run.optimizer)
+        self.scaler.update()
+        return logits, loss
 
     def _must_stop(self, bad_gstep: int, epoch: int, steps: int) -> bool:
         """Raise on a non-finite loss (no checkpoint written); True when a stop was requested."""
@@ -341,40 +323,8 @@ class Loop:
             distributed.on_main(self.ctx, lambda: self._write(best))
 
     def _write(self, best: bool) -> None:
-        run, folder = self.run, self.run.folder
-        ckpt = {
-            "format": checkpoint.FORMAT,
-            "format_version": checkpoint.FORMAT_VERSION,
-            "model_name": self.cfg.model,
-            "model_options": dict(self.cfg.model_options),
-            "model_source": dict(run.source),  # a user's network: its file and digest ({} for the zoo's)
-            "num_classes": len(run.classes),
-            "in_channels": run.in_channels,
-            "classes": run.classes,
-            "config": self.cfg.to_dict(),
-            "data_stats": run.stats.to_dict(),
-            "augment": dataclasses.asdict(run.aug),
-            "dataset": run.train_ds.identity(),
-            "cnnlab_version": cnnlab.__version__,
-            "torch_version": str(torch.__version__),  # TorchVersion would not load with weights_only
-            "model": self.raw.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.schedule.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "epoch": self.epoch,
-            "step": self.step,
-            "partial": self.partial or {},
-            "metrics": list(self.history),
-            "best_val_top1_err": self.best_err,
-        }
-        if best:
-            # best.pt before last.pt: a kill between the two leaves last.pt one epoch behind, and the
-            # resumed run redoes that epoch and rewrites both (last.pt first would leave best.pt stale).
-            checkpoint.save(ckpt, folder.best)
-            checkpoint.copy(folder.best, folder.last)
-        else:
-            checkpoint.save(ckpt, folder.last)
-        runfolder.mark_checkpointed(folder.root)  # from now on a restart may not clear this folder
+        at = checkpoints.Position(self.epoch, self.step, self.partial, self.history, self.best_err)
+        checkpoints.write(self.run.folder, checkpoints.layout(self.run, self.raw, self.scaler, at), best)
 
     # -- the end ------------------------------------------------------------------------------------------
     def finish(self, stopped: str | None) -> dict[str, Any]:
@@ -390,15 +340,7 @@ class Loop:
             title = f"{self.cfg.model} on {self.cfg.dataset}"
             curves = report.plot_curves(self.history, folder.curves, title, held_out=self.run.held_out)
         if stopped is None and self.history:
-            facts = {
-                "num_classes": len(self.run.classes),
-                "in_channels": self.run.in_channels,
-                "train_images": len(self.run.train_ds),
-                "val_images": len(self.run.val_ds),
-                "test_images": len(self.run.test_ds),
-                "validation": plan.validation_text(self.cfg, len(self.run.val_ds)),
-                "processes": f"{self.ctx.world_size} on {self.ctx.device}",
-            }
+            facts = records.summary_facts(self.run)
             self.progress.always(records.write_summary(folder, self.cfg, facts, final))
             self.curves = curves  # report.html embeds this picture (the train command draws the page)
         elif stopped is not None:

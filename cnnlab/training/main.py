@@ -1,5 +1,5 @@
-"""`train(cfg)`: one run from start to finish, for one process, one GPU or many (torchrun); and the
-function behind the `cnnlab train` command (its flags: command.py).
+"""`train(cfg)`: one run from start to finish, for one process, one GPU or many (torchrun); the
+function behind the `cnnlab train` command (cnnlab/commands/train_run.py).
 
     set up (build.build_run)  ->  open the folder  ->  the epochs (loop.Loop)  ->  curves and summary
 
@@ -9,8 +9,6 @@ traceback; from the first write to the folder on, it waits for the end of a step
 
 from __future__ import annotations
 
-import signal
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +17,13 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.settings import TrainConfig, asked_from_args, asked_of
+from cnnlab.settings import TrainConfig, asked_of
 from cnnlab.training import distributed
 from cnnlab.training.build import build_run
 from cnnlab.training.loop import Loop
 from cnnlab.training.recipes import run_dir_name
 from cnnlab.training.runfolder import RunLock
-from cnnlab.training.signals import Interrupt, StoppedBeforeStart, StopRequest
+from cnnlab.training.signals import Interrupt, StopRequest
 
 
 @dataclass
@@ -96,47 +94,3 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
             lock.release()
             if ctx is not None:
                 distributed.teardown(ctx, finished)
-
-
-def _cmd_train(args: Any) -> int:
-    asked = asked_from_args(args)
-    try:
-        result = train(asked)
-    except StoppedBeforeStart as exc:
-        print(f"cnnlab: {exc}", file=sys.stderr)
-        return 128 + int(getattr(signal, exc.signal_name))
-    if result.stopped in ("SIGINT", "SIGTERM"):
-        return 128 + int(getattr(signal, result.stopped))
-    if result.stopped is None and result.config.report and result.main_process and result.history:
-        _write_page(result)
-    return 0
-
-
-def _write_page(result: TrainResult) -> None:
-    """report.html, the run on one page; a run is complete without it, so a failure to draw it is said in
-    one line, not raised. The command draws it (pictures sit above training); from Python, call
-    `cnnlab.pictures.runpage.write_report(result.run_dir)`."""
-    # Imported here: the pictures layer sits above training (the command line may call both; a
-    # command body that moves to cnnlab/commands/ in phase 2 of issue #21).
-    from cnnlab.pictures.runpage import write_report
-
-    quiet = result.config.progress == "none"
-
-    def say(line: str) -> None:  # what the page spends its time on, as it happens
-        if not quiet:
-            print(line, flush=True)
-
-    say("report: drawing report.html (curves, kernels, confusion matrix, mistakes, nearest neighbours, "
-        "Grad-CAM); the run is complete, --no-report skips this")  # fmt: skip
-    try:
-        page = write_report(
-            result.run_dir,
-            device=result.config.device,
-            say=say,
-            measured=result.measured,
-            curves=result.curves,
-        )
-    except CnnlabError as exc:
-        print(f"report.html not written: {exc}", flush=True)
-        return
-    print(f"report: {page}", flush=True)

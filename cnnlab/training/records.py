@@ -1,4 +1,5 @@
-"""What a run writes beside its checkpoints: config.json, metrics.csv, TensorBoard, curves.png, summary.txt.
+"""What a run writes beside its checkpoints: config.json, metrics.csv, TensorBoard, summary.txt, and the
+facts about the run (model, data, processes) that config.json and summary.txt record.
 
 Only rank 0 writes. summary.txt comes last, and only for a complete run: a folder with a summary is a
 finished run (`--resume` deletes it until the run finishes again).
@@ -6,6 +7,7 @@ finished run (`--resume` deletes it until the run finishes again).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -16,10 +18,52 @@ import torch
 
 import cnnlab
 from cnnlab import extras, report
-from cnnlab.checkpoint import write_text
+from cnnlab.outfiles import write_text
 from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.texttable import pct
+from cnnlab.training import plan
+from cnnlab.training.build import Run
 from cnnlab.training.runfolder import RunFolder
+
+
+def config_facts(run: Run) -> dict[str, Any]:
+    """What the run is, besides its config: the model, augmentation, processes and data, for config.json."""
+    cfg, model = run.cfg, run.model
+    return {
+        "model": {
+            "name": cfg.model,
+            "options": dict(cfg.model_options),
+            "num_classes": len(run.classes),
+            "in_channels": run.in_channels,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "source": run.source,
+            "weights": {"file": cfg.weights, "sha256": cfg.weights_sha256} if cfg.weights else None,
+            "frozen": run.frozen.names if run.frozen else [],
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        },
+        "augment": dataclasses.asdict(run.aug),
+        "distributed": {"world_size": run.ctx.world_size, "device": str(run.ctx.device)},
+        "data": {
+            "train": run.train_ds.identity(),
+            "val": run.val_ds.identity(),
+            "test": run.test_ds.identity(),
+            "classes": run.classes,
+            "validation": plan.validation_text(cfg, len(run.val_ds)),
+        },
+    }
+
+
+def summary_facts(run: Run) -> dict[str, Any]:
+    """The sizes and processes summary.txt states."""
+    return {
+        "num_classes": len(run.classes),
+        "in_channels": run.in_channels,
+        "train_images": len(run.train_ds),
+        "val_images": len(run.val_ds),
+        "test_images": len(run.test_ds),
+        "validation": plan.validation_text(run.cfg, len(run.val_ds)),
+        "processes": f"{run.ctx.world_size} on {run.ctx.device}",
+    }
 
 
 def write_config(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any]) -> None:
