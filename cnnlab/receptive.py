@@ -1,6 +1,6 @@
 """The receptive field and jump of every tensor a forward pass makes, in input pixels.
 
-For a layer with kernel k, dilation d and stride s (SPEC section 9; Araujo et al., Distill 2019):
+For a layer with kernel k, dilation d and stride s (Araujo et al., Distill 2019):
 
     k_eff = d * (k - 1) + 1        r_out = r_in + (k_eff - 1) * j_in        j_out = j_in * s
 

@@ -1,4 +1,4 @@
-"""Receptive field and jump of every layer in `cnnlab summary` (SPEC section 9), against hand-computed values.
+"""Receptive field and jump of every layer in `cnnlab summary` , against hand-computed values.
 
 r_out = r_in + (k_eff - 1) * j_in, j_out = j_in * stride, k_eff = d(k - 1) + 1, r = j = 1 at the input.
 """

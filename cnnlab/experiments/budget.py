@@ -66,7 +66,7 @@ class Budget:
     default_input: int | None = None  # input side on the default data set (None: the model's)
     model: str | None = None  # None: alexnet where CUDA is present, else alexnet_small
     smoke: bool = False  # tiny: the numbers mean nothing and no verdict is printed
-    # Whether its nets are trained to their plateau (SPEC section 9); if not, every verdict says it is about
+    # Whether its nets are trained to their plateau (docs/claims.md); if not, every verdict says it is about
     # early training, with the error the nets reached.
     trained: bool = False
     # The demo's fast paths for claim runs: channels-last, and bf16 autocast where the CPU has fast bf16

@@ -1,5 +1,5 @@
-"""Trained, not started (SPEC section 9): whether a run's held-out error had stopped improving, and each
-arm's final test error beside a full-data reference for its net.
+"""Trained, not started (docs/claims.md, the plateau rule): whether a run's held-out error had stopped
+improving, and each arm's final test error beside a full-data reference for its net.
 
 The criterion (`on_plateau`): a run is on its plateau when the best held-out error of its last `WINDOW`
 epochs is at most `MARGIN` below its best before them, i.e. those epochs improved on what came before by no
@@ -104,7 +104,7 @@ def table(arms: Mapping[str, Sequence[Run]]) -> tuple[str, list[list[str]], dict
 
 
 def early_caveat(runs: Sequence[Run]) -> str:
-    """The caveat of a budget whose nets stop early (SPEC section 9), with the error they reached: the
+    """The caveat of a budget whose nets stop early (docs/claims.md), with the error they reached: the
     mean final test error of the standard baseline's runs among `runs` (every arm's when there is none),
     measured, never assumed."""
     unique = {r.dir: r for r in runs if r.history and not r.failed and not r.arm.name.startswith("search-")}
@@ -113,8 +113,8 @@ def early_caveat(runs: Sequence[Run]) -> str:
     which = "the standard baseline's" if any(r.arm.name == "baseline" for r in base) else "every arm's"
     return (
         f"Early training: nets at {pct(err)} test error ({which} mean, last epoch). These verdicts are "
-        "about how each arm starts, not about trained nets (SPEC section 9); `--budget medium` trains every "
-        "arm to its plateau."
+        "about how each arm starts, not about trained nets (the paper's numbers are after ~90 epochs); "
+        "`--budget medium` trains every arm to its plateau."
     )
 
 

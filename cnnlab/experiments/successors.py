@@ -40,7 +40,7 @@ def departures(exp: Experiment, run: Run) -> list[str]:
         + (
             ": the table of plateau checks says whether each arm was trained."
             if exp.budget.trained
-            else ": the nets are far from trained, so the verdict is about early training (SPEC section 9)."
+            else ": the nets are far from trained, so the verdict is about early training, not trained nets."
         ),
         "Kaiming initialisation for every net (VGG trained its deeper nets from A's weights at first); "
         "per-channel normalisation; random crops from slightly enlarged images, no scale jittering.",

@@ -21,8 +21,8 @@ PROTOCOL = (
     "section 4.1: at test time the net averages its softmax over ten 224x224 patches (the four corners and "
     "the centre, and their reflections) of the 256x256 image. The paper gives no number for the gain."
 )
-# cuda-convnet2's published top-1 error, one view and multiview (paper.py's entry, SPEC section 7): the
-# gain the verdict measures against.
+# cuda-convnet2's published top-1 error, one view and multiview (paper.py's entry): the gain the verdict
+# measures against.
 _CITED = CLAIMS["ten-crop"].values
 CONVNET2_TOP1 = (_CITED["cuda_convnet2_single_top1"], _CITED["cuda_convnet2_multi_top1"])
 
