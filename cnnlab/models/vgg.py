@@ -28,8 +28,24 @@ PAPER_STD = 0.1
 INITS = ("paper", "kaiming", "default")
 
 
-class VGG(L.Net):
+class _VGGNet(L.Net):
+    """What both VGGs share: `features` whose size-changing layers carry the paper's names (conv1_1 ...
+    pool5, Table 1), in `_paper_names`."""
+
     family = "vgg"
+    _paper_names: list[str]
+
+    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
+        found = L.modules_named(self.features, L.SIZE_CHANGING)
+        return [
+            (f"{name} (features.{key})", m) for name, (key, m) in zip(self._paper_names, found, strict=True)
+        ]
+
+    def first_conv(self) -> list[nn.Conv2d]:
+        return L.convs(self.features[0])
+
+
+class VGG(_VGGNet):
     default_input_size = 224
 
     def __init__(
@@ -84,15 +100,6 @@ class VGG(L.Net):
         L.init_weights(
             self, init, activation_name=activation, finals=[final], allowed=INITS, paper_std=PAPER_STD
         )
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        found = L.modules_named(self.features, L.SIZE_CHANGING)
-        return [
-            (f"{name} (features.{key})", m) for name, (key, m) in zip(self._paper_names, found, strict=True)
-        ]
-
-    def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.features[0])
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ SMALL_WIDTH = 0.25  # Table 1's widths x 1/4: 16-32-64-128-128
 SMALL_HIDDEN = 256  # fc layers (the paper's 4096, scaled down as the convs are)
 
 
-class VGGSmall(L.Net):
+class VGGSmall(_VGGNet):
     """A configuration of Table 1 for 28-32 px images, at the same width scaling for every configuration.
 
     The five blocks keep Table 1's depths (A: 1-1-2-2-2 convs, B: 2-2-2-2-2, D: 2-2-3-3-3, E: 2-2-4-4-4) and
@@ -171,7 +178,6 @@ class VGGSmall(L.Net):
     dropout 0.5), the paper's 4096 scaled down. `lrn` puts A-LRN's LRN after the first conv (Table 1).
     """
 
-    family = "vgg"
     default_input_size = 28
 
     def __init__(
@@ -233,15 +239,6 @@ class VGGSmall(L.Net):
             allowed=INITS,
             paper_std=PAPER_STD,
         )
-
-    def spatial_layers(self) -> list[tuple[str, nn.Module]]:
-        found = L.modules_named(self.features, L.SIZE_CHANGING)
-        return [
-            (f"{name} (features.{key})", m) for name, (key, m) in zip(self._paper_names, found, strict=True)
-        ]
-
-    def first_conv(self) -> list[nn.Conv2d]:
-        return L.convs(self.features[0])
 
 
 @register(
