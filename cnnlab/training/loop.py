@@ -11,6 +11,7 @@ Written for speed and for exact resumption:
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from typing import Any
@@ -325,6 +326,13 @@ class Loop:
     def _write(self, best: bool) -> None:
         at = checkpoints.Position(self.epoch, self.step, self.partial, self.history, self.best_err)
         checkpoints.write(self.run.folder, checkpoints.layout(self.run, self.raw, self.scaler, at), best)
+
+    def release_collectives(self) -> None:
+        """Drop the DistributedDataParallel wrapper (its reducer, which holds the process group and hooks on
+        the parameters) while the group is still alive: destroyed after it, at exit, a rank was seen to
+        abort ("terminate called without an active exception")."""
+        self.train_net = self.net
+        gc.collect()
 
     # -- the end ------------------------------------------------------------------------------------------
     def finish(self, stopped: str | None) -> dict[str, Any]:

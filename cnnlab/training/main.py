@@ -67,6 +67,7 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
     with stop.installed():
         stop.immediate = True
         ctx: distributed.Context | None = None
+        loop: Loop | None = None
         finished = False
         try:
             try:
@@ -93,4 +94,6 @@ def train(settings: TrainConfig | Mapping[str, Any], given: Iterable[str] | None
         finally:
             lock.release()
             if ctx is not None:
+                if loop is not None:
+                    loop.release_collectives()
                 distributed.teardown(ctx, finished)
