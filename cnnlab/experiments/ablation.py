@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cnnlab.experiments.context import Experiment
+from cnnlab.experiments.context import Experiment, data_departure, run_length
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.sentences import difference, effect_sentence
@@ -76,14 +76,12 @@ def paired(on: Sequence[Run], off: Sequence[Run], metric: str = "top1_err") -> l
 
 def standard_departures(exp: Experiment, run: Run) -> list[str]:
     """How the `standard` setting departs from the paper's ImageNet training (section 5)."""
-    c, d = run.config, run.record["data"]
+    c = run.config
     return [
-        f"Data: {exp.dataset} ({d['train']['count']:,} training images, {c.input_size} px), not ImageNet "
-        "(1.2 million images at 224 px, 1000 classes); top-1 error over 10 classes.",
+        data_departure(exp, run),
         f"Model: {c.model} (AlexNet's layer pattern for small images), not the paper's "
         "60-million-parameter net on two GPUs.",
-        f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} "
-        f"(about {c.epochs * d['train']['count'] // c.batch_size:,} steps) instead of roughly 90 "
+        f"{run_length(run)} instead of roughly 90 "
         "epochs (450,000 steps); "
         + (
             f"a one-cycle schedule (a linear rise to lr {c.lr:g} over the first {c.warmup:.0%} of the steps, "

@@ -124,3 +124,19 @@ def data_line(run: Run) -> str:
         f"data: {c.dataset}, {d['train']['count']} training images, {d['test']['count']} test images "
         f"({d['test']['split']} split; no held-out split, so the few choices made are made on them too)"
     )
+
+
+def data_departure(exp: Experiment, run: Run) -> str:
+    """The departure every small-scale claim shares: the data set it trains on instead of ImageNet."""
+    c, d = run.config, run.record["data"]
+    return (
+        f"Data: {exp.dataset} ({d['train']['count']:,} training images, {c.input_size} px), not ImageNet "
+        "(1.2 million images at 224 px, 1000 classes); top-1 error over 10 classes."
+    )
+
+
+def run_length(run: Run) -> str:
+    """'4 epochs (about 64 steps)': how long a claim's run trained."""
+    c, d = run.config, run.record["data"]
+    steps = c.epochs * d["train"]["count"] // c.batch_size
+    return f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} (about {steps:,} steps)"

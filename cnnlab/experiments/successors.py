@@ -8,7 +8,7 @@ trains it once.
 
 from __future__ import annotations
 
-from cnnlab.experiments.context import Experiment
+from cnnlab.experiments.context import Experiment, data_departure, run_length
 from cnnlab.experiments.runner import Arm, Run
 
 SETTING = "successor"
@@ -26,14 +26,12 @@ def vgg_arm(config: str, *, lrn: bool = False) -> Arm:
 
 def departures(exp: Experiment, run: Run) -> list[str]:
     """How the `successor` setting departs from VGG's and GoogLeNet's ImageNet training."""
-    c, d = run.config, run.record["data"]
+    c = run.config
     return [
-        f"Data: {exp.dataset} ({d['train']['count']:,} training images, {c.input_size} px), not ImageNet "
-        "(1.2 million images at 224 px, 1000 classes); top-1 error over 10 classes.",
+        data_departure(exp, run),
         f"Model: {c.model}, the paper's layer pattern for small images at a quarter of its widths "
         "(docs/models.md), not the 224 px net.",
-        f"{c.epochs} epoch{'s' if c.epochs != 1 else ''} "
-        f"(about {c.epochs * d['train']['count'] // c.batch_size:,} steps) with the AlexNet paper's "
+        f"{run_length(run)} with the AlexNet paper's "
         "SGD recipe"
         + (f" and a one-cycle schedule peaking at lr {c.lr:g}" if c.schedule == "onecycle" else "")
         + ", instead of the papers' 74 (VGG) or ~250 (GoogLeNet, asynchronous SGD) epochs"
