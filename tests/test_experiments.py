@@ -467,13 +467,16 @@ def test_plan_line_counts_shared_runs_once_and_its_eta_follows_the_runs() -> Non
     assert costs[("standard", "baseline", 0)] == 2000 * 4  # training images (held-out ones apart) x epochs
     shifted = planned(["lrn"], small, dataset="fashion-mnist", model="alexnet_small", seeds=2, seed_start=100)
     assert sorted(k[2] for k in shifted) == [100, 100, 101, 101]
-    plan = Plan({("s", "a", 0): 100.0, ("s", "b", 0): 100.0, ("s", "c", 0): 200.0}, rate=0.5)
-    assert plan.line().startswith("plan: 3 runs (0.0 million image-epochs of training); ETA 3:20 (estimated")
-    assert plan.finished("runs/a", 100.0, None) == "[1/3, ETA 2:30]"  # reused: no pace yet, less to do
-    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # 0.2 s per unit from now on
-    assert plan.finished("runs/b", 100.0, 20.0) == "[2/3, ETA 40.0 s]"  # the same run again: no change
-    assert plan.finished("runs/c", 200.0, 10.0) == "[3/3, ETA 0.0 s]"
-    assert plan.seconds_per_unit() == pytest.approx(30.0 / 300.0) and "pace of this invocation" in plan.line()
+    plan = Plan({("s", "a", 0): 100.0, ("s", "b", 0): 100.0, ("s", "c", 0): 200.0}, rate=0.5, per_run=10.0)
+    # 3 runs x 10 s + 400 units x 0.5 s
+    assert plan.line().startswith("plan: 3 runs (0.0 million image-epochs of training); ETA 3:50 (estimated")
+    assert plan.finished("runs/a", 100.0, None) == "[1/3, ETA 2:50]"  # reused: no pace yet, less to do
+    # 30 s for 100 units: 10 s fixed, 0.2 s per unit from now on; left: 1 run, 200 units
+    assert plan.finished("runs/b", 100.0, 30.0) == "[2/3, ETA 50.0 s]"
+    assert plan.finished("runs/b", 100.0, 30.0) == "[2/3, ETA 50.0 s]"  # the same run again: no change
+    assert plan.finished("runs/c", 200.0, 20.0) == "[3/3, ETA 0.0 s]"
+    assert plan.seconds_per_unit() == pytest.approx((50.0 - 20.0) / 300.0)
+    assert "pace of this invocation" in plan.line()
 
 
 def test_claim_runs_share_one_read_of_the_data_and_score_the_test_set_at_the_end(tmp_path: Path) -> None:

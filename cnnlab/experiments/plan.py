@@ -21,9 +21,13 @@ from cnnlab.report import format_seconds
 # Cost of one training image-epoch relative to alexnet_small at 28 px (multiply-adds, roughly; the
 # successors' nets are about twice alexnet_small's).
 NET_COST = {"alexnet_small": 1.0, "figure1_net": 1.0, "vgg_small": 2.0, "googlenet_small": 2.0}
-# Seconds per unit of cost on this project's 2-core CPU, everything included: `--budget small`'s measured
-# quiet wall time (484 s for 568,000 units, docs/claims.md). The first ETA's rate, replaced by the runs' own.
-SECONDS_PER_UNIT = 0.00085
+# What a run costs on this project's 2-core CPU, quiet: a fixed part (building the net and the run's data,
+# checkpoints, the evaluations) and a part per unit of cost. Fitted to runs timed by `reproduce`: a medium
+# `lrn` run (80,000 units) took 29.2 s, a medium Figure 1 run (60,000 units, batch 32) about 20.5 s, and
+# `--budget small`'s 8,000-unit runs about 6.5 s each. The first ETA's rates; the runs' own replace the
+# per-unit one as they finish.
+SECONDS_PER_RUN = 4.0
+SECONDS_PER_UNIT = 0.0003
 _SETTING_OF = {
     "relu-vs-tanh": "figure1",
     "dropout": "overfit",
@@ -89,9 +93,11 @@ class Plan:
 
     costs: dict[tuple[str, str, int], float]
     rate: float = SECONDS_PER_UNIT  # seconds per unit of cost before any run has finished
+    per_run: float = SECONDS_PER_RUN  # the fixed seconds of every run
     done: set[str] = field(default_factory=set)  # run folders already counted
     trained_cost: float = 0.0
     trained_seconds: float = 0.0
+    trained_runs: int = 0
     left_cost: float = 0.0
     reused: int = 0
 
@@ -103,15 +109,19 @@ class Plan:
         return len(self.costs)
 
     def seconds_per_unit(self) -> float:
-        return self.trained_seconds / self.trained_cost if self.trained_cost > 0 else self.rate
+        """The per-unit rate: this invocation's runs' seconds beyond their fixed part, once any finished."""
+        if self.trained_cost <= 0:
+            return self.rate
+        return max(self.trained_seconds - self.trained_runs * self.per_run, 0.0) / self.trained_cost
 
     def eta(self) -> float:
-        return max(self.left_cost, 0.0) * self.seconds_per_unit()
+        left_runs = max(self.total - len(self.done), 0)
+        return left_runs * self.per_run + max(self.left_cost, 0.0) * self.seconds_per_unit()
 
     def _basis(self) -> str:
         if self.trained_cost > 0:
             return "at the pace of this invocation's runs so far"
-        per = f"{1000 * self.rate:.2f} s per 1,000 image-epochs"
+        per = f"{self.per_run:g} s per run and {1000 * self.rate:.2f} s per 1,000 image-epochs"
         return f"estimated at {per} (docs/claims.md), not measured in this invocation"
 
     def line(self) -> str:
@@ -133,6 +143,7 @@ class Plan:
             else:
                 self.trained_cost += cost
                 self.trained_seconds += seconds
+                self.trained_runs += 1
         count = min(len(self.done), self.total)
         eta = self.eta()
         return f"[{count}/{self.total}, ETA {format_seconds(eta) if math.isfinite(eta) else 'n/a'}]"
