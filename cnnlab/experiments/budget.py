@@ -33,6 +33,15 @@ from cnnlab import models
 from cnnlab.errors import CnnlabError
 
 SETTINGS = ("standard", "figure1", "overfit", "init", "successor")
+# The setting each claim trains in; every other trained claim trains in `standard`.
+CLAIM_SETTINGS = {
+    "relu-vs-tanh": "figure1",
+    "dropout": "overfit",
+    "paper-init": "init",
+    "vgg-depth": "successor",
+    "vgg-lrn": "successor",
+    "googlenet-aux": "successor",
+}
 FIGURE1_MODEL = "figure1_net"
 
 # The paper crops 224 (227) from 256: the same ratio decides the side small images are resized to.
@@ -255,3 +264,8 @@ def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str,
     if fields.get("limit_train"):  # the split comes out of the subset
         fields["limit_train"] = int(fields["limit_train"]) + budget.val_split
     return fields
+
+
+def setting_of(claim: str) -> str:
+    """The setting a claim's runs train in (`CLAIM_SETTINGS`, else `standard`)."""
+    return CLAIM_SETTINGS.get(claim, "standard")

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.experiments.budget import Budget, seeds_for, setting
+from cnnlab.experiments.budget import Budget, seeds_for, setting, setting_of
 from cnnlab.report import format_seconds
 
 # Cost of one training image-epoch relative to alexnet_small at 28 px (multiply-adds, roughly; the
@@ -28,14 +28,6 @@ NET_COST = {"alexnet_small": 1.0, "figure1_net": 1.0, "vgg_small": 2.0, "googlen
 # per-unit one as they finish.
 SECONDS_PER_RUN = 4.0
 SECONDS_PER_UNIT = 0.0003
-_SETTING_OF = {
-    "relu-vs-tanh": "figure1",
-    "dropout": "overfit",
-    "paper-init": "init",
-    "vgg-depth": "successor",
-    "vgg-lrn": "successor",
-    "googlenet-aux": "successor",
-}
 _MODEL_OF = {"vgg-depth": "vgg_small", "vgg-lrn": "vgg_small", "googlenet-aux": "googlenet_small"}
 
 
@@ -69,7 +61,7 @@ def planned(
     """(setting, arm, seed) -> cost, for every distinct run the claims train."""
     runs: dict[tuple[str, str, int], float] = {}
     for claim in claims:
-        kind = _SETTING_OF.get(claim, "standard")
+        kind = setting_of(claim)
         if kind == "init" and budget.settings["init"] == budget.settings["standard"]:
             kind = "standard"  # the same settings: the same run folders as the baseline's
         cost = cost_of(setting(budget, kind, dataset=dataset, model=_MODEL_OF.get(claim, model)))
