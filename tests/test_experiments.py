@@ -251,6 +251,13 @@ def test_claim_sentences_say_fewer_or_more_by_the_sign_and_size_in_words() -> No
                            iv=_span(math.log(0.5), math.log(0.4), math.log(0.6)),
                            paper=math.log(6.0))  # fmt: skip
     assert "2.00 times as slowly as tanh nets" in slow and "against the paper's direction" in slow
+    # The interval in the sentence's own terms: speed-ups of 0.4x to 0.6x are 1.67 to 2.50 times as slowly
+    # (it once printed "1.18 times as slowly ... (95% CI 0.77 to 0.94 times)").
+    assert "(95% CI 1.67 to 2.50 times, " in slow
+    capped = factor_sentence(subject="ReLU nets", what="reach 10%", than="tanh nets",
+                             iv=_span(math.log(0.5), math.log(0.4), math.log(0.6)), paper=None,
+                             bound=True)  # fmt: skip
+    assert "(95% CI at most 1.67 to 2.50 times, " in capped  # the capped end is a bound, now the low one
 
 
 def test_ensemble_sizes_and_subsets() -> None:

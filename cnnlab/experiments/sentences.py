@@ -150,13 +150,20 @@ def factor_sentence(
     if not math.isfinite(iv.mean):
         return f"{subject} {what}: no measurement."
     ge = "at least " if bound else ""
+    faster = iv.mean >= 0
+    # The interval in the sentence's own terms: "as slowly" inverts the speed-up and swaps its ends (the
+    # capped high end of a speed-up becomes the low end, "at most", of a slow-down).
+    if faster:
+        low, high = f"{math.exp(iv.low):.2f}", f"{ge}{math.exp(iv.high):.2f}"
+    else:
+        low, high = f"{'at most ' if bound else ''}{math.exp(-iv.high):.2f}", f"{math.exp(-iv.low):.2f}"
     ci = (
-        f"95% CI {math.exp(iv.low):.2f} to {ge}{math.exp(iv.high):.2f} times, {iv.n} seeds"
+        f"95% CI {low} to {high} times, {iv.n} seeds"
         if math.isfinite(iv.low)
         else f"{iv.n} seed{'s' if iv.n != 1 else ''}: no interval"
     )
     factor = math.exp(iv.mean)
-    if iv.mean >= 0:
+    if faster:
         amount = f"{ge}{factor:.2f} times as fast as {than}"
     else:
         amount = f"{1 / factor:.2f} times as slowly as {than}"
