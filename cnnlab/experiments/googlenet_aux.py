@@ -2,7 +2,7 @@
 
 The paper's protocol: two auxiliary classifiers on 4a and 4d whose losses are added with weight 0.3 in
 training, discarded at inference; the arXiv version reports that control experiments found the effect
-"relatively minor (around 0.5%)" (as quoted in our specification; not checked against the paper here). Ours:
+"relatively minor (around 0.5%)" (as quoted in our brief; not checked against the paper here). Ours:
 `googlenet_small` trained with and without its auxiliary heads (`aux_logits`) on the same seeds; the heads
 are built after the trunk, so both arms start from the same trunk weights. The effect per seed: test top-1
 error without the heads minus with them (positive: they help), against the paper's 0.5 points.

@@ -197,7 +197,7 @@ CLAIMS: dict[str, PaperClaim] = {
             "section 5",
             "Two auxiliary classifiers on 4a and 4d, their losses weighted 0.3 in training and discarded at "
             "inference; the arXiv version reports that control experiments found their effect "
-            '"relatively minor (around 0.5%)" (wording as in our SPEC, not checked against the paper).',
+            '"relatively minor (around 0.5%)" (as quoted in our brief, not checked against the paper).',
             'about 0.5 points of error ("relatively minor")',
             {"effect": 0.005, "weight": 0.3},
             paper="googlenet",
