@@ -89,7 +89,6 @@ class Plan:
     done: set[str] = field(default_factory=set)  # run folders already counted
     trained_cost: float = 0.0
     trained_seconds: float = 0.0
-    trained_runs: int = 0
     left_cost: float = 0.0
     reused: int = 0
 
@@ -104,7 +103,8 @@ class Plan:
         """The per-unit rate: this invocation's runs' seconds beyond their fixed part, once any finished."""
         if self.trained_cost <= 0:
             return self.rate
-        return max(self.trained_seconds - self.trained_runs * self.per_run, 0.0) / self.trained_cost
+        trained_runs = len(self.done) - self.reused
+        return max(self.trained_seconds - trained_runs * self.per_run, 0.0) / self.trained_cost
 
     def eta(self) -> float:
         left_runs = max(self.total - len(self.done), 0)
@@ -135,7 +135,6 @@ class Plan:
             else:
                 self.trained_cost += cost
                 self.trained_seconds += seconds
-                self.trained_runs += 1
         count = min(len(self.done), self.total)
         eta = self.eta()
         return f"[{count}/{self.total}, ETA {format_seconds(eta) if math.isfinite(eta) else 'n/a'}]"
