@@ -101,10 +101,20 @@ class TrainConfig:
         section="5", choices=SCHEDULES,
     )  # fmt: skip
     warmup: float = _f(
-        0.0, "onecycle: fraction of the steps spent rising to the peak lr", parse=argtypes.fraction
-    )
+        0.0, "onecycle: fraction of the steps (before --hold-epochs) spent rising to the peak lr",
+        parse=argtypes.fraction,
+    )  # fmt: skip
     min_warmup_steps: int = _f(
         0, "onecycle: the rise is never steeper than reaching the peak in this many steps",
+        parse=argtypes.non_negative,
+    )  # fmt: skip
+    # The paper's stopping rule at the end of a onecycle run (section 5: until "the validation error rate
+    # stopped improving with the current learning rate"): the fall ends at a floor, held for the last epochs.
+    lr_floor: float = _f(
+        0.0, "onecycle: the lr the fall ends at, as a fraction of the peak", parse=argtypes.fraction
+    )
+    hold_epochs: int = _f(
+        0, "onecycle: the last epochs, trained at the floor lr (to see whether the error still falls)",
         parse=argtypes.non_negative,
     )  # fmt: skip
     # The paper gives no patience, only three drops in ~90 epochs: 4 is ours.

@@ -205,6 +205,25 @@ def test_plateau_criterion_reads_the_last_epochs_against_the_best_before() -> No
     assert f"last {WINDOW} epochs" in criterion() and f"{100 * MARGIN:.1f} points" in criterion()
 
 
+def test_trained_budgets_one_cycle_runs_hold_their_floor_lr_through_the_plateau_window() -> None:
+    """What the check reads on a trained budget's one-cycle runs is epochs at one learning rate, not the
+    end of a fall to zero (where the error keeps falling with the rate, however long the run)."""
+    from cnnlab.experiments.plateau import WINDOW
+    from cnnlab.training.recipes import Schedule
+
+    for b in (budget.get(name) for name in budget.BUDGETS):
+        for kind in budget.SETTINGS:
+            fields = budget.setting(b, kind, dataset=b.dataset, model="alexnet_small")
+            if not b.trained or fields.get("schedule") != "onecycle":
+                continue
+            cfg = TrainConfig().replace(**{k: v for k, v in fields.items() if k != "limit_train"})
+            steps = 10
+            lrs = [Schedule.of(cfg, steps).lr(i) for i in range(cfg.epochs * steps)]
+            tail = lrs[-WINDOW * steps :]
+            assert cfg.hold_epochs == WINDOW and min(tail) == max(tail) > 0, (b.name, kind)
+            assert lrs[-WINDOW * steps - steps - 1] > tail[0]  # still falling the epoch before
+
+
 def _span(mean: float, low: float, high: float, n: int = 8) -> Interval:
     return Interval(mean, low, high, n, 0.01, "t")
 

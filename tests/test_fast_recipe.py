@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import needs_fashion_mnist
 
 from cnnlab import models
 from cnnlab.device import fast_amp_dtype
+from cnnlab.errors import CnnlabError
 from cnnlab.training import TrainConfig, train
 from cnnlab.training.recipes import Facts, Schedule, resolve
 
@@ -22,6 +24,26 @@ def test_onecycle_peaks_lower_when_the_run_is_too_short_to_warm_up() -> None:
     assert max(lrs) == pytest.approx(0.15 * 7 / 50) and lrs.index(max(lrs)) == 6
     assert lrs[0] == pytest.approx(0.15 / 50)  # the first step rises as steeply as a 50-step warm-up
     assert lrs[-1] == 0.0
+
+
+def test_onecycle_falls_to_its_floor_and_holds_it_for_the_last_epochs() -> None:
+    held = Schedule("onecycle", 0.07, 200, 0.25, 0, 0, floor=0.05, hold_steps=40)
+    lrs = [held.lr(i) for i in range(200)]
+    assert (
+        max(lrs) == pytest.approx(0.07) and lrs.index(max(lrs)) == 39
+    )  # a quarter of the 160 before the hold
+    assert lrs[159:] == [pytest.approx(0.0035)] * 41  # the fall ends at step 160 at 5% of the peak, held
+    assert all(a > b for a, b in itertools.pairwise(lrs[39:160]))  # falling until then
+    plain = Schedule("onecycle", 0.07, 180, 0.25, 0, 0)
+    assert plain.lr(179) == 0.0 and plain.lr(44) == pytest.approx(0.07)  # no floor, no hold: to zero
+
+
+def test_a_hold_needs_a_onecycle_schedule_and_epochs_before_it() -> None:
+    assert resolved(schedule="onecycle", epochs=5, hold_epochs=4, lr_floor=0.1).hold_epochs == 4
+    with pytest.raises(CnnlabError, match="--hold-epochs 5 leaves none of the 5 epochs"):
+        resolved(schedule="onecycle", epochs=5, hold_epochs=5)
+    with pytest.raises(CnnlabError, match="shape a onecycle schedule, not 'plateau'"):
+        resolved(schedule="plateau", lr_floor=0.1)
 
 
 def resolved(**kw: object) -> TrainConfig:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cnnlab.experiments.context import Experiment, data_departure, run_length
+from cnnlab.experiments.context import Experiment, data_departure, one_cycle_words, run_length
 from cnnlab.experiments.results import ClaimResult, plot_curves
 from cnnlab.experiments.runner import Arm, Run
 from cnnlab.experiments.sentences import difference, effect_sentence
@@ -84,10 +84,8 @@ def standard_departures(exp: Experiment, run: Run) -> list[str]:
         f"{run_length(run)} instead of roughly 90 "
         "epochs (450,000 steps); "
         + (
-            f"a one-cycle schedule (a linear rise to lr {c.lr:g} over the first {c.warmup:.0%} of the steps, "
-            "then a linear fall to 0, as cnnlab's fast recipe) instead of section 5's lr 0.01 divided by 10 "
-            "on plateaus: it brings the nets to their plateau within the budget; the architecture is the "
-            "paper's (no batch norm)."
+            f"{one_cycle_words(c)} instead of section 5's lr 0.01 divided by 10 on plateaus: it brings the "
+            "nets to their plateau within the budget; the architecture is the paper's (no batch norm)."
             if c.schedule == "onecycle"
             else "the plateau drops of the learning rate (decided on the held-out images) barely come into "
             "play."

@@ -5,6 +5,12 @@ The criterion (`on_plateau`): a run is on its plateau when the best held-out err
 epochs is at most `MARGIN` below its best before them, i.e. those epochs improved on what came before by no
 more than the margin. It reads the held-out columns only (a choice, never the test set). A run with fewer
 than `WINDOW` + 1 epochs, or a NaN among the epochs it reads, cannot be judged (None).
+
+Which runs it suits: those whose last epochs keep one learning rate. A constant-rate run does; a one-cycle
+run falling to zero does not (its error falls as long as its rate does, however long it trains), so the
+trained budgets end theirs holding a floor rate for exactly `WINDOW` epochs (`budget.HOLD_EPOCHS`): the
+check then asks section 5's question, whether "the validation error rate stopped improving with the
+current learning rate".
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cnnlab.experiments.budget import HOLD_EPOCHS
 from cnnlab.experiments.runner import Run
 from cnnlab.experiments.verdict import mean, mean_std, pct
 
-WINDOW = 3  # the last epochs the criterion looks at
+WINDOW = HOLD_EPOCHS  # the last epochs the criterion looks at: a trained one-cycle run's held ones
 MARGIN = 0.005  # 0.5 points of held-out top-1 error
 _EPS = 1e-12  # a difference "exactly the margin" computed in floating point still counts as within it
 
@@ -38,7 +45,8 @@ def criterion(window: int = WINDOW, margin: float = MARGIN) -> str:
     """The criterion in words, for every report."""
     return (
         f"on its plateau: the best held-out top-1 error of its last {window} epochs is at most "
-        f"{100 * margin:.1f} points below its best before them (those epochs improved by no more than that)"
+        f"{100 * margin:.1f} points below its best before them (those epochs improved by no more than that; "
+        "a one-cycle run holds its floor learning rate through them)"
     )
 
 

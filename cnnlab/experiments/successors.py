@@ -8,7 +8,7 @@ trains it once.
 
 from __future__ import annotations
 
-from cnnlab.experiments.context import Experiment, data_departure, run_length
+from cnnlab.experiments.context import Experiment, data_departure, one_cycle_words, run_length
 from cnnlab.experiments.runner import Arm, Run
 
 SETTING = "successor"
@@ -33,7 +33,7 @@ def departures(exp: Experiment, run: Run) -> list[str]:
         "(docs/models.md), not the 224 px net.",
         f"{run_length(run)} with the AlexNet paper's "
         "SGD recipe"
-        + (f" and a one-cycle schedule peaking at lr {c.lr:g}" if c.schedule == "onecycle" else "")
+        + (f" and {one_cycle_words(c)}" if c.schedule == "onecycle" else "")
         + ", instead of the papers' 74 (VGG) or ~250 (GoogLeNet, asynchronous SGD) epochs"
         + (
             ": the table of plateau checks says whether each arm was trained."

@@ -47,7 +47,22 @@ def resolve(asked: Mapping[str, Any], facts: Facts, device_type: str) -> TrainCo
     """A new run's settings: the defaults, the recipe's over them, what the user gave over those, and
     the values that follow from them and from the data."""
     cfg = TrainConfig().replace(**{**RECIPE_TABLE[asked.get("recipe", "paper")], **asked})
+    check_hold(cfg)
     return cfg.replace(**derived(cfg, asked, facts, device_type))
+
+
+def check_hold(cfg: TrainConfig) -> None:
+    """--lr-floor and --hold-epochs shape a onecycle schedule's end, and leave epochs to rise and fall."""
+    if (cfg.lr_floor or cfg.hold_epochs) and cfg.schedule != "onecycle":
+        raise CnnlabError(
+            f"--lr-floor and --hold-epochs shape a onecycle schedule, not {cfg.schedule!r}: add "
+            "--schedule onecycle, or drop them"
+        )
+    if cfg.hold_epochs >= cfg.epochs:
+        raise CnnlabError(
+            f"--hold-epochs {cfg.hold_epochs} leaves none of the {cfg.epochs} epochs to rise and fall in: "
+            f"give fewer than {cfg.epochs}, or more --epochs"
+        )
 
 
 def derived(cfg: TrainConfig, asked: Mapping[str, Any], facts: Facts, device_type: str) -> dict[str, Any]:
@@ -139,38 +154,41 @@ class Schedule:
 
     plateau: lr * 0.1**drops, a drop after `patience` epochs without a lower validation top-1 error, at
     most `max_drops` times (paper section 5). onecycle: a linear rise over the first `warmup` fraction
-    of the steps to the peak lr, then a linear fall to zero (triangular, as in the DAWNBench CIFAR-10
-    entries); a run too short to rise over `min_warmup_steps` steps rises as steeply as that and peaks
-    lower (a 1,000-image subset gets ~30 steps: a jump to the full peak in 8 of them diverges).
+    of the steps to the peak lr, then a linear fall to `floor` times the peak (zero by default;
+    triangular, as in the DAWNBench CIFAR-10 entries), held there for the last `hold_steps` steps; a run
+    too short to rise over `min_warmup_steps` steps rises as steeply as that and peaks lower (a
+    1,000-image subset gets ~30 steps: a jump to the full peak in 8 of them diverges).
     constant: lr throughout.
     """
 
     def __init__(
         self, kind: str, lr: float, total_steps: int, warmup: float, patience: int, max_drops: int,
-        min_warmup_steps: int = 0,
+        min_warmup_steps: int = 0, floor: float = 0.0, hold_steps: int = 0,
     ):  # fmt: skip
         self.kind, self.base, self.total = kind, lr, max(total_steps, 1)
         self.warmup, self.patience, self.max_drops = warmup, patience, max_drops
-        self.min_warmup_steps = min_warmup_steps
+        self.min_warmup_steps, self.floor = min_warmup_steps, floor
+        self.fall_end = max(self.total - hold_steps, 1)  # the step the fall reaches the floor
         self.drops, self.bad_epochs, self.best = 0, 0, math.inf
 
     @classmethod
     def of(cls, cfg: TrainConfig, steps_per_epoch: int) -> Schedule:
         return cls(
             cfg.schedule, cfg.lr, cfg.epochs * steps_per_epoch, cfg.warmup, cfg.patience, cfg.max_drops,
-            cfg.min_warmup_steps,
+            cfg.min_warmup_steps, cfg.lr_floor, cfg.hold_epochs * steps_per_epoch,
         )  # fmt: skip
 
     def lr(self, step: int) -> float:
         if self.kind == "plateau":
             return self.base * 0.1**self.drops
         if self.kind == "onecycle":
-            peak = self.warmup * self.total
+            peak = self.warmup * self.fall_end
             top = self.base * min(1.0, peak / self.min_warmup_steps) if self.min_warmup_steps else self.base
             t = step + 1
             if t <= peak:
                 return top * t / peak
-            return top * max(self.total - t, 0) / max(self.total - peak, 1)
+            left = max(self.fall_end - t, 0) / max(self.fall_end - peak, 1)  # 1 at the peak, 0 at the floor
+            return top * (self.floor + (1 - self.floor) * left)
         return self.base
 
     def end_epoch(self, val_err: float) -> bool:
