@@ -503,13 +503,34 @@ def test_plan_line_counts_shared_runs_once_and_its_eta_follows_the_runs() -> Non
     plan = Plan({("s", "a", 0): 100.0, ("s", "b", 0): 100.0, ("s", "c", 0): 200.0}, rate=0.5, per_run=10.0)
     # 3 runs x 10 s + 400 units x 0.5 s
     assert plan.line().startswith("plan: 3 runs (0.0 million image-epochs of training); ETA 3:50 (estimated")
-    assert plan.finished("runs/a", 100.0, None) == "[1/3, ETA 2:50]"  # reused: no pace yet, less to do
+    assert plan.finished("runs/a", 100.0, None, "s") == "[1/3, ETA 2:50]"  # reused: no pace yet, less to do
     # 30 s for 100 units: 10 s fixed, 0.2 s per unit from now on; left: 1 run, 200 units
-    assert plan.finished("runs/b", 100.0, 30.0) == "[2/3, ETA 50.0 s]"
-    assert plan.finished("runs/b", 100.0, 30.0) == "[2/3, ETA 50.0 s]"  # the same run again: no change
-    assert plan.finished("runs/c", 200.0, 20.0) == "[3/3, ETA 0.0 s]"
+    assert plan.finished("runs/b", 100.0, 30.0, "s") == "[2/3, ETA 50.0 s]"
+    assert plan.finished("runs/b", 100.0, 30.0, "s") == "[2/3, ETA 50.0 s]"  # the same run again: no change
+    assert plan.finished("runs/c", 200.0, 20.0, "s") == "[3/3, ETA 0.0 s]"
     assert plan.seconds_per_unit() == pytest.approx((50.0 - 20.0) / 300.0)
     assert "pace of this invocation" in plan.line()
+
+
+def test_plan_eta_paces_each_setting_by_its_own_runs() -> None:
+    """A setting whose units cost more (batch 32, fp32) is not paced by a cheaper one once one of its runs
+    has finished; before that, by the pace of all runs so far."""
+    from cnnlab.experiments.plan import Plan
+
+    costs = {
+        ("cheap", "a", 0): 100.0,
+        ("cheap", "a", 1): 100.0,
+        ("dear", "b", 0): 100.0,
+        ("dear", "b", 1): 100.0,
+    }
+    plan = Plan(costs, rate=0.5, per_run=0.0)
+    # The cheap setting's first run: 0.1 s a unit, which paces the dear setting too until it has a run.
+    assert plan.finished("runs/a0", 100.0, 10.0, "cheap") == "[1/4, ETA 30.0 s]"
+    # The dear setting's first run: 0.4 s a unit, its own pace from now on (one dear run left: 40 s).
+    assert plan.finished("runs/b0", 100.0, 40.0, "dear") == "[2/4, ETA 50.0 s]"
+    assert plan.seconds_per_unit("dear") == pytest.approx(0.4)
+    assert plan.seconds_per_unit("cheap") == pytest.approx(0.1)
+    assert plan.seconds_per_unit() == pytest.approx(0.25)  # all runs together
 
 
 def test_claim_runs_share_one_read_of_the_data_and_score_the_test_set_at_the_end(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from cnnlab.device import fast_amp_dtype, resolve_device
 from cnnlab.experiments import budget as budgets
 from cnnlab.experiments import plateau
-from cnnlab.experiments.plan import Plan
+from cnnlab.experiments.plan import Plan, plan_setting
 from cnnlab.experiments.results import ClaimResult
 from cnnlab.experiments.runner import Run, Runner
 from cnnlab.experiments.verdict import Verdict
@@ -63,7 +63,7 @@ class Experiment:
     def runner(self, kind: str) -> Runner:
         return Runner(
             self.runs_dir, self.setting(kind), progress=self.progress, fresh=self.fresh, log=self.log,
-            plan=self.plan,
+            plan=self.plan, setting=plan_setting(self.budget, kind),
         )  # fmt: skip
 
     def result(

@@ -5,7 +5,9 @@ finish.
 standard baseline, counts once) with a cost each: training images times epochs, times the net's cost
 relative to alexnet_small. `Plan` turns it into lines: before the first run an ETA from `SECONDS_PER_UNIT`
 (a measured rate, marked as such), afterwards from the seconds the runs of this invocation actually took
-per unit of cost; runs found finished in the runs folder cost nothing and leave the plan.
+per unit of cost, per setting: a setting's runs differ in what a unit costs (batch 32 against 128, fp32
+against bf16), so a setting's own pace counts its runs once one of them has finished, and the pace of all
+so far counts the others. Runs found finished in the runs folder cost nothing and leave the plan.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from cnnlab.report import format_seconds
 # successors' nets are about twice alexnet_small's).
 NET_COST = {"alexnet_small": 1.0, "figure1_net": 1.0, "vgg_small": 2.0, "googlenet_small": 2.0}
 # What a run costs on this project's 2-core CPU, quiet: a fixed part (building the net and the run's data,
-# checkpoints, the evaluations) and a part per unit of cost. Fitted to runs timed by `reproduce`: a medium
-# `lrn` run (80,000 units) took 29.2 s, a medium Figure 1 run (60,000 units, batch 32) about 20.5 s, and
-# `--budget small`'s 8,000-unit runs about 6.5 s each. The first ETA's rates; the runs' own replace the
-# per-unit one as they finish.
+# checkpoints, the evaluations) and a part per unit of cost. Fitted to `reproduce all --budget medium`
+# (docs/claims.md): 58 runs and 10.2 million units in 39:56. The first ETA's rates; the runs' own replace
+# the per-unit one as they finish.
 SECONDS_PER_RUN = 4.0
-SECONDS_PER_UNIT = 0.0003
+SECONDS_PER_UNIT = 0.00021
 _MODEL_OF = {"vgg-depth": "vgg_small", "vgg-lrn": "vgg_small", "googlenet-aux": "googlenet_small"}
 
 
@@ -55,15 +56,21 @@ def cost_of(settings: Mapping[str, Any]) -> float:
     return float(max(images, 1) * int(settings.get("epochs", 1))) * NET_COST.get(str(settings["model"]), 1.0)
 
 
+def plan_setting(budget: Budget, kind: str) -> str:
+    """The setting a run of `kind` is planned and paced under: `init` is `standard` where the budget gives
+    them the same settings (the same run folders as the baseline's)."""
+    if kind == "init" and budget.settings["init"] == budget.settings["standard"]:
+        return "standard"
+    return kind
+
+
 def planned(
     claims: Sequence[str], budget: Budget, *, dataset: str, model: str, seeds: int | None, seed_start: int
 ) -> dict[tuple[str, str, int], float]:
     """(setting, arm, seed) -> cost, for every distinct run the claims train."""
     runs: dict[tuple[str, str, int], float] = {}
     for claim in claims:
-        kind = setting_of(claim)
-        if kind == "init" and budget.settings["init"] == budget.settings["standard"]:
-            kind = "standard"  # the same settings: the same run folders as the baseline's
+        kind = plan_setting(budget, setting_of(claim))
         cost = cost_of(setting(budget, kind, dataset=dataset, model=_MODEL_OF.get(claim, model)))
         n = seeds if seeds is not None else seeds_for(budget, claim)
         if claim == "ensemble":
@@ -80,6 +87,17 @@ def planned(
 
 
 @dataclass
+class _Pace:
+    """The runs of one setting: what is left of them, and what those of this invocation took."""
+
+    left_runs: int = 0
+    left_cost: float = 0.0
+    trained_runs: int = 0
+    trained_cost: float = 0.0
+    trained_seconds: float = 0.0
+
+
+@dataclass
 class Plan:
     """Counts runs as they finish and says how long the rest should take."""
 
@@ -87,31 +105,41 @@ class Plan:
     rate: float = SECONDS_PER_UNIT  # seconds per unit of cost before any run has finished
     per_run: float = SECONDS_PER_RUN  # the fixed seconds of every run
     done: set[str] = field(default_factory=set)  # run folders already counted
-    trained_cost: float = 0.0
-    trained_seconds: float = 0.0
-    left_cost: float = 0.0
     reused: int = 0
+    paces: dict[str, _Pace] = field(default_factory=dict)  # per setting
 
     def __post_init__(self) -> None:
-        self.left_cost = sum(self.costs.values())
+        for (kind, _arm, _seed), cost in self.costs.items():
+            pace = self.paces.setdefault(kind, _Pace())
+            pace.left_runs += 1
+            pace.left_cost += cost
 
     @property
     def total(self) -> int:
         return len(self.costs)
 
-    def seconds_per_unit(self) -> float:
-        """The per-unit rate: this invocation's runs' seconds beyond their fixed part, once any finished."""
-        if self.trained_cost <= 0:
+    def seconds_per_unit(self, kind: str | None = None) -> float:
+        """The per-unit rate of setting `kind` (None: of all settings): the seconds beyond their fixed part
+        of this invocation's runs of it; before any finished, the rate of all runs so far, or `rate`."""
+        pace = self.paces.get(kind or "")
+        if pace is None or pace.trained_cost <= 0:
+            pace = _Pace(
+                trained_runs=sum(p.trained_runs for p in self.paces.values()),
+                trained_cost=sum(p.trained_cost for p in self.paces.values()),
+                trained_seconds=sum(p.trained_seconds for p in self.paces.values()),
+            )
+        if pace.trained_cost <= 0:
             return self.rate
-        trained_runs = len(self.done) - self.reused
-        return max(self.trained_seconds - trained_runs * self.per_run, 0.0) / self.trained_cost
+        return max(pace.trained_seconds - pace.trained_runs * self.per_run, 0.0) / pace.trained_cost
 
     def eta(self) -> float:
-        left_runs = max(self.total - len(self.done), 0)
-        return left_runs * self.per_run + max(self.left_cost, 0.0) * self.seconds_per_unit()
+        return sum(
+            max(p.left_runs, 0) * self.per_run + max(p.left_cost, 0.0) * self.seconds_per_unit(kind)
+            for kind, p in self.paces.items()
+        )
 
     def _basis(self) -> str:
-        if self.trained_cost > 0:
+        if any(p.trained_cost > 0 for p in self.paces.values()):
             return "at the pace of this invocation's runs so far"
         per = f"{self.per_run:g} s per run and {1000 * self.rate:.2f} s per 1,000 image-epochs"
         return f"estimated at {per} (docs/claims.md), not measured in this invocation"
@@ -124,17 +152,20 @@ class Plan:
             f"{format_seconds(self.eta())} ({self._basis()}); finished runs in the runs folder are reused"
         )
 
-    def finished(self, folder: str, cost: float, seconds: float | None) -> str:
-        """Count one run (`seconds` None: found finished, reused) and return its progress note, e.g.
-        '[12/146, ETA 41:10]'. A folder counted before in this invocation changes nothing."""
+    def finished(self, folder: str, cost: float, seconds: float | None, kind: str) -> str:
+        """Count one run of setting `kind` (`seconds` None: found finished, reused) and return its progress
+        note, e.g. '[12/146, ETA 41:10]'. A folder counted before in this invocation changes nothing."""
         if folder not in self.done:
             self.done.add(folder)
-            self.left_cost -= cost
+            pace = self.paces.setdefault(kind, _Pace())
+            pace.left_runs -= 1
+            pace.left_cost -= cost
             if seconds is None:
                 self.reused += 1
             else:
-                self.trained_cost += cost
-                self.trained_seconds += seconds
+                pace.trained_runs += 1
+                pace.trained_cost += cost
+                pace.trained_seconds += seconds
         count = min(len(self.done), self.total)
         eta = self.eta()
         return f"[{count}/{self.total}, ETA {format_seconds(eta) if math.isfinite(eta) else 'n/a'}]"

@@ -118,7 +118,8 @@ def digest(settings: Mapping[str, Any]) -> str:
 
 
 class Runner:
-    """Trains the arms of one setting; `base` holds the setting's TrainConfig fields."""
+    """Trains the arms of one setting; `base` holds the setting's TrainConfig fields, `setting` its name
+    as the plan counts it (`plan.plan_setting`)."""
 
     def __init__(
         self,
@@ -129,10 +130,11 @@ class Runner:
         fresh: bool = False,
         log: Callable[[str], None] = print,
         plan: Plan | None = None,
+        setting: str = "",
     ) -> None:
         self.runs_dir, self.base = Path(runs_dir), dict(base)
         self.progress, self.fresh, self.log = progress, fresh, log
-        self.plan = plan
+        self.plan, self.setting = plan, setting
 
     def settings(self, arm: Arm, seed: int) -> dict[str, Any]:
         """The settings `train` is given for one arm and seed (the recipe fills the others)."""
@@ -169,7 +171,8 @@ class Runner:
         when = "reused" if seconds is None else report.format_seconds(seconds)
         note = ""
         if self.plan is not None:  # the run's cost from the settings it was given, as the plan counts it
-            note = " " + self.plan.finished(str(run.dir), cost_of(self.settings(run.arm, run.seed)), seconds)
+            cost = cost_of(self.settings(run.arm, run.seed))
+            note = " " + self.plan.finished(str(run.dir), cost, seconds, self.setting)
         self.log(f"  {run.arm.label}, seed {run.seed}: {what} ({when}) [{run.dir.name}]{note}")
         return run
 
