@@ -284,9 +284,14 @@ class Trained:
 
 def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu", model: str | None = None) -> Trained:
     """Rebuild what evaluation, prediction and the pictures need from a loaded checkpoint (a part it lacks
-    is a one-line CnnlabError naming the part, from `load`'s dict)."""
+    is a one-line CnnlabError naming the part, from `load`'s dict). The net takes the memory format its run
+    trained and evaluated in: a channels-last run's checkpoint is evaluated as the run evaluated it (and on
+    a CPU several times faster: max-pooling a channels-first tensor is the slow path)."""
+    net = build_model(ckpt, model).to(device)
+    if ckpt.get("config", {}).get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
     return Trained(
-        model=build_model(ckpt, model).to(device),
+        model=net,
         stats=data.DataStats.from_dict(ckpt["data_stats"]),
         aug=data.AugmentConfig.from_dict(ckpt["augment"]),
         classes=list(ckpt["classes"]),

@@ -56,6 +56,36 @@ def test_tencrop_averages_the_softmax_of_ten_views(runs: list[Path]) -> None:
     torch.testing.assert_close(center["probs"], _by_hand(runs[0], "center")[0], rtol=1e-4, atol=1e-5)
 
 
+def test_a_checkpoint_is_evaluated_in_the_memory_format_its_run_trained_in(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    """A channels-last run's net comes back channels-last (as the run evaluated it, and the fast path of a
+    CPU's max-pooling), with the same softmax as in the default format; other runs' nets in the default."""
+
+    def conv_weights(folder: Path) -> list[torch.Tensor]:
+        net = checkpoint.restore(checkpoint.load(folder / "checkpoints" / "last.pt")).model
+        return [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    for fmt in ("channels_last", "no_channels_last"):  # the fast recipe's default, and the paper's
+        train(
+            tiny(
+                tmp_path / fmt,
+                seed=0,
+                input_size=6,
+                epochs=2,
+                dropout=0.0,
+                channels_last=fmt == "channels_last",
+            )
+        )
+    cl, plain = conv_weights(tmp_path / "channels_last"), conv_weights(tmp_path / "no_channels_last")
+    # (conv1 of a grey-image net, [C, 1, k, k], is both at once: the others tell the formats apart)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in cl)
+    assert any(not w.is_contiguous() for w in cl) and all(w.is_contiguous() for w in plain)
+    path = tmp_path / "channels_last" / "checkpoints" / "last.pt"
+    result = evaluate_checkpoints([str(path)], dataset="digits", views="center")
+    torch.testing.assert_close(result["probs"], _by_hand(path, "center")[0], rtol=1e-4, atol=1e-5)
+
+
 def test_ensemble_averages_the_nets_softmax(runs: list[Path]) -> None:
     result = evaluate_checkpoints([str(p) for p in runs], dataset="digits", views="flip")
     a, b = result["members"]
