@@ -1,7 +1,9 @@
-"""What evaluating in fp32 costs the trainer: one evaluation pass of the demo's net (alexnet_fast, flip
-views, the fast recipe's evaluation batch) over the test set, fp32 on contiguous input (what the trainer,
-`cnnlab eval` and report.html do since issue 25) against bf16 autocast on channels-last input (what the
-trainer did before). Repetitions interleaved, medians reported; the ratio is per epoch's evaluation.
+"""What evaluating in fp32 costs, and what the net's memory format does to it: one evaluation pass of the
+demo's net (alexnet_fast, flip views, the fast recipe's evaluation batch) over the test set, in fp32 with
+the net channels-first (a channels-first run's checkpoint, and `cnnlab eval` / report.html on any
+checkpoint before they restored its run's format), in fp32 with the net channels-last (what the trainer
+does in a channels-last run, and `cnnlab eval` / report.html on its checkpoint), and in bf16 autocast on
+channels-last (what the trainer did before issue 25). Repetitions interleaved, medians reported.
 
     python -m bench.eval_precision [--quick]
 
@@ -11,6 +13,7 @@ Fashion-MNIST's 10,000 test images when installed, else sklearn's digits at 28 p
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -38,15 +41,25 @@ def main() -> None:
     loader = data.BatchLoader(ds, 128, train=False, aug=aug, stats=stats, seed=0, device="cpu", views="flip")
     batches = list(loader.epoch(0))
 
+    net_cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+
     def fp32() -> None:
         for x, _ in batches:
             view_probs(net, x)
 
+    def fp32_cl() -> None:
+        for x, _ in batches:
+            view_probs(net_cl, x)
+
     def bf16() -> None:
         for x, _ in batches:
-            view_probs(net, x, torch.bfloat16, channels_last=True)
+            view_probs(net_cl, x, torch.bfloat16, channels_last=True)
 
-    cases = {"fp32": fp32, "bf16 autocast, channels-last": bf16}
+    cases = {
+        "fp32, channels-first net": fp32,
+        "fp32, channels-last net": fp32_cl,
+        "bf16 autocast, channels-last": bf16,
+    }
     seconds: dict[str, list[float]] = {k: [] for k in cases}
     with torch.no_grad(), autocast(None, "cpu"):
         for _ in range(2 if args.quick else args.repeats):
@@ -57,8 +70,12 @@ def main() -> None:
     images = len(ds)
     for name, s in seconds.items():
         print(f"{name:<30} median {statistics.median(s):.3f} s for {images} images (x2 views)")
-    ratio = statistics.median(seconds["fp32"]) / statistics.median(seconds["bf16 autocast, channels-last"])
-    print(f"fp32 evaluation takes {ratio:.2f}x the bf16 one")
+    med = {name: statistics.median(s) for name, s in seconds.items()}
+    first, last = med["fp32, channels-first net"], med["fp32, channels-last net"]
+    print(
+        f"channels-first fp32 takes {first / last:.2f}x the channels-last fp32 evaluation; that takes "
+        f"{last / med['bf16 autocast, channels-last']:.2f}x the bf16 one"
+    )
 
 
 if __name__ == "__main__":
