@@ -50,7 +50,7 @@ def register_cli(sub: Any) -> None:
         choices=BUDGETS,
         help="tiny: a smoke test (seconds; its numbers mean nothing, no verdicts); small: a quick look, ~10 "
         "minutes for all on a 2-core CPU, nets early in training; medium (default): trained nets (the "
-        "standard baseline at 12%% test error), 38 minutes for all on a 2-core CPU; full: a GPU or a long "
+        "standard baseline under 12%% test error), 40 minutes for all on a 2-core CPU; full: a GPU or a long "
         "run",
     )
     _add_run_flags(p)
