@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab import data, integrity, limits, models, outfiles, summary
+from cnnlab.device import place
 from cnnlab.errors import CnnlabError
 from cnnlab.models import user
 
@@ -287,11 +288,8 @@ def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu", model: str
     is a one-line CnnlabError naming the part, from `load`'s dict). The net takes the memory format its run
     trained and evaluated in: a channels-last run's checkpoint is evaluated as the run evaluated it (and on
     a CPU several times faster: max-pooling a channels-first tensor is the slow path)."""
-    net = build_model(ckpt, model).to(device)
-    if ckpt.get("config", {}).get("channels_last"):
-        net = net.to(memory_format=torch.channels_last)
     return Trained(
-        model=net,
+        model=place(build_model(ckpt, model), device, bool(ckpt.get("config", {}).get("channels_last"))),
         stats=data.DataStats.from_dict(ckpt["data_stats"]),
         aug=data.AugmentConfig.from_dict(ckpt["augment"]),
         classes=list(ckpt["classes"]),

@@ -1,4 +1,5 @@
-"""Which torch device a command runs on (`--device auto|cpu|cuda`), and mixed precision on it."""
+"""Which torch device a command runs on (`--device auto|cpu|cuda`), a net placed on it, and mixed precision
+on it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
+
+
+def place(model: torch.nn.Module, device: torch.device | str, channels_last: bool) -> torch.nn.Module:
+    """A net on `device`, in the memory format its run trains and evaluates in (`--channels-last`)."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

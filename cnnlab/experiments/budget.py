@@ -278,7 +278,7 @@ def setting(budget: Budget, kind: str, *, dataset: str, model: str) -> dict[str,
         # Crops from a larger image, as the paper's 224 from 256: random crops for training, and the
         # corners of the ten-crop test differ from the centre.
         fields["resize"] = round(size * RESIZE_RATIO)
-    split = int(budget.settings[kind].get("val_split", budget.val_split))
+    split = int(fields.get("val_split", budget.val_split))  # a setting may hold out more
     fields["val_split"] = split
     if fields.get("limit_train"):  # the split comes out of the subset
         fields["limit_train"] = int(fields["limit_train"]) + split

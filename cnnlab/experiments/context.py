@@ -146,13 +146,9 @@ def run_length(run: Run) -> str:
 def one_cycle_words(c: TrainConfig) -> str:
     """A one-cycle schedule in words: 'a one-cycle schedule (a linear rise to lr 0.07 over the first 25% of
     the steps, then a linear fall to 5% of the peak, held for the last 3 epochs)'."""
-    end = (
-        f"to {c.lr_floor:.0%} of the peak, held for the last {c.hold_epochs} epochs"
-        if c.hold_epochs
-        else f"to {c.lr_floor:.0%} of the peak"
-        if c.lr_floor
-        else "to 0"
-    )
+    end = f"to {c.lr_floor:.0%} of the peak" if c.lr_floor else "to 0"
+    if c.hold_epochs:
+        end += f", held for the last {c.hold_epochs} epochs"
     before = " before the hold" if c.hold_epochs else ""
     rise = f"a linear rise to lr {c.lr:g} over the first {c.warmup:.0%} of the steps{before}"
     return f"a one-cycle schedule ({rise}, then a linear fall {end})"

@@ -96,6 +96,13 @@ class _Pace:
     trained_cost: float = 0.0
     trained_seconds: float = 0.0
 
+    def per_unit(self, per_run: float) -> float | None:
+        """Seconds per unit of cost of the runs trained, beyond their fixed `per_run` seconds; None before
+        any."""
+        if self.trained_cost <= 0:
+            return None
+        return max(self.trained_seconds - self.trained_runs * per_run, 0.0) / self.trained_cost
+
 
 @dataclass
 class Plan:
@@ -121,16 +128,15 @@ class Plan:
     def seconds_per_unit(self, kind: str | None = None) -> float:
         """The per-unit rate of setting `kind` (None: of all settings): the seconds beyond their fixed part
         of this invocation's runs of it; before any finished, the rate of all runs so far, or `rate`."""
-        pace = self.paces.get(kind or "")
-        if pace is None or pace.trained_cost <= 0:
-            pace = _Pace(
-                trained_runs=sum(p.trained_runs for p in self.paces.values()),
-                trained_cost=sum(p.trained_cost for p in self.paces.values()),
-                trained_seconds=sum(p.trained_seconds for p in self.paces.values()),
-            )
-        if pace.trained_cost <= 0:
-            return self.rate
-        return max(pace.trained_seconds - pace.trained_runs * self.per_run, 0.0) / pace.trained_cost
+        own = self.paces[kind].per_unit(self.per_run) if kind in self.paces else None
+        if own is not None:
+            return own
+        every = _Pace(
+            trained_runs=sum(p.trained_runs for p in self.paces.values()),
+            trained_cost=sum(p.trained_cost for p in self.paces.values()),
+            trained_seconds=sum(p.trained_seconds for p in self.paces.values()),
+        ).per_unit(self.per_run)
+        return self.rate if every is None else every
 
     def eta(self) -> float:
         return sum(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab import checkpoint, data, limits, models, summary
+from cnnlab.device import place
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained, user
 from cnnlab.settings import TrainConfig, check
@@ -91,7 +92,7 @@ def build_run(asked: Mapping[str, Any], ctx: Context, lock: RunLock) -> Run:
     model = _build_network(cfg, len(train_ds.classes), int(getattr(train_ds, "channels", 3)))
     cfg, notes = _start_weights(cfg, model, saved)
     frozen = _freeze(cfg, model)
-    model = _place(cfg, model, ctx)
+    model = place(model, ctx.device, cfg.channels_last)
     stats, aug = _preprocessing(cfg, train_ds, saved)
     loaders = _loaders(cfg, ctx, train_ds, val_ds, test_ds, stats, aug)
     optimizer = recipes.make_optimizer(model, cfg)
@@ -239,11 +240,6 @@ def _freeze(cfg: TrainConfig, model: nn.Module) -> pretrained.Frozen | None:
     if not any(p.requires_grad for p in model.parameters()):
         raise CnnlabError(f"--freeze {cfg.freeze} leaves nothing to train; freeze fewer layers")
     return frozen
-
-
-def _place(cfg: TrainConfig, model: nn.Module, ctx: Context) -> nn.Module:
-    model = model.to(ctx.device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 # -- preprocessing and loaders -----------------------------------------------------------------------------
