@@ -1,5 +1,7 @@
 """Start-up: how long `cnnlab --help`, `cnnlab models`, `cnnlab train --help` and a mistyped flag take,
-against `python -c "import torch"` (what every command paid before argument parsing went torch-free).
+against `python -c "import torch"` (what every command paid before argument parsing went torch-free); and
+`cnnlab summary alexnet_fast`, a command that needs torch: its start, its work and its exit (the program
+freezes its objects out of the collector's last sweep, `cnnlab.cli.entry`), against the same peer.
 
 Each case is a fresh interpreter (`python -m cnnlab ...`), timed from the outside; the cases are
 interleaved with the peer and summarised by their median. ratio = cnnlab seconds / `import torch`
@@ -23,6 +25,7 @@ CASES = {
     "cnnlab models": ["models"],
     "cnnlab train --help": ["train", "--help"],
     "cnnlab train --epochs x (argument error)": ["train", "--epochs", "x"],
+    "cnnlab summary alexnet_fast (imports torch)": ["summary", "alexnet_fast"],
 }
 
 

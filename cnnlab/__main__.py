@@ -1,4 +1,4 @@
-from cnnlab.cli import main
+from cnnlab.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())
