@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab import data, integrity, limits, models, outfiles, summary
-from cnnlab.device import place
+from cnnlab.device import eval_amp, place
 from cnnlab.errors import CnnlabError
 from cnnlab.models import user
 
@@ -281,17 +281,21 @@ class Trained:
     aug: Any  # data.AugmentConfig: its input size, resizing and crops
     classes: list[str]
     ckpt: dict[str, Any]
+    amp: torch.dtype | None = None  # the autocast its numbers are computed under (`device.eval_amp`)
 
 
 def restore(ckpt: dict[str, Any], device: torch.device | str = "cpu", model: str | None = None) -> Trained:
     """Rebuild what evaluation, prediction and the pictures need from a loaded checkpoint (a part it lacks
     is a one-line CnnlabError naming the part, from `load`'s dict). The net takes the memory format its run
     trained and evaluated in: a channels-last run's checkpoint is evaluated as the run evaluated it (and on
-    a CPU several times faster: max-pooling a channels-first tensor is the slow path)."""
+    a CPU several times faster: max-pooling a channels-first tensor is the slow path), under the autocast
+    it trained and evaluated in where this device runs that fast (`device.eval_amp`)."""
+    config = ckpt.get("config", {})
     return Trained(
-        model=place(build_model(ckpt, model), device, bool(ckpt.get("config", {}).get("channels_last"))),
+        model=place(build_model(ckpt, model), device, bool(config.get("channels_last"))),
         stats=data.DataStats.from_dict(ckpt["data_stats"]),
         aug=data.AugmentConfig.from_dict(ckpt["augment"]),
         classes=list(ckpt["classes"]),
         ckpt=ckpt,
+        amp=eval_amp(str(config.get("amp_dtype", "none")), device),
     )

@@ -49,6 +49,22 @@ def fast_amp_dtype(device_type: str) -> str:
     return "none"
 
 
+def eval_amp(run_amp_dtype: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast type a run's net is evaluated under, by the trainer and by every command that restores
+    its checkpoint: the type it trained in (`amp_dtype`) where this device runs it fast, else None (fp32).
+    One checkpoint, one number: the trainer's evaluation and `cnnlab eval`'s agree on the same device, and
+    the demo's bf16 evaluation takes a third of the fp32 one's time (bench/eval_precision.py)."""
+    device_type = torch.device(device).type
+    fast = run_amp_dtype != "none" and fast_amp_dtype(device_type) == run_amp_dtype
+    return amp_dtype(run_amp_dtype) if fast else None
+
+
+def precision_words(dtype: torch.dtype | None) -> str:
+    """How a number was computed: "fp32", "bf16 autocast" or "fp16 autocast"."""
+    names = {v: k for k, v in AMP_DTYPES.items()}
+    return "fp32" if dtype is None else f"{names[dtype]} autocast"
+
+
 def autocast(dtype: torch.dtype | None, device_type: str) -> contextlib.AbstractContextManager[Any]:
     """Mixed precision in `dtype` on the device, or nothing when `dtype` is None."""
     return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device_type, dtype=dtype)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cnnlab import checkpoint, collective, data
-from cnnlab.device import autocast, resolve_device
+from cnnlab.device import autocast, precision_words, resolve_device
 from cnnlab.errors import CnnlabError
 
 
@@ -110,7 +110,11 @@ def view_probs(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module | Sequence[nn.Module], loader: Any, device: torch.device | str, keep_probs: bool = True
+    model: nn.Module | Sequence[nn.Module],
+    loader: Any,
+    device: torch.device | str,
+    keep_probs: bool = True,
+    amp: torch.dtype | None = None,
 ) -> dict[str, Any]:
     """loss, top-1/top-5 error, per-class accuracy, confusion matrix (and probabilities) over `loader`.
 
@@ -118,7 +122,9 @@ def evaluate(
     their (view-averaged) softmax, the paper's ensemble; the result then also has `members`, one result
     per model. A sharded loader (torchrun: each rank its shard) has its sums reduced over the ranks (no
     probabilities); an unsharded one is evaluated whole by the calling process alone, with no collective
-    (rank 0 drawing report.html while the other ranks have left the process group).
+    (rank 0 drawing report.html while the other ranks have left the process group). `amp`: the autocast
+    type the forward passes run under (a restored checkpoint's `Trained.amp`), None for fp32; the result's
+    "precision" says which.
     """
     device = torch.device(device)
     nets = [model] if isinstance(model, nn.Module) else list(model)
@@ -134,7 +140,7 @@ def evaluate(
     members = [Accumulator(k, device, False) for _ in nets] if len(nets) > 1 else []
     try:
         for x, y in loader.epoch(0):
-            probs = [view_probs(m, x) for m in nets]
+            probs = [view_probs(m, x, amp) for m in nets]
             for acc, p in zip(members, probs, strict=False):
                 acc.update(p, y)
             ens.update(torch.stack(probs).mean(0), y)
@@ -142,6 +148,7 @@ def evaluate(
         for m, mode in zip(nets, modes, strict=True):
             m.train(mode)
     result = ens.result(reduce=sharded)
+    result["precision"] = precision_words(amp)
     if members:
         result["members"] = [a.result(reduce=sharded) for a in members]
     return result
@@ -215,9 +222,13 @@ def evaluate_checkpoints(
         loader = data.BatchLoader(
             ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=0, device=dev, views=views
         )
-        singles.append(evaluate(net.model, loader, dev))
+        singles.append(evaluate(net.model, loader, dev, amp=net.amp))
     result = dict(singles[0]) if len(singles) == 1 else ensemble(singles)
-    result.update(dataset=name, split=split, views=views, checkpoints=list(paths), classes=classes)
+    precisions = list(dict.fromkeys(r["precision"] for r in singles))  # each member's, in order
+    result.update(
+        dataset=name, split=split, views=views, checkpoints=list(paths), classes=classes,
+        precision=" + ".join(precisions),
+    )  # fmt: skip
     if len(singles) > 1:
         result["members"] = singles
     return result

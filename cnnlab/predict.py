@@ -156,7 +156,7 @@ def predict(
             chunk, x = _good_files(chunk, net, dev, skipped if skipped is not None else [])
             if not chunk:
                 continue
-        probs = view_probs(net.model, x[None])
+        probs = view_probs(net.model, x[None], net.amp)
         p, idx = probs.topk(k, dim=1)
         for path, pr, ix in zip(chunk, p.tolist(), idx.tolist(), strict=True):
             out.append(

@@ -12,6 +12,7 @@ from conftest import fashion_mnist_installed
 from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
 from cnnlab import checkpoint, cli, data
+from cnnlab.device import autocast, eval_amp
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate, evaluate_checkpoints
 from cnnlab.training import train
@@ -29,15 +30,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def _by_hand(ckpt_path: Path, views: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax averaged over views, computed without the loader: normalise, crop, run, average."""
+    """Softmax averaged over views, computed without the loader: normalise, crop, run (under the autocast
+    its run trained in, where this CPU runs that fast: `device.eval_amp`), average."""
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.build_model(ckpt)
+    amp = eval_amp(ckpt["config"]["amp_dtype"], "cpu")
     ds = data.load("digits", "test")
     stats = data.DataStats.from_dict(ckpt["data_stats"])
     x = (ds.images.float() / 255 - stats.mean.view(1, -1, 1, 1)) / stats.std.view(1, -1, 1, 1)
     crops = data.eval_views(x, views, 6)  # [V, N, C, 6, 6]
-    with torch.no_grad():
-        probs = torch.stack([torch.softmax(model(v), 1) for v in crops]).mean(0)
+    with torch.no_grad(), autocast(amp, "cpu"):
+        probs = torch.stack([torch.softmax(model(v).float(), 1) for v in crops]).mean(0)
     return probs, ds.labels
 
 
@@ -99,7 +102,7 @@ def test_ensemble_averages_the_nets_softmax(runs: list[Path]) -> None:
         stats=data.DataStats.from_dict(ckpts[0]["data_stats"]), seed=0, device="cpu", views="flip",
     )  # fmt: skip
     assert ckpts[0]["data_stats"]["mean"] == ckpts[1]["data_stats"]["mean"]  # both saw the whole train set
-    joint = evaluate(models, loader, "cpu")
+    joint = evaluate(models, loader, "cpu", amp=checkpoint.restore(ckpts[0]).amp)
     torch.testing.assert_close(joint["probs"], result["probs"], rtol=1e-4, atol=1e-6)
     assert len(joint["members"]) == 2
 

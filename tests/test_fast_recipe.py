@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import needs_fashion_mnist
 
-from cnnlab import models
+from cnnlab import device, models
 from cnnlab.device import fast_amp_dtype
 from cnnlab.errors import CnnlabError
 from cnnlab.training import TrainConfig, train
@@ -60,6 +60,24 @@ def test_fast_recipe_takes_mixed_precision_only_where_it_is_fast() -> None:
     assert resolved(recipe="paper").amp_dtype == "none"
     assert resolved(recipe="paper", amp=True).amp_dtype == "bf16"
     assert fast_amp_dtype("cuda") == "fp16"
+
+
+def test_a_run_is_evaluated_in_its_training_precision_where_the_device_runs_it_fast(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rule every evaluation of a run's net follows (the trainer's, `cnnlab eval`'s, report.html's)."""
+    for fast in ("bf16", "none"):  # a CPU with bf16 instructions, and one without
+        monkeypatch.setattr(device, "fast_amp_dtype", lambda t, fast=fast: fast if t == "cpu" else "fp16")
+        bf16 = torch.bfloat16 if fast == "bf16" else None
+        assert device.eval_amp("bf16", "cpu") is bf16  # emulated bf16 (forced with --amp): fp32
+        assert device.eval_amp("fp16", "cpu") is None  # a GPU run's checkpoint on a CPU
+        assert device.eval_amp("none", "cpu") is None
+        assert device.eval_amp("fp16", torch.device("cuda", 0)) is torch.float16
+    assert [device.precision_words(t) for t in (None, torch.bfloat16, torch.float16)] == [
+        "fp32",
+        "bf16 autocast",
+        "fp16 autocast",
+    ]
 
 
 def test_pool_early_reorders_layers_and_keeps_the_weights_compatible() -> None:

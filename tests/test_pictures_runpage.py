@@ -18,6 +18,7 @@ from test_train import tiny  # tests/ is on sys.path (no __init__.py)
 
 from cnnlab import report
 from cnnlab.cli import main
+from cnnlab.device import eval_amp, precision_words
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures.runpage import split_note, write_report
 from cnnlab.training import train
@@ -167,8 +168,9 @@ def test_one_checkpoint_one_number_in_metrics_report_and_eval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A run trained under bf16 autocast: metrics.csv's last row, report.html and `cnnlab eval` give the same
-    test errors (exactly) and loss (as printed). Training evaluated under autocast, eval and the report in
-    fp32: the demo said 7.10% and 7.12%.
+    test errors (exactly) and loss (as printed), and all say the same precision: bf16 autocast where the CPU
+    runs it fast (`device.eval_amp`), else fp32. (Once the training evaluated under autocast, eval and the
+    report in fp32: the demo said 7.10% and 7.12%.)
     Without --val-split nothing is written twice: no val_* columns, no val rows, the test rows only."""
     run = tmp_path / "run"
     train(tiny(run, epochs=2, dropout=0.0, amp=True, amp_dtype="bf16", val_views="flip"))
@@ -192,7 +194,10 @@ def test_one_checkpoint_one_number_in_metrics_report_and_eval(
     numbers = text[text.index('<section id="numbers">') : text.index('<section id="curves">')]
     assert "val top-1" not in numbers and "val loss" not in numbers
     assert f"{100 * float(last['test_top1_err']):.2f}%" in numbers
-    assert "evaluated in" in (run / "summary.txt").read_text()
+    precision = precision_words(eval_amp("bf16", "cpu"))
+    assert result["precision"] == precision
+    assert f"evaluated in            {precision} (as cnnlab eval" in (run / "summary.txt").read_text()
+    assert f"flip views, {precision}): top-1 error" in text
 
 
 def test_settings_come_after_the_pictures_folded_and_small_kernels_have_a_caption(page: Path) -> None:

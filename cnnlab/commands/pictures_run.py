@@ -42,13 +42,13 @@ def run_filters(args: argparse.Namespace) -> int:
 def run_neighbors(args: argparse.Namespace) -> int:
     outputs = common.outputs_of(args, args.checkpoint)
     common.check_png(args.output, outputs)
-    net = checkpoint.restore(checkpoint.load(args.checkpoint))
+    device = resolve_device(args.device or "auto")
+    net = checkpoint.restore(checkpoint.load(args.checkpoint), device)
     model, aug, stats, ckpt = net.model, net.aug, net.stats, net.ckpt
     train_ds, test_ds = data.load_from_args(args, "train"), data.load_from_args(args, "test")
-    device = resolve_device(args.device or "auto")
     found = find_neighbors(
         model, train_ds, test_ds, aug, stats, queries=args.queries, k=args.k, bank_size=args.bank_size,
-        batch_size=args.batch_size, device=device, seed=args.seed,
+        batch_size=args.batch_size, device=device, seed=args.seed, amp=net.amp,
     )  # fmt: skip
     side = picture_side(test_ds, aug)
     title = (

@@ -24,7 +24,10 @@ def _print_result(result: dict[str, Any]) -> None:
             f"   loss {r['loss']:.4f}"
         )
 
-    print(f"{result['dataset']} ({result['split']}, {result['count']} images, views: {result['views']})")
+    print(
+        f"{result['dataset']} ({result['split']}, {result['count']} images, views: {result['views']}, "
+        f"evaluated in {result['precision']})"
+    )
     for p, m in zip(result["checkpoints"], result.get("members", []), strict=False):
         print(line(p, m))
     print(line("ensemble (softmax average)" if "members" in result else result["checkpoints"][0], result))

@@ -200,4 +200,4 @@ def evaluate_run(
     loader = data.BatchLoader(
         ds, batch_size, train=False, aug=net.aug, stats=net.stats, seed=cfg.seed, device=dev, views=views
     )
-    return evaluate.evaluate(net.model, loader, dev)
+    return evaluate.evaluate(net.model, loader, dev, amp=net.amp)

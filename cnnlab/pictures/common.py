@@ -36,6 +36,7 @@ class Subject:
     aug: Any  # data.AugmentConfig
     stats: Any  # data.DataStats
     device: torch.device
+    amp: torch.dtype | None = None  # the autocast its numbers are computed under (`device.eval_amp`)
 
     @property
     def name(self) -> str:
@@ -75,7 +76,7 @@ def load_subject(path: str | Path, device: str = "auto") -> Subject:
     """The checkpoint's net in eval mode on `device` (auto: CUDA when present), with its preprocessing."""
     dev = resolve_device(device)
     net = checkpoint.restore(checkpoint.load(path), dev)
-    return Subject(net.model, net.ckpt, net.classes, net.aug, net.stats, dev)
+    return Subject(net.model, net.ckpt, net.classes, net.aug, net.stats, dev, net.amp)
 
 
 def as_pictures(x: torch.Tensor) -> np.ndarray:

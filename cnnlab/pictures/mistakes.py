@@ -52,7 +52,7 @@ def evaluate_on(
         )
     loader = data.BatchLoader(ds, batch_size, train=False, aug=subject.aug, stats=subject.stats, seed=0,
                               device=subject.device, views=views)  # fmt: skip
-    return evaluate.evaluate(subject.model, loader, subject.device)
+    return evaluate.evaluate(subject.model, loader, subject.device, amp=subject.amp)
 
 
 def figure(pictures: Any, found: Sequence[Mistake], classes: Sequence[str], title: str, cols: int = 8) -> Any:

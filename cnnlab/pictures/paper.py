@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from cnnlab import data
+from cnnlab.device import autocast
 from cnnlab.errors import CnnlabError
 from cnnlab.pictures.common import PixelLayout, check_png, pyplot, save_figure
 
@@ -166,10 +167,15 @@ def nearest(
 
 
 @torch.no_grad()
-def embed_all(model: nn.Module, loader: Any, device: torch.device | str = "cpu") -> torch.Tensor:
-    """`model.embed` of every image of an evaluation loader, in the data set's order, on the CPU."""
+@torch.no_grad()
+def embed_all(
+    model: nn.Module, loader: Any, device: torch.device | str = "cpu", amp: torch.dtype | None = None
+) -> torch.Tensor:
+    """`model.embed` of every image of an evaluation loader, in the data set's order, on the CPU, under
+    the autocast `amp` (a restored checkpoint's `Trained.amp`: as its run evaluated it)."""
     model.eval().to(device)
-    feats = [model.embed(x[0].to(device)).float().cpu() for x, _ in loader.epoch(0)]  # type: ignore[operator]
+    with autocast(amp, torch.device(device).type):
+        feats = [model.embed(x[0].to(device)).float().cpu() for x, _ in loader.epoch(0)]  # type: ignore[operator]
     return torch.cat(feats)
 
 
@@ -216,6 +222,7 @@ def find_neighbors(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    amp: torch.dtype | None = None,
 ) -> Neighbors:
     """Random test images (drawn with `seed`) and their k nearest training images by `model.embed`.
 
@@ -231,7 +238,7 @@ def find_neighbors(
 
     def features(ds: Any) -> torch.Tensor:
         loader = data.BatchLoader(ds, batch_size, train=False, aug=aug, stats=stats, seed=seed, device=device)
-        return embed_all(model, loader, device)
+        return embed_all(model, loader, device, amp)
 
     bank = features(subset(train_ds, bank_idx) if len(bank_idx) < len(train_ds) else train_ds)
     dist, pos = nearest(features(subset(test_ds, query_idx)), bank, k)

@@ -345,7 +345,7 @@ def _confusion_section(
     """The numbers of `what` (the checkpoint, and how it was evaluated), its confusion matrix and table."""
     intro = (
         f"<p>{html.escape(what)} on the {html.escape(label)} ({result['count']:,} images, "
-        f"{html.escape(views)} view{'s' if views != 'center' else ''}): top-1 error "
+        f"{html.escape(views)} view{'s' if views != 'center' else ''}, {result['precision']}): top-1 error "
         f"{pct(result['top1_err'])}, top-5 error {pct(result['top5_err'])}, loss {result['loss']:.4f}.</p>"
     )
     conf = report.confusion_png(result["confusion"], classes, f"{label}: true class down, predicted across")
@@ -383,7 +383,7 @@ def _neighbors_section(
     say(f"report: nearest neighbours among {bank} training images")
     found_nn = paper.find_neighbors(
         subject.model, train_ds, val_ds, subject.aug, subject.stats, queries=queries, k=6,
-        bank_size=bank, device=subject.device,
+        bank_size=bank, device=subject.device, amp=subject.amp,
     )  # fmt: skip
     side = paper.picture_side(val_ds, subject.aug)
     title = f"{label} images (framed) and their nearest training images, nearest first"

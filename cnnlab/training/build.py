@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab import checkpoint, data, limits, models, summary
-from cnnlab.device import place
+from cnnlab.device import eval_amp, place
 from cnnlab.errors import CnnlabError
 from cnnlab.models import pretrained, user
 from cnnlab.settings import TrainConfig, check
@@ -65,6 +65,11 @@ class Run:
     @property
     def held_out(self) -> bool:
         return self.cfg.val_split > 0
+
+    @property
+    def eval_amp(self) -> torch.dtype | None:
+        """The autocast the run's evaluations run under, as `cnnlab eval` restores its checkpoint."""
+        return eval_amp(self.cfg.amp_dtype, self.ctx.device)
 
 
 def build_run(asked: Mapping[str, Any], ctx: Context, lock: RunLock) -> Run:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab import models, report
-from cnnlab.device import amp_dtype, autocast
+from cnnlab.device import amp_dtype, autocast, precision_words
 from cnnlab.errors import NonFiniteLoss
 from cnnlab.evaluate import Accumulator, view_probs
 from cnnlab.training import checkpoints, distributed, plan, records, runfolder
@@ -307,15 +307,15 @@ class Loop:
     @torch.no_grad()
     def validate(self, loader: Any, keep: bool = False) -> dict[str, Any]:
         """One checkpoint, one number: evaluated as `cnnlab eval` and report.html evaluate it (the plain
-        module in fp32, contiguous input), not under the training's bf16/fp16 autocast or compiled graph,
-        which moved the demo's test error by 0.02 points. `keep`: keep the probabilities (report.html)."""
+        module, not the compiled graph, under the autocast `Run.eval_amp`: the training's where it is this
+        device's fast type, else fp32). `keep`: keep the probabilities (report.html)."""
         self.raw.eval()
         acc = Accumulator(len(self.run.classes), self.ctx.device, keep_probs=keep)
         for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
-            acc.update(view_probs(self.raw, x), y)
+            acc.update(view_probs(self.raw, x, self.run.eval_amp), y)
         self.train_mode()
-        return acc.result(reduce=True)
+        return {**acc.result(reduce=True), "precision": precision_words(self.run.eval_amp)}
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _save(self, best: bool) -> None:

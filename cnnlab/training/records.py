@@ -18,6 +18,7 @@ import torch
 
 import cnnlab
 from cnnlab import extras, report
+from cnnlab.device import precision_words
 from cnnlab.outfiles import write_text
 from cnnlab.settings import RECIPE_TABLE, TrainConfig
 from cnnlab.texttable import pct
@@ -63,6 +64,7 @@ def summary_facts(run: Run) -> dict[str, Any]:
         "test_images": len(run.test_ds),
         "validation": plan.validation_text(run.cfg, len(run.val_ds)),
         "processes": f"{run.ctx.world_size} on {run.ctx.device}",
+        "precision": precision_words(run.eval_amp),
     }
 
 
@@ -140,8 +142,8 @@ def write_summary(folder: RunFolder, cfg: TrainConfig, facts: dict[str, Any], fi
         "recipe": f"{cfg.recipe} ({cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}, {cfg.schedule})",
         "validation set": facts["validation"],
         "val views": cfg.val_views,
-        # Also under --amp: the checkpoint's numbers as `cnnlab eval` and report.html measure them.
-        "evaluated in": "fp32 (as cnnlab eval and report.html)",
+        # The checkpoint's numbers as `cnnlab eval` and report.html measure them (`device.eval_amp`).
+        "evaluated in": f"{facts['precision']} (as cnnlab eval and report.html)",
         "final test top-1 error": pct(final["test_top1_err"]),
         "final test top-5 error": pct(final["test_top5_err"]),
         "final test accuracy": f"{100 * (1 - final['test_top1_err']):.2f}%",
