@@ -127,7 +127,7 @@ def _is_allocation_failure(exc: BaseException) -> bool:
 def entry() -> int:
     """The `cnnlab` program (the console script and `python -m cnnlab`): `main`, then the objects it leaves
     are frozen out of the cyclic garbage collector, whose last sweep through torch's module graph at
-    interpreter exit took about 0.6 s of every command's wall time on a 2-core CPU (atexit handlers and
+    interpreter exit took about 0.4 s of every command's wall time on a 2-core CPU (atexit handlers and
     finalisers still run). In-process callers (the tests) call `main` and keep a collecting interpreter."""
     code = main()
     gc.freeze()

@@ -167,7 +167,6 @@ def nearest(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def embed_all(
     model: nn.Module, loader: Any, device: torch.device | str = "cpu", amp: torch.dtype | None = None
 ) -> torch.Tensor:
