@@ -104,6 +104,22 @@ def test_startup_benchmark_runs_end_to_end() -> None:
     assert common.BENCHMARKS_MD.read_text() == before
 
 
+def test_eval_precision_times_each_case_of_a_checkpoint_and_gives_its_error(tmp_path: Path) -> None:
+    from test_train import tiny
+
+    from cnnlab.training import train
+
+    train(tiny(tmp_path / "run", epochs=1))
+    proc = _run("bench.eval_precision", "--quick", "--checkpoint", str(tmp_path / "run/checkpoints/last.pt"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if "median" in line]
+    assert [r.split("  ")[0] for r in rows] == [
+        "fp32, channels-first net", "fp32, channels-last net", "bf16 autocast, channels-last"
+    ]  # fmt: skip
+    assert all("359 images" in r and "test top-1 error" in r for r in rows), proc.stdout  # digits test
+    assert "channels-first fp32 takes" in proc.stdout
+
+
 def test_gpu_script_says_why_it_cannot_run_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
