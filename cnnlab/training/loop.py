@@ -311,11 +311,12 @@ class Loop:
         device's fast type, else fp32). `keep`: keep the probabilities (report.html)."""
         self.raw.eval()
         acc = Accumulator(len(self.run.classes), self.ctx.device, keep_probs=keep)
+        amp = self.run.eval_amp  # decided once per evaluation, not per batch
         for x, y in loader.epoch(0):
             # The paper's multi-view test (section 4.1): the softmax averaged over the views.
-            acc.update(view_probs(self.raw, x, self.run.eval_amp), y)
+            acc.update(view_probs(self.raw, x, amp), y)
         self.train_mode()
-        return {**acc.result(reduce=True), "precision": precision_words(self.run.eval_amp)}
+        return {**acc.result(reduce=True), "precision": precision_words(amp)}
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _save(self, best: bool) -> None:
